@@ -1,0 +1,220 @@
+"""The `synthetic_signs` tfds builder, and reading any prepared set into memory.
+
+    builder = prepare_synthetic(data_dir, train_per_class=2000,
+                                test_per_class=300, seed=0)
+    images, labels = load_split(builder, "train")  # uint8 NHWC, int32
+
+Prepared as `array_record` with plain `Tensor` features, read back with
+`builder.as_data_source()`: no TensorFlow anywhere.
+"""
+
+import dataclasses
+import json
+import time
+
+from absl import logging
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+
+from blurnet_jax.classes import NUM_CLASSES
+from blurnet_jax.data import common
+from blurnet_jax.data import synthetic
+from blurnet_jax import viz
+
+
+@dataclasses.dataclass
+class SyntheticSignsConfig(tfds.core.BuilderConfig):
+  """Size and seed of the synthetic set; the name is derived from them."""
+
+  train_per_class: int = 2000
+  test_per_class: int = 300
+  seed: int = 0
+
+  @staticmethod
+  def make(*, train_per_class: int = 2000, test_per_class: int = 300,
+           seed: int = 0) -> "SyntheticSignsConfig":
+    for field, value in (("train_per_class", train_per_class),
+                         ("test_per_class", test_per_class)):
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{field} must be a positive integer, got {value!r}")
+    return SyntheticSignsConfig(
+        name=f"train{train_per_class}_test{test_per_class}_seed{seed}",
+        train_per_class=train_per_class, test_per_class=test_per_class,
+        seed=seed)
+
+
+class SyntheticSigns(tfds.core.GeneratorBasedBuilder):
+  """Procedural LISA-like 32x32 sign crops in the project's 18 classes."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = [SyntheticSignsConfig.make()]
+  # tfds's own lookup of the code path imports `importlib_resources`, which
+  # is not always installed; this is the path it would find.
+  code_path = epath.Path(__file__)
+
+  def __init__(self, *, workers: int | None = None, **kwargs):
+    """`workers`: rendering processes (None: one per core); bytes never change."""
+    self._workers = workers
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    # Not `dataset_info_from_configs`: it lists a metadata folder beside this
+    # module and fails when there is none.
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=("Procedural LISA-like traffic-sign crops (32x32 RGB), "
+                     "18 classes in the order of blurnet_jax.classes."),
+        features=common.features(),
+        supervised_keys=("image", "label"),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # nothing to download: every image is generated
+    cfg = self.builder_config
+    return {"train": self._generate_examples("train", cfg.train_per_class),
+            "test": self._generate_examples("test", cfg.test_per_class)}
+
+  def _generate_examples(self, split, per_class):
+    cfg = self.builder_config
+    i = 0
+    for images, labels in synthetic.generate_split(
+        per_class, seed=cfg.seed, split=split, workers=self._workers):
+      for image, label in zip(images, labels):
+        yield f"{split}{i:08d}", {"image": image, "label": int(label)}
+        i += 1
+
+
+def prepare_synthetic(data_dir: epath.PathLike, *, train_per_class: int = 2000,
+                      test_per_class: int = 300, seed: int = 0,
+                      workers: int | None = None) -> SyntheticSigns:
+  """Prepares (or reuses) the synthetic set under `data_dir`.
+
+  A new preparation also writes `contact_sheet.png` and `summary.json` into
+  the data set's folder (`builder.data_path`).
+  """
+  config = SyntheticSignsConfig.make(
+      train_per_class=train_per_class, test_per_class=test_per_class,
+      seed=seed)
+  if config == SyntheticSigns.BUILDER_CONFIGS[0]:
+    config = config.name  # tfds refuses a second object of a registered name
+  builder = SyntheticSigns(data_dir=str(data_dir), config=config,
+                           file_format="array_record", workers=workers)
+  if builder.data_path.exists():
+    logging.info("reusing the synthetic set in %s", builder.data_path)
+    return builder
+  start = time.perf_counter()
+  builder.download_and_prepare()
+  seconds = time.perf_counter() - start
+  total = (train_per_class + test_per_class) * NUM_CLASSES
+  images, labels = load_split(builder, "train", limit=NUM_CLASSES * 60)
+  viz.contact_sheet(images, labels, builder.data_path / "contact_sheet.png",
+                    per_class=12)
+  summary = summarize(builder)
+  summary.update(prepare_seconds=round(seconds, 2),
+                 prepared_images_per_second=round(total / seconds, 1))
+  (builder.data_path / "summary.json").write_text(json.dumps(summary,
+                                                             indent=2))
+  return builder
+
+
+def summarize(builder: tfds.core.DatasetBuilder) -> dict:
+  """Examples per class and split of a prepared builder."""
+  out = {"name": builder.name, "config": builder.builder_config.name,
+         "path": str(builder.data_path), "splits": {}}
+  for split in builder.info.splits:
+    _, labels = load_split(builder, split)
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    out["splits"][split] = {"examples": int(labels.size),
+                            "per_class": counts.tolist()}
+  return out
+
+
+def load_split(builder: tfds.core.DatasetBuilder, split: str, *,
+               limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Reads a prepared split into memory, in its stored order.
+
+  Returns:
+    images uint8 (N, 32, 32, 3) and labels int32 (N,).
+  """
+  sources = builder.as_data_source()
+  if split not in sources:
+    raise ValueError(f"{builder.name} has no split {split!r}; it has "
+                     f"{sorted(sources)}")
+  source = sources[split]
+  n = len(source) if limit is None else min(limit, len(source))
+  records = source.__getitems__(list(range(n)))
+  images = np.stack([r["image"] for r in records]).astype(np.uint8)
+  labels = np.asarray([r["label"] for r in records], np.int32)
+  return images, labels
+
+
+def prepare(config) -> tfds.core.DatasetBuilder:
+  """Prepares (or reuses) the data set a config's data block names.
+
+  Args:
+    config: a data block (`configs/data.py:data_config`): `source`,
+      `data_dir`, `lisa_dir`, `train_per_class`, `test_per_class`, `seed`,
+      `workers`.
+  """
+  data_dir = config.data_dir or None
+  if data_dir is None:
+    data_dir = str(epath.Path("~/tensorflow_datasets").expanduser())
+  if config.source == "synthetic":
+    return prepare_synthetic(
+        data_dir, train_per_class=config.train_per_class,
+        test_per_class=config.test_per_class, seed=config.seed,
+        workers=config.workers or None)
+  if config.source == "lisa":
+    from blurnet_jax.data import lisa  # pylint: disable=g-import-not-at-top
+    if not config.lisa_dir:
+      raise ValueError("source='lisa' needs lisa_dir: pass "
+                       "--config.data.lisa_dir=PATH (the extracted LISA folder)")
+    return lisa.prepare_lisa(config.lisa_dir, data_dir)
+  raise ValueError(f"unknown data source {config.source!r}; use 'synthetic' "
+                   "or 'lisa'")
+
+
+def prepare_and_describe(config, workdir: epath.PathLike) -> dict:
+  """`launch.data`: prepare, then write contact sheet and summary to workdir."""
+  workdir = epath.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  start = time.perf_counter()
+  builder = prepare(config)
+  seconds = time.perf_counter() - start
+  summary = summarize(builder)
+  total = sum(s["examples"] for s in summary["splits"].values())
+  summary["seconds"] = round(seconds, 2)
+  stored = builder.data_path / "summary.json"
+  if stored.exists():  # the figures of the run that generated the set
+    first = json.loads(stored.read_text())
+    summary["prepare_seconds"] = first.get("prepare_seconds")
+    summary["images_per_second"] = first.get("prepared_images_per_second")
+    summary["reused"] = seconds < 0.5 * (first.get("prepare_seconds") or 0)
+  else:
+    summary["images_per_second"] = round(total / seconds, 1)
+  per_class = getattr(config, "contact_sheet_per_class", 12)
+  images, labels = load_split(builder, "train", limit=NUM_CLASSES * 60)
+  viz.contact_sheet(images, labels, workdir / "contact_sheet.png",
+                    per_class=per_class)
+  summary["contact_sheet"] = str(workdir / "contact_sheet.png")
+  (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+  return summary
+
+
+def format_summary(summary: dict) -> str:
+  """A small table: examples per class and split."""
+  from blurnet_jax.classes import CLASS_NAMES  # pylint: disable=g-import-not-at-top
+  splits = list(summary["splits"])
+  lines = [f"{'class':<22}" + "".join(f"{s:>8}" for s in splits)]
+  for c, name in enumerate(CLASS_NAMES):
+    lines.append(f"{c:>2} {name:<19}" + "".join(
+        f"{summary['splits'][s]['per_class'][c]:>8}" for s in splits))
+  lines.append(f"{'total':<22}" + "".join(
+      f"{summary['splits'][s]['examples']:>8}" for s in splits))
+  lines.append(f"data: {summary['path']}")
+  lines.append(f"prepared in {summary.get('prepare_seconds', summary['seconds'])}"
+               f" s ({summary['images_per_second']} images/s); contact sheet: "
+               f"{summary['contact_sheet']}")
+  return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""Prepares a data set and writes its contact sheet and summary.
+
+    python -m launch.data --config=configs/data.py --workdir=DIR
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from blurnet_jax.data import datasets
+
+_CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "where outputs go")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  summary = datasets.prepare_and_describe(_CONFIG.value, _WORKDIR.value)
+  print(datasets.format_summary(summary))
+
+
+if __name__ == "__main__":
+  app.run(main)
