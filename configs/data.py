@@ -23,7 +23,8 @@ def data_config(*, runlocal: bool = False) -> ml_collections.ConfigDict:
   c.train_per_class = 20 if runlocal else 2000
   c.test_per_class = 5 if runlocal else 300
   c.seed = 0  # the synthetic set's seed (independent of the training seed)
-  c.workers = 0  # rendering processes; 0 = one per core; bytes never change
+  c.workers = 0  # rendering workers; 0 = one per core; bytes never change
+  c.shuffle_seed = 0  # batch order; shared by every model of a sweep
   return c
 
 

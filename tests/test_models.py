@@ -8,6 +8,7 @@ from jax import lax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from PIL import Image
 import pytest
 
@@ -514,3 +515,44 @@ def test_load_rp2_noise_errors(tmp_path):
   np.savez(path, noise_octagon_poster=np.zeros((32, 32), np.float32))
   with pytest.raises(ValueError, match="noise_octagon_poster"):
     models.load_rp2_noise(path, "noise_octagon_poster")
+
+
+@pytest.mark.parametrize("fields", [
+    {},
+    {"filter_where": "l1", "filter_kernel": "learned", "filter_size": 5},
+    {"filter_where": "input", "filter_kernel": "gaussian", "filter_size": 3,
+     "filter_padding": "reflect"},
+])
+def test_conv_impls_agree_on_logits_and_gradients(fields):
+  """'s2d' (space-to-depth + im2col matmuls) is the same function as XLA's
+  convolutions: logits, parameter gradients and input gradients."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.random((6, 32, 32, 3), np.float32))
+  y = jnp.asarray(rng.integers(0, 18, 6))
+  xla = models.LisaCNN(conv_impl="xla", **fields)
+  s2d = models.LisaCNN(conv_impl="s2d", **fields)
+  params = xla.init(jax.random.key(0), x[:1])["params"]
+
+  def loss(model, p, images):
+    logits = model.apply({"params": p}, images)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  np.testing.assert_allclose(s2d.apply({"params": params}, x),
+                             xla.apply({"params": params}, x),
+                             rtol=1e-5, atol=2e-6)
+  grads = [jax.grad(loss, argnums=(1, 2))(m, params, x) for m in (xla, s2d)]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6), *grads)
+
+
+def test_conv2d_same_padding_matches_lax_for_odd_shapes():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.random((2, 15, 15, 4), np.float32))
+  for k, stride in ((3, 2), (4, 2), (5, 1)):
+    w = jnp.asarray(rng.normal(size=(k, k, 4, 5)), jnp.float32)
+    for padding in ("SAME", "VALID"):
+      want = jax.lax.conv_general_dilated(
+          x, w, (stride, stride), padding,
+          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      got = models.conv2d(x, w, stride=stride, padding=padding, impl="s2d")
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,199 @@
+"""A population of models (alphas x seeds for one penalty) trained as one program.
+
+The population is a `TrainState` whose leaves have a leading member axis;
+one step is `jax.jit(jax.vmap(train_step))` over it with the data batch
+shared by every member, so member i computes exactly what a single run with
+its (alpha, seed) computes. With several local devices the member axis is
+sharded over them (`jax.sharding`), and XLA splits the work; the numbers do
+not change.
+"""
+
+import functools
+import json
+import time
+
+from etils import epath
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import ml_collections
+import numpy as np
+
+from blurnet_jax import models
+from blurnet_jax import train
+
+
+def members(config: ml_collections.ConfigDict) -> list[tuple[float, int]]:
+  """The (alpha, seed) of every member, alphas outer, seeds inner."""
+  alphas = [float(a) for a in config.sweep.alphas]
+  seeds = [int(s) for s in config.sweep.seeds]
+  if not alphas or not seeds:
+    raise ValueError("sweep.alphas and sweep.seeds must be non-empty")
+  if any(a < 0 for a in alphas):
+    raise ValueError(f"sweep.alphas must be >= 0, got {alphas}")
+  return [(a, s) for a in alphas for s in seeds]
+
+
+def member_mesh(num_members: int) -> Mesh | None:
+  """A 1-d mesh over the local devices for the member axis (None: 1 device).
+
+  Raises ValueError when the member count is not a multiple of the devices.
+  """
+  devices = jax.local_devices()
+  if len(devices) == 1:
+    return None
+  if num_members % len(devices):
+    raise ValueError(f"{num_members} sweep members cannot be split over "
+                     f"{len(devices)} devices; use a multiple of "
+                     f"{len(devices)} (alphas x seeds)")
+  return Mesh(np.asarray(devices), ("member",))
+
+
+def create_population(config, model, alphas, seeds) -> train.TrainState:
+  """Stacked train states: member i initialised exactly as a single run."""
+  def one(seed, alpha):
+    init_rng, _ = jax.random.split(jax.random.key(seed))
+    return train.create_train_state(config, model, init_rng, alpha=alpha)
+  return jax.vmap(one)(jnp.asarray(seeds, jnp.uint32),
+                       jnp.asarray(alphas, jnp.float32))
+
+
+def population_step(config):
+  """jit(vmap(train_step)): states and keys per member, one shared batch."""
+  step = functools.partial(train.train_step,
+                           penalty_kind=config.penalty.kind,
+                           augment=config.augment)
+  return jax.jit(jax.vmap(step, in_axes=(0, None, 0)), donate_argnums=(0,))
+
+
+def population_evaluate(state, images, labels, *, batch_size=500) -> dict:
+  """Test accuracy and loss of every member (lists)."""
+  one = lambda st: train.evaluate(st, images, labels, batch_size=batch_size)
+  out = [one(jax.tree.map(lambda x, i=i: x[i], state))
+         for i in range(state.alpha.shape[0])]
+  return {k: [o[k] for o in out] for k in out[0]}
+
+
+def run_sweep(config: ml_collections.ConfigDict, workdir: epath.PathLike
+              ) -> list[dict]:
+  """Trains the population, evaluates every member, writes `sweep.json`
+  (one object per member: alpha, seed, test accuracy, victims) and
+  `sweep.png` (test accuracy against alpha)."""
+  workdir = epath.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  pairs = members(config)
+  alphas = [a for a, _ in pairs]
+  seeds = [s for _, s in pairs]
+  train_images, train_labels, test_images, test_labels = train.load_data(
+      config)
+  model = models.model_from_config(config.model)
+  state = create_population(config, model, alphas, seeds)
+  mesh = member_mesh(len(pairs))
+  step_fn = population_step(config)
+  step_roots = jax.vmap(lambda s: jax.random.split(jax.random.key(s))[1])(
+      jnp.asarray(seeds, jnp.uint32))
+  fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
+  if mesh is not None:
+    members_sharding = NamedSharding(mesh, P("member"))
+    state = jax.device_put(state, members_sharding)
+    step_roots = jax.device_put(step_roots, members_sharding)
+  state, seconds = train.fit(
+      config, workdir, state, step_fn, lambda step: fold(step_roots, step),
+      lambda st: population_evaluate(st, test_images, test_labels),
+      train_images, train_labels,
+      desc=f"sweep {config.penalty.kind} x{len(pairs)}")
+  final = population_evaluate(state, test_images, test_labels)
+  rows = []
+  for i, (alpha, seed) in enumerate(pairs):
+    params = jax.tree.map(lambda x, i=i: x[i], state.params)
+    rows.append({"penalty": config.penalty.kind, "alpha": alpha, "seed": seed,
+                 "test_accuracy": final["accuracy"][i],
+                 "test_loss": final["loss"][i],
+                 **train.victim_results(state.apply_fn, params, config)})
+  summary = {"members": rows, "train_seconds_this_run": round(seconds, 1),
+             "devices": len(jax.local_devices()),
+             "num_train_steps": config.num_train_steps}
+  (workdir / "sweep.json").write_text(json.dumps(summary, indent=2))
+  plot_sweep(rows, workdir / "sweep.png", title=(
+      f"{config.penalty.kind} penalty: test accuracy against alpha "
+      f"({config.num_train_steps} steps)"))
+  return rows
+
+
+def plot_sweep(rows: list[dict], path: epath.PathLike, *, title: str,
+               key: str = "test_accuracy", ylabel: str = "test accuracy"):
+  """Mean (and every seed) of `key` against alpha; alpha 0 drawn at the left."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  alphas = sorted({r["alpha"] for r in rows})
+  positive = [a for a in alphas if a > 0]
+  zero_x = min(positive) / 10 if positive else 1.0
+  xs = {a: (a if a > 0 else zero_x) for a in alphas}
+  fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+  for r in rows:
+    ax.plot(xs[r["alpha"]], r[key], "o", color="0.7", ms=4)
+  means = [np.mean([r[key] for r in rows if r["alpha"] == a]) for a in alphas]
+  ax.plot([xs[a] for a in alphas], means, "-o", color="C0", label="mean")
+  ax.set_xscale("log")
+  ax.set_xticks([xs[a] for a in alphas])
+  ax.set_xticklabels([("0" if a == 0 else f"{a:g}") for a in alphas],
+                     rotation=45)
+  ax.set_xlabel("alpha")
+  ax.set_ylabel(ylabel)
+  ax.set_title(title, fontsize=10)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(str(path))
+  plt.close(fig)
+
+
+def benchmark(config: ml_collections.ConfigDict, *, steps: int = 20) -> dict:
+  """Wall seconds of `steps` population steps against the same steps run
+  for each member alone, one after another (compile excluded, same batch)."""
+  pairs = members(config)
+  model = models.model_from_config(config.model)
+  rng = np.random.default_rng(0)
+  batch = (jnp.asarray(rng.random((config.batch_size, 32, 32, 3),
+                                  np.float32)),
+           jnp.asarray(rng.integers(0, 18, config.batch_size), jnp.int32))
+  alphas = [a for a, _ in pairs]
+  seeds = [s for _, s in pairs]
+
+  pop = create_population(config, model, alphas, seeds)
+  mesh = member_mesh(len(pairs))
+  if mesh is not None:
+    pop = jax.device_put(pop, NamedSharding(mesh, P("member")))
+  step_fn = population_step(config)
+  keys = jax.vmap(jax.random.key)(jnp.arange(len(pairs), dtype=jnp.uint32))
+  pop, m = step_fn(pop, batch, keys)  # compile
+  jax.block_until_ready(m)
+  t = time.perf_counter()
+  for _ in range(steps):
+    pop, m = step_fn(pop, batch, keys)
+  jax.block_until_ready(m)
+  population_s = time.perf_counter() - t
+
+  single = functools.partial(train.train_step, penalty_kind=config.penalty.kind,
+                             augment=config.augment)
+  states = [train.create_train_state(config, model, jax.random.key(s),
+                                     alpha=a) for a, s in pairs]
+  key = jax.random.key(0)
+  states[0], m = single(states[0], batch, key)  # compile
+  jax.block_until_ready(m)
+  t = time.perf_counter()
+  for i in range(len(states)):
+    for _ in range(steps):
+      states[i], m = single(states[i], batch, key)
+  jax.block_until_ready(m)
+  singles_s = time.perf_counter() - t
+  return {"members": len(pairs), "steps": steps,
+          "batch_size": config.batch_size,
+          "backend": jax.default_backend(), "devices": len(jax.local_devices()),
+          "population_seconds": round(population_s, 3),
+          "single_runs_seconds": round(singles_s, 3),
+          "one_model_seconds": round(singles_s / len(pairs), 3),
+          "ratio_population_over_singles": round(population_s / singles_s, 3),
+          "ratio_population_over_one_model": round(
+              population_s / (singles_s / len(pairs)), 3)}

@@ -1,0 +1,73 @@
+r"""Trains one LisaCNN variant of the BlurNet slides.
+
+    python -m launch.train --config=configs/train.py:variant=baseline \
+        --workdir=/tmp/blurnet/baseline
+    python -m launch.train --config=configs/train.py:variant=l1_5x5,runlocal \
+        --workdir=/tmp/blurnet/quick
+
+Variants (the rows of the slides' Tables 1 and 2):
+  baseline                        no filter
+  input_3x3, input_5x5, input_7x7 fixed box filter on the input
+  l1_3x3, l1_5x5, l1_7x7          fixed box filter on the L1 feature maps
+  linf_3x3 (alpha 1e-5), linf_5x5 (0.1), linf_7x7 (0.1)
+                                  learned depthwise L1 filter, L-inf penalty
+  tv_1e-4, tv_1e-5                total-variation penalty on the L1 maps
+Default budget: 3,000 steps of 128 images on the synthetic set (~10 epochs);
+`runlocal` shrinks data and steps to a run of seconds (for tests).
+Add `--config.victims_dir=../shared/rp2/victim-set` to report the real RP2
+victims recognised as stop.
+"""
+
+import ml_collections
+
+from blurnet_jax.config_args import parse_arg
+from configs.data import data_config
+
+# name -> (model fields, penalty kind, alpha)
+VARIANTS = {
+    "baseline": ({}, "none", 0.0),
+    **{f"input_{k}x{k}": (dict(filter_where="input", filter_kernel="box",
+                               filter_size=k), "none", 0.0) for k in (3, 5, 7)},
+    **{f"l1_{k}x{k}": (dict(filter_where="l1", filter_kernel="box",
+                            filter_size=k), "none", 0.0) for k in (3, 5, 7)},
+    **{f"linf_{k}x{k}": (dict(filter_where="l1", filter_kernel="learned",
+                              filter_size=k), "linf", alpha)
+       for k, alpha in ((3, 1e-5), (5, 0.1), (7, 0.1))},
+    **{f"tv_{a}": ({}, "tv", float(a)) for a in ("1e-4", "1e-5")},
+}
+
+
+def model_config(**fields) -> ml_collections.ConfigDict:
+  m = ml_collections.ConfigDict()
+  m.filter_where = "none"  # none | input | l1
+  m.filter_kernel = "box"  # box | gaussian | learned
+  m.filter_size = 3  # 3 | 5 | 7
+  m.filter_padding = "zeros"  # zeros | reflect
+  m.filter_position = "after_relu"  # after_relu | before_relu (l1 only)
+  m.update(fields)
+  return m
+
+
+def get_config(arg=None):
+  arg = parse_arg(arg, variant="baseline", runlocal=False)
+  if arg.variant not in VARIANTS:
+    raise ValueError(f"unknown variant {arg.variant!r}; known: "
+                     f"{', '.join(VARIANTS)}")
+  fields, kind, alpha = VARIANTS[arg.variant]
+  c = ml_collections.ConfigDict()
+  c.variant = arg.variant
+  c.seed = 0  # init and augmentation (batch order: data.shuffle_seed)
+  c.data = data_config(runlocal=arg.runlocal)
+  c.model = model_config(**fields)
+  c.penalty = ml_collections.ConfigDict({"kind": kind, "alpha": alpha})
+  c.batch_size = 128
+  c.num_train_steps = 60 if arg.runlocal else 3000
+  c.learning_rate = 1e-3
+  c.warmup_steps = 10 if arg.runlocal else 200
+  c.augment = True  # on-device shifts and brightness/contrast jitter
+  c.log_every = 10 if arg.runlocal else 50
+  c.eval_every = 30 if arg.runlocal else 1000
+  c.checkpoint_every = 30 if arg.runlocal else 500
+  c.keep_checkpoints = 3
+  c.victims_dir = ""  # a folder of real stop-sign victims to report on
+  return c

@@ -1,0 +1,24 @@
+"""Wall time of an N-model vmapped sweep step against N single-model runs.
+
+    python -m launch.bench_sweep --config=configs/sweep.py
+Prints one JSON object (seconds and ratios, backend, device count).
+"""
+
+import json
+
+from absl import app
+from ml_collections import config_flags
+
+from blurnet_jax import sweep
+
+_CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  print(json.dumps(sweep.benchmark(config, steps=config.benchmark_steps)))
+
+
+if __name__ == "__main__":
+  app.run(main)

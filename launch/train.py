@@ -1,0 +1,27 @@
+"""Trains one LisaCNN variant.
+
+    python -m launch.train --config=configs/train.py:variant=NAME --workdir=DIR
+"""
+
+import json
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from blurnet_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints and metrics go here")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  _, results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+  app.run(main)
