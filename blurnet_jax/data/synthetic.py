@@ -8,27 +8,40 @@ road, building, dark scenes), then the camera: shadows, partial occlusion,
 illumination and colour casts, gamma, haze, defocus and motion blur, sensor
 noise and JPEG block artefacts.
 
-Everything is vectorised over a batch with numpy and driven by one
-`np.random.Generator`, so a batch is a pure function of (labels, seed).
-`generate_split` cuts a split into fixed chunks, each seeded by
-(seed, split, chunk index), so the bytes do not depend on how many worker
-processes render them.
+Rendering is vectorised over a chunk of `CHUNK` images with JAX: every random
+number comes from one jax PRNG key per chunk, the per-image scene parameters
+are cheap numpy arithmetic on (B,) arrays, and the per-pixel work is a few
+jitted XLA programs (compiled once, for the one chunk shape) whose fused
+loops make a handful of passes over the batch instead of numpy's ~150.
+Per-image choices (glare or not, JPEG or not ...) are computed for every
+image and selected with `jnp.where`; the bilinear template warp is a gather
+from the template bank; the blur is an FFT filter; JPEG is DCT matmuls.
+
+Determinism: image i of `render(labels, key)` lies in chunk c = i // CHUNK and
+is a function of `jax.random.fold_in(key, c)`, its label and its position in
+the chunk only. `generate_split` renders split `s` of seed `seed` from the
+key `fold_in(key(seed), SPLITS[s])`, chunks running concurrently in threads
+(jitted calls release the GIL; no processes are forked once JAX runs), so
+the bytes never depend on the number of workers.
 """
 
 from collections.abc import Iterator
+import concurrent.futures
 import functools
-import multiprocessing
 import os
+import time
 
+import jax
+import jax.numpy as jnp
+from jax import lax
 import numpy as np
-import scipy.fft
 
 from blurnet_jax.classes import NUM_CLASSES, STOP
 from blurnet_jax.data import templates
 
 SIZE = 32
 SPLITS = {"train": 0, "test": 1, "victims": 2}
-CHUNK = 512  # images per independently seeded chunk
+CHUNK = 512  # images per independently keyed chunk (one compiled shape)
 
 _JPEG_Q_LUMA = np.array([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
@@ -40,6 +53,24 @@ _JPEG_Q_CHROMA = np.full((8, 8), 99, np.float32)
 _JPEG_Q_CHROMA[:4, :4] = [[17, 18, 24, 47], [18, 21, 26, 66],
                           [24, 26, 56, 99], [47, 66, 99, 99]]
 
+# Background kinds: sky, foliage/grass, road/concrete, building/wall, dark
+# scene, anything else (random colours). Colour ranges (lo, hi) ...
+_BG_LO = np.array([(0.40, 0.55, 0.80), (0.06, 0.16, 0.05), (0.30, 0.30, 0.31),
+                   (0.55, 0.45, 0.36), (0.02, 0.02, 0.03), (0.10, 0.10, 0.10)],
+                  np.float32)
+_BG_HI = np.array([(0.85, 0.87, 0.92), (0.34, 0.48, 0.20), (0.55, 0.55, 0.56),
+                   (0.78, 0.70, 0.60), (0.15, 0.14, 0.14), (0.90, 0.90, 0.90)],
+                  np.float32)
+# ... and texture t = sum_j coef[j] * (y, 1, coarse, mid, fine, stripes)[j].
+_BG_TEXTURE = np.array([
+    (0.6, 0.0, 0.35, 0.15, 0.0, 0.0),  # sky: vertical gradient and clouds
+    (0.0, 0.5, 0.0, 0.35, 0.6, 0.0),  # foliage: fine leafy texture
+    (0.0, 0.5, 0.2, 0.0, 0.2, 0.0),  # road: grain
+    (0.0, 0.5, 0.2, 0.0, 0.05, -0.5),  # building: stripes (bricks, siding)
+    (0.0, 0.5, 0.4, 0.2, 0.08, 0.0),  # dark scene
+    (0.0, 0.5, 0.4, 0.2, 0.08, 0.0),  # anything else
+], np.float32)
+
 
 def _dct_matrix(n=8):
   k = np.arange(n)[:, None]
@@ -49,7 +80,8 @@ def _dct_matrix(n=8):
   return d.astype(np.float32)
 
 
-_DCT = _dct_matrix()
+# The 8x8 block DCT of a 32-pixel line as one (32, 32) block-diagonal matrix.
+_BLOCK_DCT = np.kron(np.eye(SIZE // 8, dtype=np.float32), _dct_matrix())
 
 
 def _upsample_matrix(g: int, n: int = SIZE) -> np.ndarray:
@@ -59,354 +91,554 @@ def _upsample_matrix(g: int, n: int = SIZE) -> np.ndarray:
                    for j in range(g)], axis=1).astype(np.float32)
 
 
-_UP = {g: _upsample_matrix(g) for g in (3, 5, 9, 17)}
+_UP = {g: _upsample_matrix(g) for g in (3, 9, 17)}
 _YY, _XX = np.meshgrid(np.arange(SIZE, dtype=np.float32) + 0.5,
                        np.arange(SIZE, dtype=np.float32) + 0.5, indexing="ij")
 
 
-def _smooth_noise(rng, b, g):
-  """(b, 32, 32) Gaussian noise on a g x g grid, bilinearly upsampled."""
-  u = _UP[g]
-  return u @ rng.standard_normal((b, g, g), np.float32) @ u.T
+class _Draws:
+  """Hands out rows of pre-drawn per-image random numbers, in program order.
+
+  `u(lo, hi)` and `z(sd)` return the next unused row of the (K, B) uniform
+  and standard normal arrays as a float32 (B,) array.
+  """
+
+  def __init__(self, uniform: np.ndarray, normal: np.ndarray):
+    self._u, self._z = uniform, normal
+    self._iu = self._iz = 0
+
+  def u(self, lo=0.0, hi=1.0) -> np.ndarray:
+    if self._iu == self._u.shape[0]:
+      raise AssertionError("out of uniform rows: raise _N_UNIFORM")
+    v = self._u[self._iu]
+    self._iu += 1
+    return np.float32(lo) + np.float32(hi - lo) * v
+
+  def z(self, sd=1.0) -> np.ndarray:
+    if self._iz == self._z.shape[0]:
+      raise AssertionError("out of normal rows: raise _N_NORMAL")
+    v = self._z[self._iz]
+    self._iz += 1
+    return np.float32(sd) * v
 
 
-def _u(rng, lo, hi, shape):
-  return rng.uniform(lo, hi, shape).astype(np.float32)
+def _p(v):
+  """(B,) per-image scalars -> (B, 1, 1), for (B, 32, 32) planes."""
+  return v[:, None, None]
 
 
-# ---- backgrounds ---------------------------------------------------------------
+def _ch(v):
+  """(B,) or (B, 3) per-image scalars -> (B, 1|3, 1, 1) for (B, C, 32, 32)."""
+  return v.reshape(v.shape[0], -1, 1, 1)
 
 
-def _backgrounds(rng, b):
-  """(b, 32, 32, 3) float32 scene textures a sign is seen against."""
-  coarse, mid, fine = (_smooth_noise(rng, b, g) for g in (3, 9, 17))
-  y = _YY[None] / SIZE
-  kind = rng.integers(0, 6, b)
-  c0 = np.empty((b, 3), np.float32)
-  c1 = np.empty((b, 3), np.float32)
-  t = np.empty((b, SIZE, SIZE), np.float32)
-  jit = _u(rng, -0.08, 0.08, (b, 3))
-  for k, (lo, hi) in enumerate((
-      ((0.40, 0.55, 0.80), (0.85, 0.87, 0.92)),  # sky
-      ((0.06, 0.16, 0.05), (0.34, 0.48, 0.20)),  # foliage, grass
-      ((0.30, 0.30, 0.31), (0.55, 0.55, 0.56)),  # road, concrete
-      ((0.55, 0.45, 0.36), (0.78, 0.70, 0.60)),  # building, wall
-      ((0.02, 0.02, 0.03), (0.15, 0.14, 0.14)),  # dark scene
-      ((0.10, 0.10, 0.10), (0.90, 0.90, 0.90)),  # anything else
-  )):
-    m = kind == k
-    if not m.any():
-      continue
-    n = int(m.sum())
-    if k == 5:  # random colours
-      c0[m] = _u(rng, 0.05, 0.9, (n, 3))
-      c1[m] = _u(rng, 0.05, 0.9, (n, 3))
-    else:
-      c0[m] = np.asarray(lo, np.float32) + jit[m]
-      c1[m] = np.asarray(hi, np.float32) + jit[m]
-    if k == 0:
-      t[m] = 0.6 * y + 0.35 * coarse[m] + 0.15 * mid[m]
-    elif k == 1:
-      t[m] = 0.5 + 0.35 * mid[m] + 0.6 * fine[m]
-    elif k == 2:
-      t[m] = 0.5 + 0.2 * coarse[m] + 0.2 * fine[m]
-    elif k == 3:
-      period = _u(rng, 3.0, 9.0, (n, 1, 1))
-      phase = _u(rng, 0, 6.3, (n, 1, 1))
-      stripes = (np.sin(2 * np.pi * _YY[None] / period + phase) > 0.7)
-      vertical = rng.random((n, 1, 1)) < 0.5
-      stripes = np.where(vertical, stripes.transpose(0, 2, 1), stripes)
-      t[m] = 0.5 + 0.2 * coarse[m] + 0.05 * fine[m] - 0.5 * stripes
-    else:
-      t[m] = 0.5 + 0.4 * coarse[m] + 0.2 * mid[m] + 0.08 * fine[m]
-  t = np.clip(t, 0, 1)[..., None]
-  bg = c0[:, None, None] + (c1 - c0)[:, None, None] * t
-  # A second scene below a horizon (sky over trees, wall over road ...).
-  horizon = rng.random(b) < 0.35
-  if horizon.any():
-    n = int(horizon.sum())
-    other = np.roll(bg, 1, axis=0)[horizon]  # the scene of another image
-    h = _u(rng, 6, 26, (n, 1, 1))
-    w = 1 / (1 + np.exp(-(_YY[None] - h) / 1.5))
-    bg[horizon] = bg[horizon] * (1 - w[..., None]) + other * w[..., None]
-  # A sign post below the sign.
-  post = rng.random(b) < 0.4
-  if post.any():
-    n = int(post.sum())
-    x0 = _u(rng, 14, 18, (n, 1, 1))
-    half = _u(rng, 0.7, 1.6, (n, 1, 1))
-    on = np.clip(half + 0.5 - np.abs(_XX[None] - x0), 0, 1)[..., None]
-    grey = _u(rng, 0.25, 0.65, (n, 1, 1, 1))
-    bg[post] = bg[post] * (1 - on) + grey * on
-  return np.clip(bg, 0, 1)
+# How a chunk renders. Every random number comes from one jitted draw
+# (`_random`); the per-image scene parameters are a few hundred numpy
+# operations on (B,) arrays (`_scene`: about 2 ms a chunk, nothing to
+# compile); the per-pixel work is a chain of small jitted programs. They are
+# separate programs so that each one's inputs are materialised: inside one
+# program XLA:CPU fuses per-image work (threefry, sin, exp) into per-pixel
+# loops, per-pixel planes into every channel's loop and branchy ops (gather,
+# pad, reverse, roll) into arithmetic loops, recomputing them per element and
+# losing vectorisation (the single program was 3x slower than this chain;
+# optimisation barriers do not stop it on CPU).
+#
+#   _random:     uniform and normal (K, B) rows, noise grids, noise bits
+#   _scene:      every per-image parameter, (B,) or (B, k) float32 arrays
+#   _planes:     per-pixel single-channel maps (B, 32, 32): warp coordinates,
+#                background texture, horizon, post, paint ramp, glare,
+#                shadow, occluder
+#   _sign:       the template gather: (B, 4, 32, 32) premultiplied RGBA
+#   _background: (B, 3, 32, 32) scenes; `_flip` rotates them (occluders)
+#   _compose:    paint, composite, shadow, occluder, exposure, tone
+#   _contrast:   contrast and haze (after a per-image mean)
+#   _camera:     FFT blur, noise, JPEG, uint8 (B, 32, 32, 3)
+
+# Rows of per-image draws: (uniform, normal) for the render's `_Draws`.
+_N_UNIFORM, _N_NORMAL = 72, 12
 
 
-# ---- the sign ------------------------------------------------------------------
+@functools.partial(jax.jit, static_argnums=1)
+def _random(key, b):
+  """Every random number of a chunk of b images.
+
+  Each draw is flat, then reshaped: threefry over a many-dimensional shape
+  takes XLA seconds to compile, over a flat one a fraction of a second.
+  """
+  ku, kz, kg, kc, kn = jax.random.split(key, 5)
+  grids = jax.random.normal(kg, (b * (3 * 3 + 9 * 9 + 17 * 17),))
+  grids = jnp.split(grids, [b * 9, b * (9 + 81)])
+  return {
+      "uniform": jax.random.uniform(ku, (_N_UNIFORM * b,)).reshape(-1, b),
+      "normal": jax.random.normal(kz, (_N_NORMAL * b,)).reshape(-1, b),
+      "grid3": grids[0].reshape(b, 3, 3),
+      "grid9": grids[1].reshape(b, 9, 9),
+      "grid17": grids[2].reshape(b, 17, 17),
+      "colour": jax.random.uniform(kc, (2 * b * 3,), minval=0.05,
+                                   maxval=0.9).reshape(2, b, 3),
+      # Sensor noise, 16 bits a sample (two samples a threefry word).
+      "noise_bits": jax.random.bits(kn, (b * 3 * SIZE * SIZE // 2,),
+                                    jnp.uint32).reshape(b, 3, SIZE, SIZE // 2),
+  }
 
 
-def _rotation(roll, yaw, pitch):
-  """(b, 3, 3) R = Rz(roll) Ry(yaw) Rx(pitch)."""
-  cr, sr = np.cos(roll), np.sin(roll)
-  cy, sy = np.cos(yaw), np.sin(yaw)
-  cp, sp = np.cos(pitch), np.sin(pitch)
-  o, z = np.ones_like(roll), np.zeros_like(roll)
-  rz = np.stack([cr, -sr, z, sr, cr, z, z, z, o], -1).reshape(-1, 3, 3)
-  ry = np.stack([cy, z, sy, z, o, z, -sy, z, cy], -1).reshape(-1, 3, 3)
-  rx = np.stack([o, z, z, z, cp, -sp, z, sp, cp], -1).reshape(-1, 3, 3)
-  return rz @ ry @ rx
+def _scene(labels, rnd, offsets, counts, *, victim):
+  """Every parameter of a chunk's scenes: a dict of (B, ...) arrays.
+
+  Args:
+    labels: int32 (B,) classes.
+    rnd: the chunk's `_random` draws.
+    offsets, counts: int32 (18,) first template and number of variants of
+      each class in the bank.
+    victim: the victim-set look (well framed, no shadow, no occluder).
+  """
+  f32 = np.float32
+  d = _Draws(np.asarray(rnd["uniform"]), np.asarray(rnd["normal"]))
+  s = {}
+  # The template: one of the class's variants; a share of class 0 is
+  # background alone (template 0).
+  choice = (d.u() * counts[labels]).astype(np.int32)
+  tidx = offsets[labels] + np.minimum(choice, counts[labels] - 1)
+  background_only = (labels == 0) & (d.u() < 0.3)
+  s["tidx"] = tidx if victim else np.where(background_only, 0, tidx)
+  s["warp"] = _geometry(d, victim)
+  # Paint: desaturation, colour, fading, a shading ramp, specular glare.
+  s["desat"] = d.u(0.0, 0.3)
+  s["paint_cast"] = np.exp(np.stack([d.z(0.06) for _ in range(3)], -1))
+  s["fade"] = d.u(0.0, 0.12)
+  ang, slope = d.u(0.0, 2 * np.pi), d.u(-0.3, 0.3)
+  s["ramp_x"], s["ramp_y"] = slope * np.cos(ang) / 16, slope * np.sin(ang) / 16
+  glare = d.u() < 0.35
+  s["glare_x"], s["glare_y"] = d.u(4.0, 28.0), d.u(4.0, 28.0)
+  r = d.u(2.5, 9.0)
+  s["glare_k"] = -1 / (2 * r * r)
+  s["glare_amp"] = np.where(glare, d.u(0.1, 0.5), 0.0)
+  # Background: a kind of scene, its colours and texture (the noise grids'
+  # weights: coarse, mid, fine).
+  kind = np.minimum((d.u() * 6).astype(np.int32), 5)
+  jit = np.stack([d.u(-0.08, 0.08) for _ in range(3)], -1)  # (B, 3)
+  rand = np.asarray(rnd["colour"])
+  is_rand = (kind == 5)[:, None]
+  s["bg_c0"] = np.where(is_rand, rand[0], _BG_LO[kind] + jit)
+  s["bg_c1"] = np.where(is_rand, rand[1], _BG_HI[kind] + jit)
+  coef = _BG_TEXTURE[kind]  # (B, 6)
+  s["tex_y"], s["tex_1"], s["tex_stripes"] = coef[:, 0], coef[:, 1], coef[:, 5]
+  s["tex_grid"] = coef[:, 2:5]
+  s["stripe_f"] = 2 * np.pi / d.u(3.0, 9.0)
+  s["stripe_phase"] = d.u(0.0, 6.3)
+  s["stripe_vertical"] = d.u() < 0.5
+  # A second scene below a horizon, a sign post below the sign.
+  s["horizon"] = d.u() < 0.35
+  s["horizon_y"] = d.u(6.0, 26.0)
+  s["post"] = d.u() < 0.4
+  s["post_x"], s["post_half"] = d.u(14.0, 18.0), d.u(0.7, 1.6)
+  s["post_grey"] = d.u(0.25, 0.65)
+  # Shadow (25%) and occluder (12%); victims have neither.
+  shade = (d.u() < 0.25) & (not victim)
+  ang = d.u(0.0, 2 * np.pi)
+  s["shadow_cos"], s["shadow_sin"] = np.cos(ang), np.sin(ang)
+  s["shadow_off"], s["shadow_soft"] = d.u(-10.0, 10.0), d.u(0.5, 3.0)
+  s["shadow_depth"] = np.where(shade, d.u(0.25, 0.6), 0.0)
+  s["occl"] = (d.u() < 0.12) & (not victim)
+  side = np.minimum((d.u() * 4).astype(np.int32), 3)
+  t, edge = d.u(4.0, 28.0), d.u(-2.0, 4.0)
+  s["occl_x"] = np.select([side == 0, side == 1], [edge, SIZE - edge], t)
+  s["occl_y"] = np.select([side == 2, side == 3], [edge, SIZE - edge], t)
+  s["occl_rx"], s["occl_ry"] = d.u(3.0, 10.0), d.u(3.0, 10.0)
+  # Illumination: exposure and colour cast, tone curve, contrast, haze.
+  dark = d.u() < 0.25
+  gain = np.where(dark, d.u(0.15, 0.45), d.u(0.55, 1.25))
+  s["gain"] = gain[:, None] * np.exp(np.stack([d.z(0.07) for _ in range(3)],
+                                              -1))
+  s["tone"] = d.u(-0.35, 0.35)
+  s["contrast"] = d.u(0.7, 1.15)
+  s["haze"] = np.where(d.u() < 0.3, d.u(0.0, 0.2), 0.0)
+  s["haze_colour"] = d.u(0.5, 0.9)[:, None] + np.stack(
+      [d.u(-0.05, 0.05) for _ in range(3)], -1)
+  # Blur: defocus (75%) and motion (20%).
+  s["blur_sigma"] = np.where(d.u() < 0.25, 0.0, d.u(0.2, 1.1))
+  s["blur_length"] = np.where(d.u() < 0.2, d.u(1.0, 4.0), 0.0)
+  theta = d.u(0.0, np.pi)
+  s["blur_cos"], s["blur_sin"] = np.cos(theta), np.sin(theta)
+  # Sensor noise: read and shot.
+  s["noise_sigma"], s["noise_shot"] = d.u(0.003, 0.035), d.u(0.0, 0.03)
+  # JPEG (50%) at a random quality.
+  s["jpeg"] = d.u() < 0.5
+  quality = d.u(25.0, 90.0)
+  s["jpeg_scale"] = np.where(quality < 50, 50 / quality, 2 - quality / 50)
+  s = {k: v.astype(f32) if v.dtype.kind == "f" else v for k, v in s.items()}
+  s = jax.device_put(s)  # once, not at each of the programs that read it
+  for k in ("grid3", "grid9", "grid17", "noise_bits"):
+    s[k] = rnd[k]
+  return s
 
 
-def _geometry(rng, b, victim):
-  """(b, 3, 3) homographies from output pixels to template coordinates."""
+def _geometry(d, victim):
+  """(B, 3, 3) W mapping crop pixels to template coordinates, per image.
+
+  The sign is the template plane rotated by R = Rz(roll) Ry(yaw) Rx(pitch)
+  at distance `dist` in front of a camera K (scale sx, sy, centre cx, cy):
+  H = K [r0 r1 t]. A pixel (x, y) maps to the template point (q0 / q2,
+  q1 / q2) with q = W (x, y, 1), W = H^-1 (in float64; cast to float32).
+  """
   if victim:  # a well framed sign, as in a victim set
-    half = _u(rng, 14.0, 16.5, b)
-    yaw = np.deg2rad(_u(rng, -25, 25, b))
+    half = d.u(14.0, 16.5)
+    yaw = np.deg2rad(d.u(-25.0, 25.0))
   else:
-    small = rng.random(b) < 0.15
-    half = np.where(small, _u(rng, 9.0, 12.5, b), _u(rng, 12.5, 17.0, b))
-    yaw = np.deg2rad(_u(rng, -38, 38, b))
-  pitch = np.deg2rad(_u(rng, -18, 18, b))
-  roll = np.deg2rad(np.clip(rng.normal(0, 5, b), -15, 15)).astype(np.float32)
+    small = d.u() < 0.15
+    half = np.where(small, d.u(9.0, 12.5), d.u(12.5, 17.0))
+    yaw = np.deg2rad(d.u(-38.0, 38.0))
+  pitch = np.deg2rad(d.u(-18.0, 18.0))
+  roll = np.deg2rad(np.clip(d.z(5.0), -15, 15))
   # A detector box hugs the sign seen at an angle; resizing the box to a
   # square stretches the foreshortened sign back (partly).
-  comp = np.cos(yaw) ** _u(rng, 0.3, 1.0, b)
-  sx = half * np.exp(rng.normal(0, 0.05, b)) / comp
-  sy = half * np.exp(rng.normal(0, 0.05, b)) / np.cos(pitch) ** 0.5
-  cx = SIZE / 2 + np.clip(rng.normal(0, 1.2, b), -3, 3)
-  cy = SIZE / 2 + np.clip(rng.normal(0, 1.2, b), -3, 3)
-  dist = _u(rng, 3.0, 8.0, b)
-  r = _rotation(roll, yaw, pitch)
-  k = np.zeros((b, 3, 3), np.float64)
+  comp = np.cos(yaw) ** d.u(0.3, 1.0)
+  sx = half * np.exp(d.z(0.05)) / comp
+  sy = half * np.exp(d.z(0.05)) / np.cos(pitch) ** 0.5
+  cx = SIZE / 2 + np.clip(d.z(1.2), -3, 3)
+  cy = SIZE / 2 + np.clip(d.z(1.2), -3, 3)
+  dist = d.u(3.0, 8.0).astype(np.float64)
+  roll, yaw, pitch = (v.astype(np.float64) for v in (roll, yaw, pitch))
+  cr, sr = np.cos(roll), np.sin(roll)
+  cw, sw = np.cos(yaw), np.sin(yaw)
+  cp, sp = np.cos(pitch), np.sin(pitch)
+  zero, one = np.zeros_like(roll), np.ones_like(roll)
+  rz = np.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], -1)
+  ry = np.stack([cw, zero, sw, zero, one, zero, -sw, zero, cw], -1)
+  rx = np.stack([one, zero, zero, zero, cp, -sp, zero, sp, cp], -1)
+  r = rz.reshape(-1, 3, 3) @ ry.reshape(-1, 3, 3) @ rx.reshape(-1, 3, 3)
+  k = np.zeros((roll.shape[0], 3, 3))
   k[:, 0, 0], k[:, 1, 1] = sx * dist, sy * dist
   k[:, 0, 2], k[:, 1, 2], k[:, 2, 2] = cx, cy, 1
-  t = np.zeros((b, 3), np.float64)
-  t[:, 2] = dist
+  t = np.stack([zero, zero, dist], -1)
   h = k @ np.stack([r[:, :, 0], r[:, :, 1], t], axis=-1)
-  return np.linalg.inv(h)
+  return np.linalg.inv(h).astype(np.float32)
 
 
-def _warp_templates(hinv, tidx):
-  """Samples templates through inverse homographies (bilinear).
-
-  Returns (b, 32, 32, 4) premultiplied RGBA. Templates are stored at about
-  the size a sign has in a crop, so one bilinear tap per pixel does not alias.
-  """
-  bank, _ = templates.template_bank()
-  _, tp, _, _ = bank.shape  # padded template size
-  grid = np.stack([_XX.ravel(), _YY.ravel(), np.ones(SIZE * SIZE)])
-  q = (hinv @ grid).astype(np.float32)  # (b, 3, 32*32)
-  w = np.where(np.abs(q[:, 2]) < 1e-6, 1e-6, q[:, 2])
-  inner = templates.TEMPLATE
-  # template coordinate [-1, 1] -> padded pixel index (centres at i + 0.5)
-  px = ((q[:, 0] / w + 1) * inner / 2 + 0.5).astype(np.float32)
-  py = ((q[:, 1] / w + 1) * inner / 2 + 0.5).astype(np.float32)
-  px = np.clip(px, 0, tp - 1.001)
-  py = np.clip(py, 0, tp - 1.001)
-  x0 = px.astype(np.int32)
-  y0 = py.astype(np.int32)
-  fx = (px - x0).ravel()
-  fy = (py - y0).ravel()
-  # Channel-first gathers: each tap is one contiguous (4, b*1024) take.
-  flat = _channel_first_bank()
-  base = ((tidx[:, None] * tp + y0) * tp + x0).ravel()
-  v00, v01 = flat.take(base, axis=1), flat.take(base + 1, axis=1)
-  v10, v11 = flat.take(base + tp, axis=1), flat.take(base + tp + 1, axis=1)
-  top = v00 + (v01 - v00) * fx
-  out = top + (v10 + (v11 - v10) * fx - top) * fy  # (4, b*1024)
-  return out.reshape(4, -1, SIZE, SIZE).transpose(1, 2, 3, 0)
+_BLUR_PAD = 2  # lines <= 4 px; a reflected border hides the FFT's wrap-around
 
 
 @functools.lru_cache(maxsize=None)
-def _channel_first_bank() -> np.ndarray:
+def _tap_bank() -> np.ndarray:
+  """(T * P * P, 16): each texel's 2x2 bilinear neighbourhood, RGBA each.
+
+  One gather of a row gives all four bilinear taps of a sample.
+  """
   bank, _ = templates.template_bank()
-  return np.ascontiguousarray(bank.reshape(-1, 4).T)
+  nb = np.pad(bank, ((0, 0), (0, 1), (0, 1), (0, 0)))
+  taps = np.concatenate([nb[:, :-1, :-1], nb[:, :-1, 1:],
+                         nb[:, 1:, :-1], nb[:, 1:, 1:]], -1)
+  return np.ascontiguousarray(taps.reshape(-1, 16))
 
 
-def _paint(rng, rgba):
-  """Worn paint, shading and specular glare on the sign (premultiplied)."""
-  b = rgba.shape[0]
-  rgb, a = rgba[..., :3], rgba[..., 3:]
-  grey = rgb.mean(-1, keepdims=True)
-  desat = _u(rng, 0.0, 0.3, (b, 1, 1, 1))
-  rgb = rgb * (1 - desat) + grey * desat
-  rgb = rgb * np.exp(rng.normal(0, 0.06, (b, 1, 1, 3))).astype(np.float32)
-  fade = _u(rng, 0.0, 0.12, (b, 1, 1, 1))
-  rgb = rgb + fade * (a - rgb)
-  ang = _u(rng, 0, 2 * np.pi, (b, 1, 1))
-  slope = _u(rng, -0.3, 0.3, (b, 1, 1))
-  ramp = 1 + slope * ((_XX - 16) * np.cos(ang) + (_YY - 16) * np.sin(ang)) / 16
-  rgb = rgb * ramp[..., None]
-  glare = rng.random(b) < 0.35
-  if glare.any():
-    n = int(glare.sum())
-    gx, gy = _u(rng, 4, 28, (n, 1, 1)), _u(rng, 4, 28, (n, 1, 1))
-    r = _u(rng, 2.5, 9.0, (n, 1, 1))
-    amp = _u(rng, 0.1, 0.5, (n, 1, 1))
-    blob = amp * np.exp(-((_XX - gx) ** 2 + (_YY - gy) ** 2) / (2 * r * r))
-    rgb[glare] = rgb[glare] + blob[..., None] * a[glare]
-  return rgb, a
+@jax.jit
+def _sign(taps, m):
+  """(B, 4, 32, 32) premultiplied RGBA: bilinear samples of the templates.
+
+  Templates are stored at about the size a sign has in a crop, so one
+  bilinear tap per pixel does not alias. The gather writes the 16 taps of a
+  sample as planes (B, 16, 32, 32) directly: gathering rows and transposing
+  them to planes costs XLA:CPU ten times more.
+  """
+  dims = lax.GatherDimensionNumbers(offset_dims=(1,), collapsed_slice_dims=(0,),
+                                    start_index_map=(0,))
+  v = lax.gather(taps, m["index"][..., None], dims, slice_sizes=(1, 16),
+                 mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+  fx, fy = m["fx"][:, None], m["fy"][:, None]
+  v00, v01, v10, v11 = v[:, 0:4], v[:, 4:8], v[:, 8:12], v[:, 12:16]
+  top = v00 + (v01 - v00) * fx
+  return top + (v10 + (v11 - v10) * fx - top) * fy
 
 
-# ---- the camera ----------------------------------------------------------------
+@jax.jit
+def _planes(s):
+  """Per-pixel maps (B, 32, 32) of a chunk's scene `s`."""
+  xx, yy = jnp.asarray(_XX), jnp.asarray(_YY)
+  out = {}
+  # The template warp: sample positions in the padded template.
+  w = s["warp"]
+  q = [_p(w[:, k, 0]) * xx + _p(w[:, k, 1]) * yy + _p(w[:, k, 2])
+       for k in range(3)]
+  q2 = jnp.where(jnp.abs(q[2]) < 1e-6, 1e-6, q[2])
+  tp = _bank_size()
+  inner = templates.TEMPLATE
+  # template coordinate [-1, 1] -> padded pixel index (centres at i + 0.5)
+  px = jnp.clip((q[0] / q2 + 1) * (inner / 2) + 0.5, 0, tp - 1.001)
+  py = jnp.clip((q[1] / q2 + 1) * (inner / 2) + 0.5, 0, tp - 1.001)
+  x0, y0 = px.astype(jnp.int32), py.astype(jnp.int32)
+  out["fx"], out["fy"] = px - x0, py - y0
+  out["index"] = (_p(s["tidx"]) * tp + y0) * tp + x0
+  # Paint.
+  out["ramp"] = 1 + _p(s["ramp_x"]) * (xx - 16) + _p(s["ramp_y"]) * (yy - 16)
+  out["glare"] = _p(s["glare_amp"]) * jnp.exp(
+      ((xx - _p(s["glare_x"])) ** 2 + (yy - _p(s["glare_y"])) ** 2)
+      * _p(s["glare_k"]))
+  # Background texture.
+  t = _p(s["tex_y"]) * yy / SIZE + _p(s["tex_1"])
+  for j, g in enumerate((3, 9, 17)):
+    # Gaussian noise on a g x g grid, bilinearly upsampled, weighted.
+    up = jnp.asarray(_UP[g])
+    grid = s[f"grid{g}"] * _p(s["tex_grid"][:, j])
+    t = t + jnp.einsum("ij,bjk,lk->bil", up, grid, up)
+  u = jnp.where(_p(s["stripe_vertical"]), xx, yy)
+  stripes = jnp.sin(u * _p(s["stripe_f"]) + _p(s["stripe_phase"])) > 0.7
+  out["texture"] = jnp.clip(t + _p(s["tex_stripes"]) * stripes, 0, 1)
+  out["horizon"] = jnp.where(
+      _p(s["horizon"]), jax.nn.sigmoid((yy - _p(s["horizon_y"])) / 1.5), 0.0)
+  out["post"] = jnp.where(_p(s["post"]), jnp.clip(
+      _p(s["post_half"]) + 0.5 - jnp.abs(xx - _p(s["post_x"])), 0, 1), 0.0)
+  # Shadow and occluder.
+  d = ((xx - 16) * _p(s["shadow_cos"]) + (yy - 16) * _p(s["shadow_sin"])
+       - _p(s["shadow_off"]))
+  out["shadow"] = _p(s["shadow_depth"]) * jnp.clip(
+      d / _p(s["shadow_soft"]) + 0.5, 0, 1)
+  e = (((xx - _p(s["occl_x"])) / _p(s["occl_rx"])) ** 2
+       + ((yy - _p(s["occl_y"])) / _p(s["occl_ry"])) ** 2)
+  out["cover"] = jnp.where(_p(s["occl"]), jnp.clip((1 - e) * 3, 0, 1), 0.0)
+  return out
 
 
-def _shadow_and_occlusion(rng, img, bg_colour_src):
-  b = img.shape[0]
-  shade = rng.random(b) < 0.25
-  if shade.any():
-    n = int(shade.sum())
-    ang = _u(rng, 0, 2 * np.pi, (n, 1, 1))
-    off = _u(rng, -10, 10, (n, 1, 1))
-    d = (_XX - 16) * np.cos(ang) + (_YY - 16) * np.sin(ang) - off
-    m = np.clip(d / _u(rng, 0.5, 3.0, (n, 1, 1)) + 0.5, 0, 1)
-    depth = _u(rng, 0.25, 0.6, (n, 1, 1))
-    img[shade] = img[shade] * (1 - depth * m)[..., None]
-  occl = rng.random(b) < 0.12
-  if occl.any():
-    n = int(occl.sum())
-    side = rng.integers(0, 4, n)
-    t = _u(rng, 4, 28, n)
-    edge = _u(rng, -2, 4, n)
-    ox = np.select([side == 0, side == 1], [edge, SIZE - edge], t)
-    oy = np.select([side == 2, side == 3], [edge, SIZE - edge], t)
-    rx, ry = _u(rng, 3, 10, (n, 1, 1)), _u(rng, 3, 10, (n, 1, 1))
-    e = ((_XX - ox[:, None, None]) / rx) ** 2 + ((_YY - oy[:, None, None]) / ry) ** 2
-    m = np.clip((1 - e) * 3, 0, 1)[..., None]
-    colour = bg_colour_src[occl][:, ::-1, ::-1]  # another patch of scene
-    img[occl] = img[occl] * (1 - m) + colour * m
-  return img
+def _bank_size() -> int:
+  return templates.template_bank()[0].shape[1]
 
 
-def _illumination(rng, img):
-  b = img.shape[0]
-  dark = rng.random(b) < 0.25
-  gain = np.where(dark, _u(rng, 0.15, 0.45, b), _u(rng, 0.55, 1.25, b))
-  img = img * gain[:, None, None, None]
-  img = img * np.exp(rng.normal(0, 0.07, (b, 1, 1, 3))).astype(np.float32)
-  # A quadratic tone curve in place of a gamma power (4x cheaper): k > 0
-  # lifts the mid-tones like gamma < 1, k < 0 darkens them like gamma > 1.
-  img = np.clip(img, 0, 1)
-  img = img + _u(rng, -0.35, 0.35, (b, 1, 1, 1)) * img * (1 - img)
+@jax.jit
+def _background(s, m):
+  """(B, 3, 32, 32) scenes: textured colours, another image's scene below a
+  horizon, a sign post."""
+  c0, c1 = s["bg_c0"][:, :, None, None], s["bg_c1"][:, :, None, None]
+  bg = c0 + (c1 - c0) * m["texture"][:, None]
+  w = m["horizon"][:, None]
+  bg = bg * (1 - w) + jnp.roll(bg, 1, axis=0) * w
+  on = m["post"][:, None]
+  bg = bg * (1 - on) + _ch(s["post_grey"]) * on
+  return jnp.clip(bg, 0, 1)
+
+
+@jax.jit
+def _flip(x):
+  """(B, C, H, W) images rotated by 180 degrees."""
+  return x[:, :, ::-1, ::-1]
+
+
+@jax.jit
+def _compose(s, m, rgba, bg, occluder):
+  """(B, 3, 32, 32) exposure of the sign over the background.
+
+  Args:
+    s: the chunk's scene parameters.
+    m: its `_planes`.
+    rgba: (B, 4, 32, 32) premultiplied sign (`_sign`).
+    bg: (B, 3, 32, 32) background (`_background`).
+    occluder: (B, 3, 32, 32) what an occluder looks like: another patch of
+      the scene (the background rotated by 180 degrees).
+  """
+  rgb, a = rgba[:, :3], rgba[:, 3:]
+  # Worn paint, shading and glare.
+  desat = _ch(s["desat"])
+  rgb = rgb * (1 - desat) + rgb.mean(1, keepdims=True) * desat
+  rgb = rgb * _ch(s["paint_cast"])
+  rgb = rgb + _ch(s["fade"]) * (a - rgb)
+  rgb = rgb * m["ramp"][:, None] + m["glare"][:, None] * a
+  img = rgb + (1 - a) * bg
+  # A cast shadow and an occluder.
+  img = img * (1 - m["shadow"][:, None])
+  cover = m["cover"][:, None]
+  img = img * (1 - cover) + occluder * cover
+  # Exposure and colour cast, then a quadratic tone curve in place of a gamma
+  # power: k > 0 lifts the mid-tones like gamma < 1, k < 0 darkens them.
+  img = jnp.clip(img * _ch(s["gain"]), 0, 1)
+  return img + _ch(s["tone"]) * img * (1 - img)
+
+
+@jax.jit
+def _contrast(s, img):
+  """(B, 3, 32, 32): contrast and haze of the exposure."""
   mean = img.mean(axis=(1, 2, 3), keepdims=True)
-  img = mean + (img - mean) * _u(rng, 0.7, 1.15, (b, 1, 1, 1))
-  haze = (rng.random((b, 1, 1, 1)) < 0.3) * _u(rng, 0, 0.2, (b, 1, 1, 1))
-  haze_colour = _u(rng, 0.5, 0.9, (b, 1, 1, 1)) + _u(rng, -0.05, 0.05,
-                                                      (b, 1, 1, 3))
-  return img * (1 - haze) + haze_colour * haze
+  img = mean + (img - mean) * _ch(s["contrast"])
+  haze = _ch(s["haze"])
+  return img * (1 - haze) + _ch(s["haze_colour"]) * haze
 
 
-def _blur(rng, img):
-  """Defocus (Gaussian) and motion (line) blur as one FFT filter per image."""
-  b = img.shape[0]
-  sigma = np.where(rng.random(b) < 0.25, 0.0, _u(rng, 0.2, 1.1, b))
-  length = np.where(rng.random(b) < 0.2, _u(rng, 1.0, 4.0, b), 0.0)
-  theta = _u(rng, 0, np.pi, b)
-  sel = (sigma > 0) | (length > 0)
-  if not sel.any():
-    return img
-  sigma, length, theta = (v[sel][:, None, None] for v in (sigma, length, theta))
-  pad = 2  # lines <= 4 px; a reflected border hides the FFT's wrap-around
-  x = np.pad(img[sel].transpose(0, 3, 1, 2), ((0, 0), (0, 0), (pad, pad),
-                                              (pad, pad)), mode="reflect")
-  n = SIZE + 2 * pad
+@jax.jit
+def _camera(s, img):
+  """uint8 (B, 32, 32, 3): blur, noise and JPEG of (B, 3, 32, 32) images."""
+  # Defocus and motion blur: one FFT filter per image.
+  pad, n = _BLUR_PAD, SIZE + 2 * _BLUR_PAD
+  x = jnp.pad(img, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="reflect")
   fy = np.fft.fftfreq(n).astype(np.float32)[:, None]
   fx = np.fft.rfftfreq(n).astype(np.float32)[None, :]
-  h = np.exp(-2 * np.pi ** 2 * sigma ** 2 * (fx ** 2 + fy ** 2))
-  h = h * np.sinc(length * (fx * np.cos(theta) + fy * np.sin(theta)))
-  out = scipy.fft.irfft2(scipy.fft.rfft2(x) * h[:, None], s=(n, n))
-  img = img.copy()
-  img[sel] = out[:, :, pad:-pad, pad:-pad].transpose(0, 2, 3, 1)
-  return img
+  sigma, length = _p(s["blur_sigma"]), _p(s["blur_length"])
+  h = jnp.exp(-2 * np.pi ** 2 * sigma ** 2 * (fx ** 2 + fy ** 2))
+  h = h * jnp.sinc(length * (fx * _p(s["blur_cos"]) + fy * _p(s["blur_sin"])))
+  out = jnp.fft.irfft2(jnp.fft.rfft2(x) * h[:, None], s=(n, n))
+  blurred = (s["blur_sigma"] > 0) | (s["blur_length"] > 0)
+  img = jnp.where(_ch(blurred), out[:, :, pad:-pad, pad:-pad], img)
+  # Read and shot noise: uniform of unit variance (at a few grey levels no
+  # different from Gaussian after quantisation), linear in the signal.
+  bits = lax.bitcast_convert_type(s["noise_bits"], jnp.uint16)  # a free view
+  bits = bits.reshape(img.shape)
+  noise = (bits.astype(jnp.float32) * (1 / 65536) + (0.5 / 65536 - 0.5)) * (
+      np.float32(12 ** 0.5))
+  img = img + noise * (_ch(s["noise_sigma"]) + _ch(s["noise_shot"]) * img)
+  img = _jpeg(img, s["jpeg"], s["jpeg_scale"])
+  img = jnp.rint(jnp.clip(img, 0, 1) * 255).astype(jnp.uint8)
+  return img.transpose(0, 2, 3, 1)
 
 
-def _noise(rng, img):
-  b = img.shape[0]
-  sigma = _u(rng, 0.003, 0.035, (b, 1, 1, 1))
-  shot = _u(rng, 0.0, 0.03, (b, 1, 1, 1))
-  # Uniform noise of unit variance: 3x cheaper to draw than Gaussian, and at
-  # these amplitudes (a few grey levels) no different after quantisation.
-  noise = (rng.random(img.shape, np.float32) - 0.5) * np.float32(12 ** 0.5)
-  # Signal-dependent (shot-like) noise, linear in the signal for speed.
-  return img + noise * (sigma + shot * img)
+def _jpeg(img, sel, scale):
+  """8x8 DCT quantisation in YCbCr of (B, 3, 32, 32) where `sel`."""
+  x = jnp.clip(img, 0, 1) * 255
+  r, g, b = x[:, 0], x[:, 1], x[:, 2]
+  ycc = jnp.stack([
+      0.299 * r + 0.587 * g + 0.114 * b - 128,
+      -0.168736 * r - 0.331264 * g + 0.5 * b,
+      0.5 * r - 0.418688 * g - 0.081312 * b,
+  ], 1)  # (B, 3, 32, 32), centred
+  q = np.stack([_JPEG_Q_LUMA, _JPEG_Q_CHROMA, _JPEG_Q_CHROMA])  # (3, 8, 8)
+  q = np.tile(q, (1, SIZE // 8, SIZE // 8))  # (3, 32, 32), per 8x8 block
+  # Coefficients C = D X D^T with D the block DCT, as products with the last
+  # axis only (XLA:CPU's fastest form), C kept transposed.
+  qt = jnp.maximum(q.transpose(0, 2, 1)[None] * _ch(scale), 1)
+  dct = jnp.asarray(_BLOCK_DCT)
+  coef_t = jnp.swapaxes(ycc @ dct.T, -1, -2) @ dct.T  # C^T
+  coef_t = jnp.round(coef_t / qt) * qt
+  rec = jnp.swapaxes(coef_t @ dct, -1, -2) @ dct  # D^T C D
+  y, cb, cr = rec[:, 0] + 128, rec[:, 1], rec[:, 2]
+  out = jnp.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr,
+                   y + 1.772 * cb], 1) / 255
+  return jnp.where(_ch(sel), out, img)
 
 
-def _jpeg(rng, img):
-  """8x8 DCT quantisation in YCbCr at a random quality, for a random half."""
-  b = img.shape[0]
-  sel = rng.random(b) < 0.5
-  if not sel.any():
-    return img
-  x = np.clip(img[sel], 0, 1) * 255
-  n = x.shape[0]
-  ycc = np.stack([
-      0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2],
-      128 - 0.168736 * x[..., 0] - 0.331264 * x[..., 1] + 0.5 * x[..., 2],
-      128 + 0.5 * x[..., 0] - 0.418688 * x[..., 1] - 0.081312 * x[..., 2],
-  ], -1) - 128
-  quality = _u(rng, 25, 90, n)
-  scale = np.where(quality < 50, 50 / quality, 2 - quality / 50)
-  q = np.stack([_JPEG_Q_LUMA, _JPEG_Q_CHROMA, _JPEG_Q_CHROMA], -1)
-  q = np.maximum(q[None] * scale[:, None, None, None], 1)  # (n, 8, 8, 3)
-  # (n, 4, 8, 4, 8, 3) -> blocks as trailing 8x8 matrices (n, 3, 4, 4, 8, 8)
-  blocks = ycc.reshape(n, 4, 8, 4, 8, 3).transpose(0, 5, 1, 3, 2, 4)
-  q = q.transpose(0, 3, 1, 2)[:, :, None, None]  # (n, 3, 1, 1, 8, 8)
-  coef = np.round(_DCT @ blocks @ _DCT.T / q) * q
-  rec = (_DCT.T @ coef @ _DCT).transpose(0, 2, 4, 3, 5, 1).reshape(
-      n, SIZE, SIZE, 3) + 128
-  r = rec[..., 0] + 1.402 * (rec[..., 2] - 128)
-  g = (rec[..., 0] - 0.344136 * (rec[..., 1] - 128)
-       - 0.714136 * (rec[..., 2] - 128))
-  bl = rec[..., 0] + 1.772 * (rec[..., 1] - 128)
-  out = img.copy()
-  out[sel] = np.stack([r, g, bl], -1) / 255
-  return out
+def _render_chunk(labels, key, taps, offsets, counts, *, victim):
+  """uint8 (B, 32, 32, 3) images of int32 labels (B,) from one key."""
+  s = _scene(labels, _random(key, labels.shape[0]), offsets, counts,
+             victim=victim)
+  m = _planes(s)
+  bg = _background(s, m)
+  img = _compose(s, m, _sign(taps, m), bg, _flip(bg))
+  return _camera(s, _contrast(s, img))
+
+
+@functools.lru_cache(maxsize=None)
+def _bank_arrays():
+  """The tap bank (a device array), per-class template offset and count."""
+  _, per_class = templates.template_bank()
+  counts = np.array([len(p) for p in per_class], np.int32)
+  offsets = np.array([p[0] for p in per_class], np.int32)
+  return jnp.asarray(_tap_bank()), offsets, counts
+
+
+def _check_labels(labels) -> np.ndarray:
+  labels = np.asarray(labels)
+  if labels.ndim != 1 or labels.size == 0:
+    raise ValueError(f"labels must be a non-empty 1-d array, got shape "
+                     f"{labels.shape}")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+  if labels.min() < 0 or labels.max() >= NUM_CLASSES:
+    raise ValueError(f"labels must lie in 0..{NUM_CLASSES - 1}, got "
+                     f"{labels.min()}..{labels.max()}")
+  return labels.astype(np.int32)
+
+
+def _as_key(key_or_rng) -> jax.Array:
+  """A typed jax PRNG key from a key, raw uint32 key data or a Generator."""
+  if isinstance(key_or_rng, np.random.Generator):
+    return jax.random.key(int(key_or_rng.integers(0, 2 ** 32)))
+  dtype = getattr(key_or_rng, "dtype", None)
+  if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+    if getattr(key_or_rng, "shape", None) != ():
+      raise ValueError(f"expected a single PRNG key, got shape "
+                       f"{key_or_rng.shape}")
+    return key_or_rng
+  if dtype == np.uint32 and np.shape(key_or_rng) == (2,):
+    return jax.random.wrap_key_data(jnp.asarray(key_or_rng))
+  raise ValueError(f"expected a jax PRNG key or np.random.Generator, got "
+                   f"{type(key_or_rng).__name__}")
+
+
+def _check_workers(workers) -> int:
+  if workers is None:
+    return default_workers()
+  if not isinstance(workers, (int, np.integer)) or workers < 1:
+    raise ValueError(f"workers must be an integer >= 1 or None, got "
+                     f"{workers!r}")
+  return int(workers)
+
+
+def _render_one(labels: np.ndarray, key, c: int, victim: bool) -> np.ndarray:
+  """Chunk c of a render: labels (n <= CHUNK,) padded to CHUNK, then cut."""
+  n = labels.shape[0]
+  padded = np.zeros(CHUNK, np.int32)
+  padded[:n] = labels
+  images = _render_chunk(padded, jax.random.fold_in(key, c), *_bank_arrays(),
+                         victim=victim)
+  return np.asarray(images)[:n]
+
+
+_compiled = set()  # `victim` values whose programs are compiled
+
+
+def _chunks(labels: np.ndarray, key, victim: bool, workers: int):
+  """Yields the rendered chunks of `labels`, in order, from `workers` threads.
+
+  Jitted calls release the GIL, so threads render chunks concurrently; at most
+  2 * workers chunks are in flight. The first chunk ever rendered (of each
+  `victim`) is rendered alone, so that one thread compiles while the others
+  wait instead of compiling the same programs again.
+  """
+  jobs = [(labels[c * CHUNK:(c + 1) * CHUNK], key, c, victim)
+          for c in range((labels.shape[0] + CHUNK - 1) // CHUNK)]
+  if victim not in _compiled:
+    _bank_arrays()
+    yield _render_one(*jobs.pop(0))
+    _compiled.add(victim)
+  if workers == 1 or len(jobs) <= 1:
+    yield from (_render_one(*job) for job in jobs)
+    return
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    pending = []
+    for job in jobs:
+      pending.append(pool.submit(_render_one, *job))
+      if len(pending) >= 2 * workers:
+        yield pending.pop(0).result()
+    for future in pending:
+      yield future.result()
 
 
 # ---- public API ----------------------------------------------------------------
 
 
-def render(labels: np.ndarray, rng: np.random.Generator, *,
-           victim: bool = False) -> np.ndarray:
+def render(labels: np.ndarray, key_or_rng, *, victim: bool = False,
+           workers: int | None = None) -> np.ndarray:
   """Renders one synthetic crop per label.
 
+  Image i is a function of `jax.random.fold_in(key, i // CHUNK)`, its label
+  and its position i % CHUNK only: a prefix of `labels` renders the same
+  prefix of images, and the bytes do not depend on `workers`. Every call
+  renders whole chunks of CHUNK images (one compiled shape), so a small batch
+  costs as much as CHUNK images. The first call compiles (seconds).
+
   Args:
-    labels: int (B,) class indices in the project's order.
-    rng: the only source of randomness.
+    labels: int (B,) class indices in the project's order, B >= 1.
+    key_or_rng: the only source of randomness: a jax PRNG key
+      (`jax.random.key(seed)`, or raw uint32 (2,) key data); an
+      `np.random.Generator` is also accepted and draws a key seed from it.
     victim: a victim-set look (well framed, unoccluded signs).
+    workers: threads rendering chunks concurrently (None: one per core).
 
   Returns:
     uint8 (B, 32, 32, 3) images.
   """
-  labels = np.asarray(labels)
-  if labels.ndim != 1 or labels.size == 0:
-    raise ValueError(f"labels must be a non-empty 1-d array, got shape "
-                     f"{labels.shape}")
-  if labels.min() < 0 or labels.max() >= NUM_CLASSES:
-    raise ValueError(f"labels must lie in 0..{NUM_CLASSES - 1}, got "
-                     f"{labels.min()}..{labels.max()}")
-  b = labels.shape[0]
-  _, per_class = templates.template_bank()
-  counts = np.array([len(p) for p in per_class])
-  offsets = np.array([p[0] for p in per_class])
-  tidx = offsets[labels] + (rng.random(b) * counts[labels]).astype(np.int64)
-  if not victim:  # a share of class 0 is background alone (template 0)
-    tidx = np.where((labels == 0) & (rng.random(b) < 0.3), 0, tidx)
-  rgba = _warp_templates(_geometry(rng, b, victim), tidx)
-  rgb, alpha = _paint(rng, rgba)
-  bg = _backgrounds(rng, b)
-  img = rgb + (1 - alpha) * bg
-  img = _shadow_and_occlusion(rng, img, bg) if not victim else img
-  img = _illumination(rng, img)
-  img = _blur(rng, img)
-  img = _noise(rng, img)
-  img = _jpeg(rng, img)
-  return np.clip(np.rint(np.clip(img, 0, 1) * 255), 0, 255).astype(np.uint8)
+  labels = _check_labels(labels)
+  key = _as_key(key_or_rng)
+  return np.concatenate(list(_chunks(labels, key, victim,
+                                     _check_workers(workers))))
 
 
-def _chunk(args):
-  seed, split, index, labels, victim = args
-  rng = np.random.default_rng([seed, SPLITS[split], index])
-  return render(labels, rng, victim=victim)
+def _split_key(seed: int, split: str) -> jax.Array:
+  return jax.random.fold_in(jax.random.key(seed), SPLITS[split])
 
 
 def generate_split(num_per_class: int, *, seed: int, split: str,
@@ -415,42 +647,111 @@ def generate_split(num_per_class: int, *, seed: int, split: str,
   """Yields (images uint8 (n,32,32,3), labels int64 (n,)) chunks of a split.
 
   Example i has label i % 18 (exact class balance); chunk c holds examples
-  [c * CHUNK, (c + 1) * CHUNK) and is rendered from its own generator seeded
-  by (seed, split, c), so the bytes are independent of `workers`.
+  [c * CHUNK, (c + 1) * CHUNK) and is rendered from the key
+  fold_in(fold_in(key(seed), SPLITS[split]), c), so the bytes are the same
+  for any `workers` (threads rendering chunks concurrently; None: one per
+  core) and on every run.
   """
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; use one of {sorted(SPLITS)}")
-  if num_per_class < 1:
-    raise ValueError(f"num_per_class must be >= 1, got {num_per_class}")
-  total = num_per_class * NUM_CLASSES
+  if (not isinstance(num_per_class, (int, np.integer))
+      or isinstance(num_per_class, bool) or num_per_class < 1):
+    raise ValueError(f"num_per_class must be an integer >= 1, got "
+                     f"{num_per_class!r}")
+  workers = _check_workers(workers)
+  total = int(num_per_class) * NUM_CLASSES
   labels = np.arange(total, dtype=np.int64) % NUM_CLASSES
-  jobs = [(seed, split, c, labels[c * CHUNK:(c + 1) * CHUNK], False)
-          for c in range((total + CHUNK - 1) // CHUNK)]
-  for (_, _, c, lab, _), images in zip(jobs, _map(_chunk, jobs, workers)):
-    yield images, lab
-
-
-def _map(fn, jobs, workers):
-  workers = default_workers() if workers is None else workers
-  templates.template_bank()  # draw once, before forking
-  if workers <= 1 or len(jobs) == 1:
-    yield from map(fn, jobs)
-    return
-  ctx = multiprocessing.get_context("fork")
-  with ctx.Pool(workers) as pool:
-    yield from pool.imap(fn, jobs)
+  chunks = _chunks(labels.astype(np.int32), _split_key(seed, split), False,
+                   workers)
+  for c, images in enumerate(chunks):
+    yield images, labels[c * CHUNK:(c + 1) * CHUNK]
 
 
 def default_workers() -> int:
+  """Rendering threads by default: one per available core, at most 8."""
   return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
 def synthetic_victims(n: int = 40, *, seed: int = 0) -> np.ndarray:
   """A victim set of `n` synthetic stop signs under varied conditions.
 
-  Returns float32 (n, 32, 32, 3) in [0, 1], the layout of `load_victims`.
+  Well framed, unoccluded stop signs (`render(..., victim=True)`) from the
+  key fold_in(key(seed), SPLITS['victims']); victims(n) is a prefix of
+  victims(m) for n < m.
+
+  Returns:
+    float32 (n, 32, 32, 3) in [0, 1], the layout of `load_victims`.
   """
-  if n < 1:
-    raise ValueError(f"need at least one victim, got n={n}")
-  images = _chunk((seed, "victims", 0, np.full(n, STOP), True))
+  if not isinstance(n, (int, np.integer)) or n < 1:
+    raise ValueError(f"need at least one victim, got n={n!r}")
+  images = render(np.full(n, STOP), _split_key(seed, "victims"), victim=True)
   return images.astype(np.float32) / 255.0
+
+
+def benchmark(per_class: int = 500, *, workers: int = 0, repeats: int = 3,
+              seed: int = 0) -> dict:
+  """Steady-state images/s of `generate_split`, for 1 worker and `workers`.
+
+  Compilation is timed on its own first (the first chunk rendered in this
+  process, minus a steady-state chunk); each figure is the best and median of
+  `repeats` runs over a train split of `per_class * 18` images, with a new
+  seed each run.
+
+  Args:
+    per_class: images per class of each timed split.
+    workers: threads of the parallel figure; 0 means one per core.
+    repeats: timed runs per worker count.
+    seed: seed of the first timed run.
+
+  Returns:
+    {"compile_seconds", "images", "chunk", "cores", "load_average",
+    "results": [{"workers", "best", "median", "runs", "per_cpu_second"},
+    ...]}: figures in images/s of wall time; `per_cpu_second` is images per
+    second of this process's CPU time (best run), which other load on a
+    shared machine disturbs less; `load_average` is the 1-minute load
+    before the runs.
+  """
+  for name, value, low in (("per_class", per_class, 1), ("workers", workers, 0),
+                           ("repeats", repeats, 1)):
+    if not isinstance(value, (int, np.integer)) or value < low:
+      raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+  workers = workers or default_workers()
+  labels = np.arange(CHUNK, dtype=np.int32) % NUM_CLASSES
+  times = []
+  for c in range(2):  # the first call compiles, the second does not
+    start = time.perf_counter()
+    _render_one(labels, jax.random.key(seed), c, False)
+    times.append(time.perf_counter() - start)
+  _compiled.add(False)
+  total = per_class * NUM_CLASSES
+  load = os.getloadavg()[0]
+  results = []
+  for w in sorted({1, workers}):
+    runs, cpu_runs = [], []
+    for r in range(repeats):
+      start, cpu = time.perf_counter(), time.process_time()
+      n = sum(len(images) for images, _ in generate_split(
+          per_class, seed=seed + r, split="train", workers=w))
+      runs.append(n / (time.perf_counter() - start))
+      cpu_runs.append(n / max(time.process_time() - cpu, 1e-9))
+    results.append({"workers": w, "best": round(max(runs), 1),
+                    "median": round(float(np.median(runs)), 1),
+                    "runs": [round(v, 1) for v in runs],
+                    "per_cpu_second": round(max(cpu_runs), 1)})
+  return {"compile_seconds": round(times[0] - times[1], 2), "images": total,
+          "chunk": CHUNK, "cores": len(os.sched_getaffinity(0)),
+          "load_average": round(load, 2), "results": results}
+
+
+def format_benchmark(result: dict) -> str:
+  """A small table of a `benchmark` result."""
+  lines = [f"{'workers':>7} {'best img/s':>11} {'median img/s':>13} "
+           f"{'img/cpu-s':>10}"]
+  for r in result["results"]:
+    lines.append(f"{r['workers']:>7} {r['best']:>11.0f} {r['median']:>13.0f} "
+                 f"{r['per_cpu_second']:>10.0f}")
+  lines.append(f"{result['images']} images a run, chunks of {result['chunk']},"
+               f" {result['cores']} cores, load average "
+               f"{result['load_average']}; compile "
+               f"{result['compile_seconds']} s (not in the figures)")
+  return "\n".join(lines)
