@@ -1,0 +1,53 @@
+"""Trains several variants one after another and prints one table.
+
+    python -m launch.train_all --variants=baseline,l1_5x5 --workdir=DIR \
+        [--runlocal] [--victims_dir=../shared/rp2/victim-set]
+
+Each variant goes to DIR/NAME (resumed or reused like `launch.train`);
+DIR/variants.json collects every results.json.
+"""
+
+import json
+
+from absl import app
+from absl import flags
+from etils import epath
+
+from blurnet_jax import train
+from configs import train as train_configs
+
+_VARIANTS = flags.DEFINE_list("variants", list(train_configs.VARIANTS),
+                              "variant names (configs/train.py)")
+_WORKDIR = flags.DEFINE_string("workdir", None, "one folder per variant here")
+_RUNLOCAL = flags.DEFINE_bool("runlocal", False, "tiny runs (seconds)")
+_VICTIMS = flags.DEFINE_string("victims_dir", "", "real stop-sign victims")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data_dir")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  del argv
+  rows = []
+  for name in _VARIANTS.value:
+    config = train_configs.get_config(
+        f"variant={name},runlocal={_RUNLOCAL.value}")
+    config.victims_dir = _VICTIMS.value
+    config.data.data_dir = _DATA_DIR.value
+    _, results = train.train_and_evaluate(
+        config, epath.Path(_WORKDIR.value) / name)
+    rows.append(results)
+  (epath.Path(_WORKDIR.value) / "variants.json").write_text(
+      json.dumps(rows, indent=2))
+  print(f"{'variant':<12} {'alpha':>8} {'test acc':>9} {'synth victims':>14} "
+        f"{'real victims':>13} {'train s':>8}")
+  for r in rows:
+    real = r.get("victims")
+    print(f"{r['variant']:<12} {r['penalty']['alpha']:>8g} "
+          f"{r['test']['accuracy']:>9.4f} "
+          f"{r['synthetic_victims']['stop']:>11d}/40 "
+          f"{(str(real['stop']) + '/' + str(real['n'])) if real else '-':>13} "
+          f"{r['train_seconds_this_run']:>8}")
+
+
+if __name__ == "__main__":
+  app.run(main)
