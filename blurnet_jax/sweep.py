@@ -58,12 +58,42 @@ def create_population(config, model, alphas, seeds) -> train.TrainState:
                        jnp.asarray(alphas, jnp.float32))
 
 
-def population_step(config):
-  """jit(vmap(train_step)): states and keys per member, one shared batch."""
+def member_chunk(config, num_members: int) -> int:
+  """Members per vmapped program: `sweep.chunk`, or by backend when 0.
+
+  On an accelerator every member goes in one vmap. On a CPU a vmapped batch
+  of members runs slower per member than one model (cache), so members go
+  through `lax.map` in chunks; 0 picks the chunk measured fastest on a
+  2-core CPU (launch.bench_sweep prints every chunk size).
+  """
+  chunk = int(config.sweep.get("chunk", 0))
+  if chunk <= 0:
+    single_cpu = (jax.default_backend() == "cpu"
+                  and len(jax.local_devices()) == 1)
+    # Several devices: one vmap whose member axis is sharded over them.
+    chunk = 1 if single_cpu else num_members
+  if num_members % chunk:
+    raise ValueError(f"sweep.chunk={chunk} does not divide the {num_members} "
+                     "members; use a divisor, or 0 for the default")
+  return chunk
+
+
+def population_step(config, num_members: int, chunk: int | None = None):
+  """One jitted program: `train_step` vmapped over members (in chunks of
+  `chunk` through `lax.map` when smaller than the population), with states
+  and keys per member and one shared batch."""
   step = functools.partial(train.train_step,
                            penalty_kind=config.penalty.kind,
                            augment=config.augment)
-  return jax.jit(jax.vmap(step, in_axes=(0, None, 0)), donate_argnums=(0,))
+  chunk = member_chunk(config, num_members) if chunk is None else chunk
+
+  def run(states, batch, keys):
+    if chunk == num_members:
+      return jax.vmap(step, in_axes=(0, None, 0))(states, batch, keys)
+    return jax.lax.map(lambda sk: step(sk[0], batch, sk[1]), (states, keys),
+                       batch_size=chunk)
+
+  return jax.jit(run, donate_argnums=(0,))
 
 
 def population_evaluate(state, images, labels, *, batch_size=500) -> dict:
@@ -90,7 +120,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: epath.PathLike
   model = models.model_from_config(config.model)
   state = create_population(config, model, alphas, seeds)
   mesh = member_mesh(len(pairs))
-  step_fn = population_step(config)
+  step_fn = population_step(config, len(pairs))
   step_roots = jax.vmap(lambda s: jax.random.split(jax.random.key(s))[1])(
       jnp.asarray(seeds, jnp.uint32))
   fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
@@ -161,26 +191,30 @@ def benchmark(config: ml_collections.ConfigDict, *, steps: int = 20) -> dict:
   alphas = [a for a, _ in pairs]
   seeds = [s for _, s in pairs]
 
-  pop = create_population(config, model, alphas, seeds)
   mesh = member_mesh(len(pairs))
-  if mesh is not None:
-    pop = jax.device_put(pop, NamedSharding(mesh, P("member")))
-  step_fn = population_step(config)
   keys = jax.vmap(jax.random.key)(jnp.arange(len(pairs), dtype=jnp.uint32))
-  pop, m = step_fn(pop, batch, keys)  # compile
-  jax.block_until_ready(m)
-  t = time.perf_counter()
-  for _ in range(steps):
-    pop, m = step_fn(pop, batch, keys)
-  jax.block_until_ready(m)
-  population_s = time.perf_counter() - t
+  population_s = {}
+  for chunk in [c for c in range(1, len(pairs) + 1) if len(pairs) % c == 0]:
+    pop = create_population(config, model, alphas, seeds)
+    if mesh is not None:
+      pop = jax.device_put(pop, NamedSharding(mesh, P("member")))
+    step_fn = population_step(config, len(pairs), chunk)
+    pop, m = step_fn(pop, batch, keys)  # compile
+    jax.block_until_ready(m)
+    t = time.perf_counter()
+    for _ in range(steps):
+      pop, m = step_fn(pop, batch, keys)
+    jax.block_until_ready(m)
+    population_s[chunk] = time.perf_counter() - t
 
   single = functools.partial(train.train_step, penalty_kind=config.penalty.kind,
                              augment=config.augment)
+  tx = train.make_optimizer(config)  # one tx: one compiled step for all
   states = [train.create_train_state(config, model, jax.random.key(s),
-                                     alpha=a) for a, s in pairs]
+                                     alpha=a, tx=tx) for a, s in pairs]
   key = jax.random.key(0)
-  states[0], m = single(states[0], batch, key)  # compile
+  for i in range(len(states)):  # compile once, warm every state's buffers
+    states[i], m = single(states[i], batch, key)
   jax.block_until_ready(m)
   t = time.perf_counter()
   for i in range(len(states)):
@@ -188,12 +222,18 @@ def benchmark(config: ml_collections.ConfigDict, *, steps: int = 20) -> dict:
       states[i], m = single(states[i], batch, key)
   jax.block_until_ready(m)
   singles_s = time.perf_counter() - t
-  return {"members": len(pairs), "steps": steps,
-          "batch_size": config.batch_size,
+  default = member_chunk(config, len(pairs))
+  one = singles_s / len(pairs)
+  return {"penalty": config.penalty.kind, "members": len(pairs),
+          "steps": steps, "batch_size": config.batch_size,
           "backend": jax.default_backend(), "devices": len(jax.local_devices()),
-          "population_seconds": round(population_s, 3),
+          "default_chunk": default,
+          "population_seconds": round(population_s[default], 3),
+          "population_seconds_by_chunk": {
+              str(c): round(v, 3) for c, v in population_s.items()},
           "single_runs_seconds": round(singles_s, 3),
-          "one_model_seconds": round(singles_s / len(pairs), 3),
-          "ratio_population_over_singles": round(population_s / singles_s, 3),
+          "one_model_seconds": round(one, 3),
+          "ratio_population_over_singles": round(
+              population_s[default] / singles_s, 3),
           "ratio_population_over_one_model": round(
-              population_s / (singles_s / len(pairs)), 3)}
+              population_s[default] / one, 3)}

@@ -65,13 +65,19 @@ def make_optimizer(config: ml_collections.ConfigDict
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: models.LisaCNN,
-                       rng: jax.Array, *, alpha: float | None = None
+                       rng: jax.Array, *, alpha: float | None = None,
+                       tx: optax.GradientTransformation | None = None
                        ) -> TrainState:
-  """Initialises params (from `rng`), the optimiser and the penalty weight."""
+  """Initialises params (from `rng`), the optimiser and the penalty weight.
+
+  `tx` and `model.apply` are static parts of the state: states built with
+  the same `tx` object share one compiled `train_step`; pass it when making
+  several states of one config.
+  """
   params = model.init(rng, jnp.zeros((1, 32, 32, 3), jnp.float32))["params"]
   alpha = config.penalty.alpha if alpha is None else alpha
   return TrainState.create(apply_fn=model.apply, params=params,
-                           tx=make_optimizer(config),
+                           tx=make_optimizer(config) if tx is None else tx,
                            alpha=jnp.asarray(alpha, jnp.float32))
 
 

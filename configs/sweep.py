@@ -31,7 +31,7 @@ def get_config(arg=None):
   config.variant = f"sweep_{arg.penalty}"
   config.sweep = dict(
       alphas=ALPHAS[arg.penalty][:2] if arg.runlocal else ALPHAS[arg.penalty],
-      seeds=(0,))
+      seeds=(0,), chunk=0)  # chunk: members per vmap; 0 = by backend
   if not arg.runlocal:
     config.num_train_steps = 1500
     config.eval_every = 500

@@ -12,7 +12,7 @@ Variants (the rows of the slides' Tables 1 and 2):
   linf_3x3 (alpha 1e-5), linf_5x5 (0.1), linf_7x7 (0.1)
                                   learned depthwise L1 filter, L-inf penalty
   tv_1e-4, tv_1e-5                total-variation penalty on the L1 maps
-Default budget: 3,000 steps of 128 images on the synthetic set (~10 epochs);
+Default budget: 2,000 steps of 128 images on the synthetic set (~7 epochs);
 `runlocal` shrinks data and steps to a run of seconds (for tests).
 Add `--config.victims_dir=../shared/rp2/victim-set` to report the real RP2
 victims recognised as stop.
@@ -44,6 +44,7 @@ def model_config(**fields) -> ml_collections.ConfigDict:
   m.filter_size = 3  # 3 | 5 | 7
   m.filter_padding = "zeros"  # zeros | reflect
   m.filter_position = "after_relu"  # after_relu | before_relu (l1 only)
+  m.conv_impl = "auto"  # auto | xla | s2d (same numbers; see models.conv2d)
   m.update(fields)
   return m
 
@@ -61,12 +62,12 @@ def get_config(arg=None):
   c.model = model_config(**fields)
   c.penalty = ml_collections.ConfigDict({"kind": kind, "alpha": alpha})
   c.batch_size = 128
-  c.num_train_steps = 60 if arg.runlocal else 3000
+  c.num_train_steps = 60 if arg.runlocal else 2000
   c.learning_rate = 1e-3
   c.warmup_steps = 10 if arg.runlocal else 200
   c.augment = True  # on-device shifts and brightness/contrast jitter
   c.log_every = 10 if arg.runlocal else 50
-  c.eval_every = 30 if arg.runlocal else 1000
+  c.eval_every = 30 if arg.runlocal else 500
   c.checkpoint_every = 30 if arg.runlocal else 500
   c.keep_checkpoints = 3
   c.victims_dir = ""  # a folder of real stop-sign victims to report on

@@ -36,8 +36,8 @@ def main(argv):
     _, results = train.train_and_evaluate(
         config, epath.Path(_WORKDIR.value) / name)
     rows.append(results)
-  (epath.Path(_WORKDIR.value) / "variants.json").write_text(
-      json.dumps(rows, indent=2))
+    (epath.Path(_WORKDIR.value) / "variants.json").write_text(
+        json.dumps(rows, indent=2))
   print(f"{'variant':<12} {'alpha':>8} {'test acc':>9} {'synth victims':>14} "
         f"{'real victims':>13} {'train s':>8}")
   for r in rows:

@@ -44,8 +44,12 @@ def test_every_member_equals_its_single_run(tiny_data_dir, tmp_path):
     single.penalty.alpha = alpha
     state, results = train.train_and_evaluate(single, tmp_path / f"s{i}")
     member = jax.tree.map(lambda x, i=i: np.asarray(x[i]), pop_state.params)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5,
-                                                         atol=2e-6),
+    # Same function, different XLA programs (lax.map/vmap vs one model):
+    # rounding differs, and Adam turns a near-zero gradient's rounding into
+    # up to a learning-rate-sized step, so a rare element may differ by
+    # ~1e-5. A wrong alpha, seed or key moves nearly every weight by ~1e-3.
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                         atol=5e-5),
                  member, jax.device_get(state.params))
     np.testing.assert_allclose(rows[i]["test_accuracy"],
                                results["test"]["accuracy"], atol=1e-9)
