@@ -96,10 +96,20 @@ def population_step(config, num_members: int, chunk: int | None = None):
   return jax.jit(run, donate_argnums=(0,))
 
 
+def member(state, i: int):
+  """Member i of a population, as host arrays (no cross-device program)."""
+  return jax.tree.map(lambda x: np.asarray(x)[i], jax.device_get(state))
+
+
 def population_evaluate(state, images, labels, *, batch_size=500) -> dict:
-  """Test accuracy and loss of every member (lists)."""
-  one = lambda st: train.evaluate(st, images, labels, batch_size=batch_size)
-  out = [one(jax.tree.map(lambda x, i=i: x[i], state))
+  """Test accuracy and loss of every member (lists).
+
+  Members are fetched to the host first: slicing a sharded population on
+  device compiles a cross-device program per slice, for no gain here.
+  """
+  state = jax.device_get(state)
+  out = [train.evaluate(member(state, i), images, labels,
+                        batch_size=batch_size)
          for i in range(state.alpha.shape[0])]
   return {k: [o[k] for o in out] for k in out[0]}
 
@@ -135,8 +145,9 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: epath.PathLike
       desc=f"sweep {config.penalty.kind} x{len(pairs)}")
   final = population_evaluate(state, test_images, test_labels)
   rows = []
+  host = jax.device_get(state)
   for i, (alpha, seed) in enumerate(pairs):
-    params = jax.tree.map(lambda x, i=i: x[i], state.params)
+    params = member(host, i).params
     rows.append({"penalty": config.penalty.kind, "alpha": alpha, "seed": seed,
                  "test_accuracy": final["accuracy"][i],
                  "test_loss": final["loss"][i],
