@@ -9,6 +9,7 @@ import json
 from absl import app
 from ml_collections import config_flags
 
+from blurnet_jax.cli import parse_flags
 from blurnet_jax import sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
@@ -21,4 +22,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -10,12 +10,14 @@ from absl import flags
 from ml_collections import config_flags
 
 from blurnet_jax import train
+from blurnet_jax.cli import one_line_errors, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints and metrics go here")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+@one_line_errors
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -24,4 +26,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -15,6 +15,7 @@ from etils import epath
 
 from blurnet_jax import train
 from configs import train as train_configs
+from blurnet_jax.cli import one_line_errors, parse_flags
 
 _VARIANTS = flags.DEFINE_list("variants", list(train_configs.VARIANTS),
                               "variant names (configs/train.py)")
@@ -25,6 +26,7 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data_dir")
 flags.mark_flags_as_required(["workdir"])
 
 
+@one_line_errors
 def main(argv):
   del argv
   rows = []
@@ -50,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
