@@ -52,9 +52,10 @@ def image_grid(rows: list[np.ndarray], row_titles: list[str],
                ) -> epath.Path:
   """Writes rows of images (each (n, 32, 32, 3)) with titles and captions."""
   font = ImageFont.load_default(size=13)
+  small = ImageFont.load_default(size=10)  # captions: class names fit a cell
   cell = 32 * _SCALE + _PAD
   n = max(len(r) for r in rows)
-  left, cap = 130, (18 if captions else 0)
+  left, cap = 165, (18 if captions else 0)
   sheet = Image.new("RGB", (left + n * cell, len(rows) * (cell + cap)),
                     (255, 255, 255))
   draw = ImageDraw.Draw(sheet)
@@ -66,8 +67,8 @@ def image_grid(rows: list[np.ndarray], row_titles: list[str],
                                          Image.NEAREST)
       sheet.paste(tile, (left + j * cell, y + _PAD // 2))
       if captions:
-        draw.text((left + j * cell + 2, y + cell), captions[r][j][:14],
-                  fill=(0, 0, 0), font=font)
+        draw.text((left + j * cell + 1, y + cell + 2), captions[r][j][:18],
+                  fill=(0, 0, 0), font=small)
   path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   sheet.save(str(path))
