@@ -58,8 +58,8 @@ class Progress:
 
   def close(self) -> None:
     """Prints the final line (if not yet shown) and the elapsed time."""
-    if self.last < 0 or (self.tty and self.done < self.total):
-      self.stream.write("\n" if self.tty else "")
+    if self.tty and self.last >= 0 and self.done < self.total:
+      self.stream.write("\n")  # end the line redrawn in place
     self.stream.write(f"{self.desc}: {self.done}/{self.total} in "
                       f"{format_seconds(time.perf_counter() - self.t0)}\n")
     self.stream.flush()

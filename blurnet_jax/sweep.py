@@ -146,12 +146,13 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: epath.PathLike
   final = population_evaluate(state, test_images, test_labels)
   rows = []
   host = jax.device_get(state)
+  sets = train.victim_sets(config)  # rendered / read once for all members
   for i, (alpha, seed) in enumerate(pairs):
     params = member(host, i).params
     rows.append({"penalty": config.penalty.kind, "alpha": alpha, "seed": seed,
                  "test_accuracy": final["accuracy"][i],
                  "test_loss": final["loss"][i],
-                 **train.victim_results(state.apply_fn, params, config)})
+                 **train.victim_results(state.apply_fn, params, sets)})
   summary = {"members": rows, "train_seconds_this_run": round(seconds, 1),
              "devices": len(jax.local_devices()),
              "num_train_steps": config.num_train_steps}

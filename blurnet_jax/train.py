@@ -164,9 +164,10 @@ def victim_sets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
   return sets
 
 
-def _write_json(path: epath.Path, obj: Any) -> None:
+def write_json(path: epath.Path, obj: Any, *, sort_keys: bool = True) -> None:
+  """Writes JSON to a temporary file, then renames it over `path`."""
   tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+  tmp.write_text(json.dumps(obj, indent=2, sort_keys=sort_keys))
   tmp.replace(path)
 
 
@@ -236,10 +237,10 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
   return state, time.perf_counter() - t0
 
 
-def victim_results(apply_fn, params, config) -> dict:
-  """Victims of each set classified as stop."""
+def victim_results(apply_fn, params, sets: dict[str, np.ndarray]) -> dict:
+  """Victims of each set (`victim_sets(config)`) classified as stop."""
   out = {}
-  for name, images in victim_sets(config).items():
+  for name, images in sets.items():
     pred = predict(apply_fn, params, images)
     out[name] = {"n": int(len(pred)), "stop": int((pred == STOP).sum()),
                  "stop_rate": float((pred == STOP).mean())}
@@ -260,7 +261,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  _write_json(workdir / "config.json", config.to_dict())
+  write_json(workdir / "config.json", config.to_dict())
   if config.penalty.kind not in PENALTIES:
     raise ValueError(f"unknown penalty.kind {config.penalty.kind!r}; use one "
                      f"of {PENALTIES}")
@@ -280,6 +281,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
              "penalty": config.penalty.to_dict(),
              "train_seconds_this_run": round(seconds, 1),
              "test": evaluate(state, test_images, test_labels),
-             **victim_results(state.apply_fn, state.params, config)}
-  _write_json(workdir / "results.json", results)
+             **victim_results(state.apply_fn, state.params,
+                             victim_sets(config))}
+  write_json(workdir / "results.json", results)
   return state, results

@@ -40,7 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from blurnet_jax.attacks.transforms import TransformConfig, random_transform
+from blurnet_jax.attacks.transforms import (TransformConfig, check_images,
+                                            random_transform)
 from blurnet_jax.classes import IMAGE_SHAPE, NUM_CLASSES
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
@@ -178,14 +179,6 @@ def _check_target(target: Any, name: str = "target") -> None:
         f"0..{NUM_CLASSES - 1}.")
 
 
-def _check_images(images: jax.Array, name: str = "images") -> None:
-  if images.ndim != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE:
-    h, w, c = IMAGE_SHAPE
-    raise ValueError(
-        f"{name} must have shape (N, {h}, {w}, {c}), got {images.shape}; "
-        "add the batch axis or resize to 32x32 RGB.")
-
-
 def _check_mask(mask: jax.Array) -> None:
   ok = mask.ndim == 3
   if ok:
@@ -204,6 +197,19 @@ def _check_noise(noise: jax.Array) -> None:
     raise ValueError(
         f"noise must have shape {IMAGE_SHAPE}, got {noise.shape}; build it "
         "with init_noise(key, (32, 32, 3), cfg).")
+
+
+def _inputs(images, mask, noise=None):
+  """float32 arrays of the attack inputs, shapes validated (noise optional)."""
+  images = jnp.asarray(images, jnp.float32)
+  mask = jnp.asarray(mask, jnp.float32)
+  check_images(images)
+  _check_mask(mask)
+  if noise is None:
+    return images, mask
+  noise = jnp.asarray(noise, jnp.float32)
+  _check_noise(noise)
+  return images, mask, noise
 
 
 def _check_colors(colors: np.ndarray, name: str) -> None:
@@ -291,12 +297,7 @@ def apply_perturbation(images: jax.typing.ArrayLike,
   Returns:
     float32 (N, 32, 32, 3).
   """
-  images = jnp.asarray(images, jnp.float32)
-  mask = jnp.asarray(mask, jnp.float32)
-  noise = jnp.asarray(noise, jnp.float32)
-  _check_images(images)
-  _check_mask(mask)
-  _check_noise(noise)
+  images, mask, noise = _inputs(images, mask, noise)
   if cfg.inverse_mask:
     images = images * (1.0 - mask) + cfg.setpoint * mask
   noise = jnp.clip(noise, *cfg.noise_clip)
@@ -421,13 +422,8 @@ def rp2_loss(noise: jax.typing.ArrayLike, apply_fn: ApplyFn, params: Any,
   Returns:
     float32 scalar.
   """
-  images = jnp.asarray(images, jnp.float32)
-  mask = jnp.asarray(mask, jnp.float32)
-  noise = jnp.asarray(noise, jnp.float32)
   _check_target(target)
-  _check_images(images)
-  _check_mask(mask)
-  _check_noise(noise)
+  images, mask, noise = _inputs(images, mask, noise)
   return _losses(noise, apply_fn, params, images, mask, jnp.asarray(target),
                  key, cfg)[0]
 
@@ -499,11 +495,8 @@ def rp2_attack(apply_fn: ApplyFn, params: Any, images: jax.typing.ArrayLike,
   """
   target = cfg.target if target is None else target
   key = jax.random.key(0) if key is None else key
-  images = jnp.asarray(images, jnp.float32)
-  mask = jnp.asarray(mask, jnp.float32)
   _check_target(target)
-  _check_images(images)
-  _check_mask(mask)
+  images, mask = _inputs(images, mask)
   if not isinstance(cfg, RP2Config):
     raise ValueError(
         f"cfg must be an RP2Config, got {type(cfg).__name__}; pass "
@@ -579,7 +572,7 @@ def success_under_transforms(key: jax.typing.ArrayLike, apply_fn: ApplyFn,
     attack fools.
   """
   adversarial = jnp.asarray(adversarial, jnp.float32)
-  _check_images(adversarial, "adversarial")
+  check_images(adversarial, "adversarial")
   _check_target(target)
   if not (isinstance(num_samples, numbers.Integral) and num_samples >= 1):
     raise ValueError(f"num_samples={num_samples!r} must be an int >= 1.")

@@ -351,12 +351,6 @@ def format_table(results: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def _write_json(path: epath.Path, obj: Any) -> None:
-  tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=2))
-  tmp.replace(path)
-
-
 def run_attack(config: ml_collections.ConfigDict,
                workdir: epath.PathLike) -> dict[str, Any]:
   """Runs the RP2 attack(s) of `config` and writes the reports to `workdir`.
@@ -405,7 +399,7 @@ def run_attack(config: ml_collections.ConfigDict,
       "seconds": round(seconds, 2),
       "steps_per_s": round(len(targets) * cfg.steps / seconds, 2),
   }
-  _write_json(workdir / "attack.json", results)
+  train.write_json(workdir / "attack.json", results, sort_keys=False)
   noise = out["noise"].astype(np.float32)
   with (workdir / "perturbation.npy").open("wb") as f:
     np.save(f, noise if len(targets) > 1 else noise[0], allow_pickle=False)

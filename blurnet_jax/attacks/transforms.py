@@ -129,7 +129,8 @@ class TransformConfig:
             or self.translate_px > 0 or self.perspective_deg > 0)
 
 
-def _check_images(images: jax.Array, name: str = "images") -> None:
+def check_images(images: jax.Array, name: str = "images") -> None:
+  """Raises ValueError unless `images` is (N, 32, 32, 3)."""
   if images.ndim != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE:
     h, w, c = IMAGE_SHAPE
     raise ValueError(
@@ -286,7 +287,7 @@ def random_transform(key: jax.typing.ArrayLike, images: jax.typing.ArrayLike,
         f"cfg must be a TransformConfig, got {type(cfg).__name__}; build one "
         "with TransformConfig(...) or TransformConfig.physical().")
   images = jnp.asarray(images, jnp.float32)
-  _check_images(images)
+  check_images(images)
   if cfg.is_identity:
     return images
   n = images.shape[0]

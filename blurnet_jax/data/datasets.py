@@ -194,12 +194,15 @@ def prepare_and_describe(config, workdir: epath.PathLike) -> dict:
   start = time.perf_counter()
   builder = prepare(config)
   seconds = time.perf_counter() - start
-  summary = summarize(builder)
+  stored = builder.data_path / "summary.json"
+  first = json.loads(stored.read_text()) if stored.exists() else None
+  # A set prepared by `prepare_synthetic` was summarised then; reuse that
+  # rather than read every example again.
+  summary = summarize(builder) if first is None else {
+      k: first[k] for k in ("name", "config", "path", "splits")}
   total = sum(s["examples"] for s in summary["splits"].values())
   summary["seconds"] = round(seconds, 2)
-  stored = builder.data_path / "summary.json"
-  if stored.exists():  # the figures of the run that generated the set
-    first = json.loads(stored.read_text())
+  if first is not None:  # the figures of the run that generated the set
     summary["prepare_seconds"] = first.get("prepare_seconds")
     summary["images_per_second"] = first.get("prepared_images_per_second")
     summary["generation_images_per_second"] = first.get(
