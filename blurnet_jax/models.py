@@ -26,7 +26,7 @@ Typical use:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 import functools
 import numbers
 import os
@@ -464,6 +464,20 @@ def model_from_config(cfg: Mapping[str, Any]) -> LisaCNN:
 
 
 @functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=None)
+def apply_fn_for(model: LisaCNN) -> Callable[[Any, jax.Array], jax.Array]:
+  """`apply_fn(params, images) -> logits` of `model`, one object per model.
+
+  Equal models (same fields) get the same function object, so the jitted
+  programs that take it as a static argument (the RP2 attack) compile once
+  per architecture, not once per call.
+  """
+  def apply_fn(params, images):
+    return model.apply({"params": params}, images)
+
+  return apply_fn
+
+
 def _base_param_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
   """Shapes of the unfiltered LisaCNN params, from the module itself."""
   variables = jax.eval_shape(

@@ -21,6 +21,7 @@ from blurnet_jax.attacks import (
     random_transform,
     rp2_attack,
     rp2_loss,
+    predictions_under_transforms,
     success_under_transforms,
     targeted_success,
 )
@@ -289,6 +290,35 @@ def test_untargeted_attack_with_transforms_and_nps_runs(linear):
                                   out["adversarial"], STOP, transforms=tcfg,
                                   num_samples=3, targeted=False)
   assert 0.0 <= float(rate) <= 1.0
+
+
+def test_progress_hook_reports_steps_and_changes_nothing(linear):
+  params, x = linear
+  cfg = RP2Config(steps=7)
+  seen = []
+  hooked = rp2_attack(linear_apply, params, x, get_mask("octagon"), TARGET,
+                      jax.random.key(3), cfg=cfg, on_step=seen.append,
+                      report_every=3)
+  jax.effects_barrier()
+  plain = rp2_attack(linear_apply, params, x, get_mask("octagon"), TARGET,
+                     jax.random.key(3), cfg=cfg)
+  assert sorted(int(s) for s in seen) == [3, 6, 7]  # every 3rd and the last
+  np.testing.assert_array_equal(hooked["noise"], plain["noise"])
+  with pytest.raises(ValueError, match="report_every"):
+    rp2_attack(linear_apply, params, x, get_mask("octagon"), TARGET,
+               jax.random.key(3), cfg=cfg, report_every=0)
+
+
+def test_success_under_transforms_counts_the_predictions(linear):
+  params, x = linear
+  tcfg = TransformConfig.physical()
+  pred = predictions_under_transforms(jax.random.key(1), linear_apply, params,
+                                      x, transforms=tcfg, num_samples=3)
+  assert pred.shape == (3, len(x))
+  for target in (0, 3):
+    rate = success_under_transforms(jax.random.key(1), linear_apply, params,
+                                    x, target, transforms=tcfg, num_samples=3)
+    np.testing.assert_allclose(rate, np.mean(np.asarray(pred) == target))
 
 
 # ------------------------------------------------------------- (e) vmap --

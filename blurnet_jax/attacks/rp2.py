@@ -434,8 +434,10 @@ def _success(logits: jax.Array, target: jax.Array, targeted: bool):
   return jnp.mean(hit.astype(jnp.float32))
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "cfg"))
-def _attack(apply_fn, params, images, mask, target, key, cfg):
+@functools.partial(jax.jit, static_argnames=("apply_fn", "cfg", "on_step",
+                                             "report_every"))
+def _attack(apply_fn, params, images, mask, target, key, cfg, on_step,
+            report_every):
   init_key, loop_key = jax.random.split(key)
   noise = init_noise(init_key, IMAGE_SHAPE, cfg)
   opt = optax.adam(cfg.learning_rate, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
@@ -451,6 +453,13 @@ def _attack(apply_fn, params, images, mask, target, key, cfg):
     success = _success(logits, target, cfg.targeted)
     updates, opt_state = opt.update(grad, opt_state, noise)
     noise = jnp.clip(optax.apply_updates(noise, updates), *cfg.noise_clip)
+    if on_step is not None:
+      # A host call every `report_every` steps (and after the last): `i` is
+      # the scan counter, never batched, so this stays a real branch under
+      # vmap and the other steps cost nothing.
+      report = ((i + 1) % report_every == 0) | (i + 1 == cfg.steps)
+      jax.lax.cond(report, lambda: jax.debug.callback(on_step, i + 1),
+                   lambda: None)
     return (noise, opt_state), (loss, success)
 
   (noise, _), (losses, success) = jax.lax.scan(
@@ -466,7 +475,9 @@ def _attack(apply_fn, params, images, mask, target, key, cfg):
 def rp2_attack(apply_fn: ApplyFn, params: Any, images: jax.typing.ArrayLike,
                mask: jax.typing.ArrayLike, target: Any = None,
                key: Optional[jax.typing.ArrayLike] = None, *,
-               cfg: RP2Config = RP2Config()) -> dict[str, jax.Array]:
+               cfg: RP2Config = RP2Config(),
+               on_step: Optional[Callable[[Any], None]] = None,
+               report_every: int = 10) -> dict[str, jax.Array]:
   """Runs RP2: `cfg.steps` Adam steps on one perturbation shared by `images`.
 
   The loop is a `lax.scan` of one step inside one `jax.jit` (`apply_fn`
@@ -485,6 +496,12 @@ def rp2_attack(apply_fn: ApplyFn, params: Any, images: jax.typing.ArrayLike,
       `cfg.target`. The true class when `cfg.targeted` is False.
     key: PRNG key; None uses `jax.random.key(0)`.
     cfg: the attack config.
+    on_step: optional host function called with the number of steps done
+      every `report_every` steps and after the last (`jax.debug.callback`;
+      for progress lines, it does not change the result). Static: pass the
+      same function object to reuse the compiled program. Under `vmap` it
+      may be called once per batch member with the same count.
+    report_every: steps between `on_step` calls.
 
   Returns:
     dict with 'noise' (32, 32, 3), the final perturbation (clipped to
@@ -501,8 +518,10 @@ def rp2_attack(apply_fn: ApplyFn, params: Any, images: jax.typing.ArrayLike,
     raise ValueError(
         f"cfg must be an RP2Config, got {type(cfg).__name__}; pass "
         "cfg=RP2Config(...).")
+  if not (isinstance(report_every, int) and report_every >= 1):
+    raise ValueError(f"report_every={report_every!r} must be an int >= 1.")
   return _attack(apply_fn, params, images, mask, jnp.asarray(target), key,
-                 cfg)
+                 cfg, on_step, report_every)
 
 
 # --------------------------------------------------------------- metrics --
@@ -546,6 +565,31 @@ def l2_dissimilarity(x: jax.typing.ArrayLike,
   return jnp.mean(num / den)
 
 
+def predictions_under_transforms(key: jax.typing.ArrayLike,
+                                 apply_fn: ApplyFn, params: Any,
+                                 images: jax.typing.ArrayLike, *,
+                                 transforms: TransformConfig,
+                                 num_samples: int = 10) -> jax.Array:
+  """Classes of `num_samples` fresh random transforms of every image.
+
+  Sample k transforms every image (sign and sticker together, as a camera
+  sees them) with `fold_in(key, k)`.
+
+  Returns:
+    int32 (num_samples, N) predicted classes.
+  """
+  images = jnp.asarray(images, jnp.float32)
+  check_images(images, "adversarial")
+  if not (isinstance(num_samples, numbers.Integral) and num_samples >= 1):
+    raise ValueError(f"num_samples={num_samples!r} must be an int >= 1.")
+
+  def one(k):
+    x = random_transform(jax.random.fold_in(key, k), images, transforms)
+    return jnp.argmax(apply_fn(params, x), axis=-1)
+
+  return jax.lax.map(one, jnp.arange(num_samples))
+
+
 def success_under_transforms(key: jax.typing.ArrayLike, apply_fn: ApplyFn,
                              params: Any, adversarial: jax.typing.ArrayLike,
                              target: Any, *,
@@ -554,8 +598,7 @@ def success_under_transforms(key: jax.typing.ArrayLike, apply_fn: ApplyFn,
                              targeted: bool = True) -> jax.Array:
   """Success of perturbed images under `num_samples` fresh random transforms.
 
-  Each of the K samples transforms every perturbed image (sign and sticker
-  together, as a camera sees them) with `fold_in(key, k)`.
+  See `predictions_under_transforms` for the draws.
 
   Args:
     key: PRNG key.
@@ -571,15 +614,9 @@ def success_under_transforms(key: jax.typing.ArrayLike, apply_fn: ApplyFn,
     float32 scalar: the fraction of the K * N transformed images that the
     attack fools.
   """
-  adversarial = jnp.asarray(adversarial, jnp.float32)
-  check_images(adversarial, "adversarial")
   _check_target(target)
-  if not (isinstance(num_samples, numbers.Integral) and num_samples >= 1):
-    raise ValueError(f"num_samples={num_samples!r} must be an int >= 1.")
-  target = jnp.asarray(target)
-
-  def one(k):
-    x = random_transform(jax.random.fold_in(key, k), adversarial, transforms)
-    return _success(apply_fn(params, x), target, targeted)
-
-  return jnp.mean(jax.lax.map(one, jnp.arange(num_samples)))
+  pred = predictions_under_transforms(key, apply_fn, params, adversarial,
+                                      transforms=transforms,
+                                      num_samples=num_samples)
+  hit = pred == target if targeted else pred != target
+  return jnp.mean(hit.astype(jnp.float32))

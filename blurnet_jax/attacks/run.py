@@ -16,6 +16,7 @@ it, and writes `attack.json`, `perturbation.npy`, `perturbation.png` and
 from __future__ import annotations
 
 from collections.abc import Callable
+import functools
 import json
 import os
 from pathlib import Path
@@ -64,8 +65,8 @@ def load_model(spec: str | os.PathLike[str]) -> tuple[ApplyFn, Any, str]:
 
   Returns:
     (apply_fn, params, description): `apply_fn(params, images) -> logits`,
-    one function object per call, to be reused (it is a static argument of
-    the jitted attack).
+    the same function object for every model of one architecture
+    (`models.apply_fn_for`), so the jitted attack compiles once for them.
 
   Raises:
     FileNotFoundError: no such path, or a folder that is not a training
@@ -109,10 +110,7 @@ def load_model(spec: str | os.PathLike[str]) -> tuple[ApplyFn, Any, str]:
     description = (f"LisaCNN({fields}) from {path}, variant "
                    f"{config.get('variant', '?')}, step {step}")
 
-  def apply_fn(params, images):
-    return model.apply({"params": params}, images)
-
-  return apply_fn, params, description
+  return models.apply_fn_for(model), params, description
 
 
 def load_victims(spec: str) -> tuple[np.ndarray, str]:
@@ -182,16 +180,65 @@ def rp2_config(config: ml_collections.ConfigDict) -> rp2.RP2Config:
 # ---------------------------------------------------------------- attack --
 
 
+class _StepReporter:
+  """The host end of the attack's progress callback.
+
+  One object for every run, so that the compiled grid (for which it is a
+  static argument) is reused; `attack_targets` points it at its Progress.
+  """
+
+  def __init__(self):
+    self.progress: Progress | None = None
+    self.offset = 0  # steps of the chunks already finished
+
+  def __call__(self, steps_done) -> None:
+    if self.progress is not None:
+      self.progress.update(self.offset + int(steps_done))
+
+
+_REPORTER = _StepReporter()
+_COMPILED: dict[Any, Any] = {}
+
+
+def _grid_program(apply_fn, cfg, report, params, images, mask, size):
+  """The compiled `size`-target grid, cached by architecture and shapes."""
+  signature = jax.tree.map(lambda x: (x.shape, x.dtype), (params, images,
+                                                          mask))
+  cache_key = (apply_fn, cfg, report, size, jax.tree.structure(signature),
+               tuple(jax.tree.leaves(signature)))
+  if cache_key not in _COMPILED:
+    def one(params, images, mask, target, key):
+      return rp2.rp2_attack(
+          apply_fn, params, images, mask, target,
+          jax.random.fold_in(key, target), cfg=cfg,
+          on_step=_REPORTER if report else None,
+          report_every=max(1, min(50, cfg.steps // 20)))
+
+    fn = jax.jit(jax.vmap(one, in_axes=(None, None, None, 0, None)))
+    _COMPILED[cache_key] = fn.lower(
+        params, images, mask, jnp.zeros((size,), jnp.int32),
+        jax.random.key(0)).compile()
+  return _COMPILED[cache_key]
+
+
 def attack_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
                    mask: np.ndarray, targets: list[int], key: jax.Array, *,
                    cfg: rp2.RP2Config, chunk: int = 0,
-                   progress: Progress | None = None) -> dict[str, np.ndarray]:
+                   progress: Progress | None = None,
+                   timings: dict[str, float] | None = None
+                   ) -> dict[str, np.ndarray]:
   """`rp2_attack` for every target, `jax.vmap`ped in chunks.
 
   Each compiled program attacks `chunk` targets at once (0: all); the last
   chunk is padded with copies of its last target so that one program serves
   every chunk. Target t uses the key `fold_in(key, t)`, so its result does
   not depend on the chunking or on the other targets.
+
+  Args:
+    progress: counts attack steps (total = chunks x `cfg.steps`); updated
+      from inside the compiled loop every few steps.
+    timings: if given, receives 'compile_s' (ahead-of-time compilation of
+      the chunk program) and 'run_s' (executing every chunk).
 
   Returns:
     Host arrays with a leading target axis: 'noise' (T, 32, 32, 3),
@@ -203,24 +250,53 @@ def attack_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
     raise ValueError(f"chunk={chunk!r} must be an int >= 0 (0: all targets "
                      "in one program)")
   size = chunk or len(targets)
-
-  def one(params, images, mask, target):
-    return rp2.rp2_attack(apply_fn, params, images, mask, target,
-                          jax.random.fold_in(key, target), cfg=cfg)
-
-  grid = jax.jit(jax.vmap(one, in_axes=(None, None, None, 0)))
   images, mask = jnp.asarray(images), jnp.asarray(mask)
+  if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    key = jax.random.wrap_key_data(key)  # a raw uint32 key
+  t0 = time.perf_counter()
+  grid = _grid_program(apply_fn, cfg, progress is not None, params, images,
+                       mask, size)
+  t1 = time.perf_counter()
+  _REPORTER.progress, _REPORTER.offset = progress, 0
   parts = []
-  for start in range(0, len(targets), size):
-    part = targets[start:start + size]
-    padded = part + part[-1:] * (size - len(part))
-    out = jax.device_get(grid(params, images, mask,
-                              jnp.asarray(padded, jnp.int32)))
-    parts.append({k: np.asarray(v)[:len(part)] for k, v in out.items()})
-    if progress is not None:
-      progress.update(start + len(part), success=float(
-          np.mean(parts[-1]["success"][:, -1])))
+  try:
+    for start in range(0, len(targets), size):
+      part = targets[start:start + size]
+      padded = part + part[-1:] * (size - len(part))
+      out = jax.device_get(grid(params, images, mask,
+                                jnp.asarray(padded, jnp.int32), key))
+      parts.append({k: np.asarray(v)[:len(part)] for k, v in out.items()})
+      _REPORTER.offset += cfg.steps
+  finally:
+    _REPORTER.progress = None
+  if timings is not None:
+    timings.update(compile_s=t1 - t0, run_s=time.perf_counter() - t1)
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+@functools.lru_cache(maxsize=32)
+def _metrics_program(apply_fn: ApplyFn, eval_transforms: int):
+  """Jitted metrics of a (T, N, ...) stack of perturbed victim sets."""
+  physical = TransformConfig.physical()
+
+  @jax.jit
+  @functools.partial(jax.vmap, in_axes=(None, None, 0, 0, 0))
+  def metrics(params, images, adv, target, key):
+    clean = jnp.argmax(apply_fn(params, images), -1)
+    pred = jnp.argmax(apply_fn(params, adv), -1)
+    moved = rp2.predictions_under_transforms(
+        key, apply_fn, params, adv, transforms=physical,
+        num_samples=eval_transforms)
+    return pred, {
+        "success": rp2.attack_success_rate(clean, pred),
+        "targeted_success": rp2.targeted_success(pred, target),
+        "l2": rp2.l2_dissimilarity(images, adv),
+        "transform_success": jnp.mean((moved != STOP).astype(jnp.float32)),
+        "transform_targeted_success": jnp.mean(
+            (moved == target).astype(jnp.float32)),
+    }
+
+  return metrics
 
 
 def evaluate_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
@@ -237,28 +313,15 @@ def evaluate_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
     'transform_targeted_success'; plus the counts of the adversarial
     predictions. predictions: int (T, N), the classes of `adversarial`.
   """
-  physical = TransformConfig.physical()
-
-  @jax.jit
-  def metrics(adv, target, key):
-    clean = jnp.argmax(apply_fn(params, images), -1)
-    pred = jnp.argmax(apply_fn(params, adv), -1)
-    kwargs = dict(transforms=physical, num_samples=eval_transforms)
-    return pred, {
-        "success": rp2.attack_success_rate(clean, pred),
-        "targeted_success": rp2.targeted_success(pred, target),
-        "l2": rp2.l2_dissimilarity(images, adv),
-        "transform_success": rp2.success_under_transforms(
-            key, apply_fn, params, adv, STOP, targeted=False, **kwargs),
-        "transform_targeted_success": rp2.success_under_transforms(
-            key, apply_fn, params, adv, target, **kwargs),
-    }
-
+  targets_arr = jnp.asarray(targets, jnp.int32)
+  keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(targets_arr)
+  all_pred, all_values = jax.device_get(_metrics_program(
+      apply_fn, eval_transforms)(params, jnp.asarray(images),
+                                 jnp.asarray(adversarial), targets_arr, keys))
   rows, preds = [], []
-  for t, adv in zip(targets, adversarial):
-    pred, values = jax.device_get(
-        metrics(jnp.asarray(adv), jnp.asarray(t, jnp.int32),
-                jax.random.fold_in(key, t)))
+  for i, t in enumerate(targets):
+    pred = all_pred[i]
+    values = {k: v[i] for k, v in all_values.items()}
     preds.append(pred)
     counts = np.bincount(pred, minlength=NUM_CLASSES)
     rows.append({"target": int(t), "target_name": CLASS_NAMES[t],
@@ -376,10 +439,19 @@ def run_attack(config: ml_collections.ConfigDict,
   workdir.mkdir(parents=True, exist_ok=True)
 
   attack_key, eval_key = jax.random.split(jax.random.key(config.seed))
-  progress = Progress(len(targets), "rp2", unit="target", every_s=0.0)
+  if not (isinstance(config.chunk, int) and config.chunk >= 0):
+    raise ValueError(f"chunk={config.chunk!r} must be an int >= 0 (0: all "
+                     "targets in one program)")
+  size = config.chunk or len(targets)
+  chunks = -(-len(targets) // size)
+  progress = Progress(chunks * cfg.steps,
+                      f"rp2 {len(targets)} target(s) in {chunks} program(s)",
+                      unit="step")
+  timings = {}
   t0 = time.perf_counter()
   out = attack_targets(apply_fn, params, images, mask, targets, attack_key,
-                       cfg=cfg, chunk=config.chunk, progress=progress)
+                       cfg=cfg, chunk=config.chunk, progress=progress,
+                       timings=timings)
   seconds = time.perf_counter() - t0
   progress.close()
   rows, adv_pred = evaluate_targets(apply_fn, params, images,
@@ -397,6 +469,7 @@ def run_attack(config: ml_collections.ConfigDict,
       "summary": summarize(rows),
       "slides_baseline": SLIDES_BASELINE,
       "seconds": round(seconds, 2),
+      "compile_seconds": round(timings["compile_s"], 2),
       "steps_per_s": round(len(targets) * cfg.steps / seconds, 2),
   }
   train.write_json(workdir / "attack.json", results, sort_keys=False)
