@@ -8,9 +8,11 @@ sharded over them (`jax.sharding`), and XLA splits the work; the numbers do
 not change.
 """
 
+from collections.abc import Callable
 import functools
 import json
 import time
+from typing import Any
 
 from etils import epath
 import jax
@@ -114,11 +116,15 @@ def population_evaluate(state, images, labels, *, batch_size=500) -> dict:
   return {k: [o[k] for o in out] for k in out[0]}
 
 
-def run_sweep(config: ml_collections.ConfigDict, workdir: epath.PathLike
-              ) -> list[dict]:
+def run_sweep(config: ml_collections.ConfigDict, workdir: epath.PathLike, *,
+              on_member: Callable[[Any], dict] | None = None) -> list[dict]:
   """Trains the population, evaluates every member, writes `sweep.json`
   (one object per member: alpha, seed, test accuracy, victims) and
-  `sweep.png` (test accuracy against alpha)."""
+  `sweep.png` (test accuracy against alpha).
+
+  `on_member(params) -> dict`, if given, adds its fields to each member's
+  row (e.g. the white-box attack results of `reproduce`).
+  """
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
@@ -152,7 +158,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: epath.PathLike
     rows.append({"penalty": config.penalty.kind, "alpha": alpha, "seed": seed,
                  "test_accuracy": final["accuracy"][i],
                  "test_loss": final["loss"][i],
-                 **train.victim_results(state.apply_fn, params, sets)})
+                 **train.victim_results(state.apply_fn, params, sets),
+                 **(on_member(params) if on_member is not None else {})})
   summary = {"members": rows, "train_seconds_this_run": round(seconds, 1),
              "devices": len(jax.local_devices()),
              "num_train_steps": config.num_train_steps}

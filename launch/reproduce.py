@@ -1,0 +1,27 @@
+"""The BlurNet study end to end (see configs/reproduce.py).
+
+    python -m launch.reproduce --config=configs/reproduce.py:quick \
+        --workdir=/tmp/blurnet_quick
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from blurnet_jax import reproduce
+from blurnet_jax.cli import one_line_errors, parse_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "models, tables and report")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+@one_line_errors
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  reproduce.run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

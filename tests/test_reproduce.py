@@ -1,0 +1,122 @@
+"""launch.reproduce: Table 1 on the real RP2 data, the readings, a tiny run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from blurnet_jax import reproduce
+from configs import reproduce as reproduce_configs
+
+
+def test_filter_variants_cover_the_slides_rows():
+  config = reproduce_configs.get_config("quick")
+  variants = reproduce.filter_variants(config)
+  names = [v[0] for v in variants]
+  assert len(names) == 1 + 2 * 3 * 2  # baseline + where x size x kernel
+  assert {v[1] for v in variants} >= set(reproduce.SLIDES_TABLE1)
+  fields = dict((v[0], v[2]) for v in variants)
+  assert fields["l1_5x5_box"] == dict(
+      filter_where="l1", filter_kernel="box", filter_size=5,
+      filter_padding="zeros", filter_position="after_relu")
+
+
+def test_table1_on_the_rp2_data_lands_within_5_points_of_the_slides(rp2_dir):
+  assets = reproduce.rp2_assets(str(rp2_dir))
+  config = reproduce_configs.get_config("quick")
+  rows = reproduce.transfer_rows(
+      assets["params"], assets["images"], assets["adversarial"],
+      reproduce.filter_variants(config), dataset="rp2")
+  by_name = {r["variant"]: r for r in rows}
+  # The RP2 facts: 40/40 stop, the camouflage noise moves 36 of them.
+  assert by_name["baseline"]["accuracy"] == 1.0
+  assert by_name["baseline"]["attack_success_rate"] == 0.9
+  # The box filters reproduce every cell of the slides' Table 1 within 5
+  # points in the not-stop reading (the slides' own reading).
+  for r in rows:
+    if r["variant"].endswith("_box") and "slides_accuracy" in r:
+      assert abs(r["accuracy"] - r["slides_accuracy"]) <= 0.05, r
+      assert abs(r["misclassification_rate"]
+                 - r["slides_attack_success_rate"]) <= 0.05, r
+  # A 5x5 blur on L1 moves 6 clean victims off stop: the changed-prediction
+  # reading counts the perturbation as failing there, unlike the slides.
+  l1_5 = by_name["l1_5x5_box"]
+  assert l1_5["attack_success_rate"] < l1_5["misclassification_rate"]
+  reading = reproduce.slides_reading(rows)
+  assert reading["follows"] == "misclassification_rate"
+  assert reading["within_5_points"]
+
+
+def test_slides_reading_picks_the_closer_reading_per_row():
+  rows = [
+      {"variant": "a_box", "slides_variant": "a", "accuracy": 1.0,
+       "slides_accuracy": 1.0, "slides_attack_success_rate": 0.5,
+       "attack_success_rate": 0.5, "misclassification_rate": 0.9},
+      {"variant": "a_gaussian", "slides_variant": "a", "accuracy": 1.0,
+       "slides_accuracy": 1.0, "slides_attack_success_rate": 0.5,
+       "attack_success_rate": 0.2, "misclassification_rate": 0.45},
+  ]
+  reading = reproduce.slides_reading(rows)
+  assert reading["follows"] == "attack_success_rate"
+  assert reading["max_distance_points"] == {
+      "attack_success_rate": 0.0, "misclassification_rate": 5.0}
+
+
+def _tiny_config(data_dir):
+  config = reproduce_configs.get_config("quick")
+  config.data.data_dir = str(data_dir)
+  config.data.train_per_class = 4
+  config.data.test_per_class = 2
+  config.data.workers = 1
+  del config.models["linf_5x5"]
+  del config.sweeps["linf"]
+  config.num_train_steps = 6
+  config.warmup_steps = 2
+  config.batch_size = 16
+  config.table1.sizes = "5"
+  config.table1.attack_steps = 3
+  config.grid.targets = "12,17"
+  config.grid.victims = 4
+  config.grid.num_transforms = 1
+  config.grid.steps = 2
+  config.grid.eval_transforms = 1
+  config.sweep.num_train_steps = 4
+  config.sweep.steps = 2
+  return config
+
+
+def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
+                                                          tmp_path):
+  config = _tiny_config(tiny_data_dir)
+  first = reproduce.run(config, tmp_path)
+  tables = {n: json.loads((tmp_path / f"{n}.json").read_text())
+            for n in ("table1", "table2", "spectral", "sweep")}
+  assert [r["variant"] for r in tables["table1"]] == [
+      "baseline", "input_5x5_box", "input_5x5_gaussian", "l1_5x5_box",
+      "l1_5x5_gaussian"]
+  assert {"accuracy", "attack_success_rate", "misclassification_rate"} <= set(
+      tables["table1"][0])
+  t2 = {r["variant"]: r for r in tables["table2"]}
+  assert set(t2) == {"baseline", "tv_1e-4"}
+  assert t2["tv_1e-4"]["slides_avg_success"] == 0.0792
+  for r in tables["table2"]:
+    assert [p["target"] for p in r["per_target"]] == [12, 17]
+    assert 0 <= r["avg_success"] <= r["worst_success"] <= 1
+  assert [r["alpha"] for r in tables["sweep"]] == [0.0, 1e-4]
+  assert {"avg_success", "test_accuracy"} <= set(tables["sweep"][0])
+  html = (tmp_path / "report" / "index.html").read_text()
+  figures = len(list((tmp_path / "figures").glob("*.png")))
+  assert figures == 1 + 4 + 2  # victims, 4 spectra, tv accuracy + success
+  assert html.count("data:image/png;base64,") == figures
+  assert "Table 1: black-box transfer" in html
+  # A second run reuses the trained models and gives the same numbers.
+  second = reproduce.run(config, tmp_path)
+  assert second["stage_seconds"]["train"] < first["stage_seconds"]["train"]
+  assert json.loads((tmp_path / "table2.json").read_text()) == tables["table2"]
+  assert np.isclose(second["table1"]["rows"][0]["attack_success_rate"],
+                    first["table1"]["rows"][0]["attack_success_rate"])
+
+
+def test_a_missing_rp2_dir_is_one_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="has no rp2_lisa_cnn.npz"):
+    reproduce.rp2_assets(str(tmp_path))
