@@ -1,0 +1,64 @@
+r"""Speed of training, the RP2 white-box grid and the data, beside references.
+
+    python -m launch.benchmark --config=configs/benchmark.py --workdir=/tmp/b
+    python -m launch.benchmark --config=configs/benchmark.py:runlocal \
+        --workdir=/tmp/b
+    python -m launch.benchmark --config=configs/benchmark.py \
+        --config.sections=grid --config.grid_steps=30 --config.repeats=3 \
+        --config.torch_python=/path/to/venv-with-torch/bin/python \
+        --workdir=/tmp/b
+
+Prints a table and writes WORKDIR/benchmark.json (every run, medians, the
+ratios, device and versions). With `reference_dir` (default: ../shared/bench
+beside the repo when present) the bare-JAX reference runs in the same session,
+interleaved, and the PyTorch one too where `torch_python` imports torch.
+Default run on a 2-core CPU: about 15 minutes (the references' grids are
+most of it); runlocal about 2 minutes.
+"""
+
+from pathlib import Path
+
+import ml_collections
+
+from blurnet_jax.config_args import parse_arg
+
+_SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def _existing(path: Path) -> str:
+  return str(path) if path.exists() else ""
+
+
+def get_config(arg=None):
+  arg = parse_arg(arg, runlocal=False)
+  c = ml_collections.ConfigDict()
+  c.sections = "train,grid,data"  # comma list of train, grid, data
+  c.repeats = 1  # interleaved repetitions; the report gives medians
+  # train: the jitted train step, batch of random images.
+  c.batch = 128
+  c.train_steps = 60  # timed steps (after 5 untimed ones)
+  c.conv_impls = "auto,xla"  # LisaCNN.conv_impl values to time
+  # grid: 17 targets x victims x num_transforms x grid_steps.
+  c.model = _existing(_SHARED / "rp2" / "rp2_lisa_cnn.npz")
+  c.victims = _existing(_SHARED / "rp2" / "victim-set")  # '' = synthetic
+  c.mask = _existing(_SHARED / "rp2" / "masks" /
+                     "mask_l1loss_uniform_rectangles.png") or "camouflage"
+  c.grid_steps = 10
+  c.num_transforms = 8
+  # 'auto': chunks of 1 and of all targets on a CPU, all on an accelerator;
+  # or a comma list of targets per program (0 = all 17).
+  c.grid_chunks = "auto"
+  # 'reference': the reference scripts' transforms (like for like);
+  # 'physical': the project's default physical transforms.
+  c.grid_transforms = "reference"
+  # data: the synthetic renderer.
+  c.data_per_class = 200
+  # references: the folder of jax_ref.py / torch_ref.py ('' = none).
+  c.reference_dir = _existing(_SHARED / "bench")
+  c.torch_python = ""  # interpreter with torch; '' = this one
+  if arg.runlocal:
+    c.train_steps = 10
+    c.grid_steps = 2
+    c.num_transforms = 2
+    c.data_per_class = 20
+  return c
