@@ -307,7 +307,7 @@ def run_benchmark(config: ml_collections.ConfigDict,
                    reference(s, ["--train", "--steps", str(config.train_steps)],
                              python=p)))
     if "grid" in sections:
-      for mode in ("--batched", "--sequential"):
+      for mode in (f"--{m}" for m in config.reference_modes.split(",")):
         jobs.append((f"{name} reference grid {mode[2:]}",
                      lambda s=script, p=python, m=mode:
                      reference(s, [*grid_args, m], python=p)))

@@ -56,6 +56,8 @@ def get_config(arg=None):
   # references: the folder of jax_ref.py / torch_ref.py ('' = none).
   c.reference_dir = _existing(_SHARED / "bench")
   c.torch_python = ""  # interpreter with torch; '' = this one
+  # The references' grid forms: all targets in one vmap, one at a time.
+  c.reference_modes = "batched,sequential"
   if arg.runlocal:
     c.train_steps = 10
     c.grid_steps = 2
