@@ -287,7 +287,8 @@ def run_benchmark(config: ml_collections.ConfigDict,
   frameworks = []
   if ref_dir:
     frameworks.append(("jax", sys.executable))
-    if has_torch(torch_python):
+    if (os.path.isfile(os.path.join(ref_dir, "torch_ref.py"))
+        and has_torch(torch_python)):
       frameworks.append(("torch", torch_python))
   grid_inputs = None
   if "grid" in sections:
