@@ -45,6 +45,9 @@ def test_table1_on_the_rp2_data_lands_within_5_points_of_the_slides(rp2_dir):
   reading = reproduce.slides_reading(rows)
   assert reading["follows"] == "misclassification_rate"
   assert reading["within_5_points"]
+  assert reading["kernels_beyond_5_points"]  # some Gaussian rows, no box
+  assert all(v.endswith("_gaussian")
+             for v in reading["kernels_beyond_5_points"])
 
 
 def test_slides_reading_picks_the_closer_reading_per_row():
@@ -120,3 +123,22 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
 def test_a_missing_rp2_dir_is_one_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="has no rp2_lisa_cnn.npz"):
     reproduce.rp2_assets(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_the_report_renders_in_a_headless_browser(tiny_data_dir, tmp_path):
+  """The reproduce report opened alone in Chromium: every image loads."""
+  from tests import test_report  # pylint: disable=g-import-not-at-top
+  browser = test_report._browser()  # pylint: disable=protected-access
+  if browser is None:
+    pytest.skip("no chromium, chromium-browser or google-chrome on PATH; "
+                "install one (apt-get install -y chromium) to run this test")
+  reproduce.run(_tiny_config(tiny_data_dir), tmp_path / "run")
+  alone = tmp_path / "alone"
+  alone.mkdir()
+  page = alone / "index.html"
+  page.write_text((tmp_path / "run" / "report" / "index.html").read_text())
+  figures = len(list((tmp_path / "run" / "figures").glob("*.png")))
+  counts = test_report._browser_image_counts(  # pylint: disable=protected-access
+      browser, page, tmp_path)
+  assert counts == (figures, 0)
