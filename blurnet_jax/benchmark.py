@@ -257,7 +257,7 @@ def data_throughput(per_class: int, workers: int) -> dict[str, Any]:
 
 
 def _chunks(spec: str) -> list[int]:
-  if spec == "auto":  # one target per program on a CPU (cache), all on GPU
+  if spec == "auto":  # one target per program and all, on a CPU; all else
     return [1, 0] if jax.default_backend() == "cpu" else [0]
   try:
     return [int(c) for c in spec.split(",")]

@@ -265,7 +265,7 @@ def rp2_assets(rp2_dir: str) -> dict[str, Any]:
 
 def whitebox(apply_fn, params, images, mask, key, *, targets: list[int],
              steps: int, num_transforms: int, eval_transforms: int,
-             chunk: int = 0, desc: str = "white-box grid") -> dict[str, Any]:
+             chunk: int = -1, desc: str = "white-box grid") -> dict[str, Any]:
   """The white-box RP2 grid (camouflage settings, physical EOT) on a model.
 
   Returns the slides' Table 2 columns (`avg_success`, `worst_success`: the
@@ -274,7 +274,7 @@ def whitebox(apply_fn, params, images, mask, key, *, targets: list[int],
   """
   cfg = rp2.RP2Config(steps=steps, num_transforms=num_transforms,
                       transforms=TransformConfig.physical(), target=_TARGET)
-  size = chunk or len(targets)
+  size = attack_run.chunk_size(len(targets), chunk)
   progress = Progress(-(-len(targets) // size) * steps, desc, unit="step")
   attack_key, eval_key = jax.random.split(key)
   out = attack_run.attack_targets(apply_fn, params, images, mask, targets,
@@ -433,18 +433,29 @@ def _table1_block(rows, caption) -> report_lib.Table:
   return report_lib.Table(columns, out, caption=caption, formats=fmt)
 
 
+def _diff(ours, slides):
+  return None if ours is None or slides is None else ours - slides
+
+
 def _table2_block(rows, caption) -> report_lib.Table:
-  columns = ["variant", "data", "alpha", "legit. acc.", "slides acc.",
-             "avg success", "slides avg", "worst success", "slides worst",
-             "L2", "slides L2", "avg targeted", "avg under transforms"]
-  out = [[r["variant"], r["dataset"], r["alpha"], _pct(r["legit_acc"]),
-          _pct(r.get("slides_legit_acc")), _pct(r["avg_success"]),
-          _pct(r.get("slides_avg_success")), _pct(r["worst_success"]),
-          _pct(r.get("slides_worst_success")), r["l2_distortion"],
-          r.get("slides_l2_distortion"), _pct(r["avg_targeted_success"]),
-          _pct(r["avg_transform_success"])] for r in rows]
-  fmt = {c: ".1f" for c in columns[3:]} | {"alpha": "g", "L2": ".3f",
-                                           "slides L2": ".3f"}
+  columns = ["variant", "data", "alpha"]
+  for name in ("acc.", "avg success", "worst success", "L2"):
+    columns += [name, f"slides {name}", f"diff {name}"]
+  columns += ["avg targeted", "avg under transforms"]
+  out = []
+  for r in rows:
+    line = [r["variant"], r["dataset"], r["alpha"]]
+    for key, scale in (("legit_acc", 100.0), ("avg_success", 100.0),
+                       ("worst_success", 100.0), ("l2_distortion", 1.0)):
+      ours, slides = r[key], r.get(f"slides_{key}")
+      line += [None if ours is None else scale * ours,
+               None if slides is None else scale * slides,
+               None if _diff(ours, slides) is None
+               else scale * _diff(ours, slides)]
+    line += [_pct(r["avg_targeted_success"]), _pct(r["avg_transform_success"])]
+    out.append(line)
+  fmt = {c: ".1f" for c in columns[3:]} | {
+      "alpha": "g", "L2": ".3f", "slides L2": ".3f", "diff L2": "+.3f"}
   return report_lib.Table(columns, out, caption=caption, formats=fmt)
 
 

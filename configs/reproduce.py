@@ -79,7 +79,7 @@ def get_config(arg=None):
   c.grid.num_transforms = 2 if q else 8
   c.grid.steps = 60 if q else 1000
   c.grid.eval_transforms = 4 if q else 10
-  c.grid.chunk = 0  # targets per compiled program; 0 = all
+  c.grid.chunk = -1  # targets per program; 0 = all; -1 = by backend
 
   # Spectral analysis: share of power above this radius (x Nyquist).
   c.spectral_radius = 0.5

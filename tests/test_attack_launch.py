@@ -156,3 +156,45 @@ def test_launcher_reports_one_line_error(tmp_path):
   assert proc.returncode == 2
   assert "error: model" in proc.stderr and "does not exist" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+_SHARDED_SCRIPT = """
+import json, sys, jax, jax.numpy as jnp, numpy as np
+sys.path.insert(0, {repo!r})
+from blurnet_jax.attacks import RP2Config, TransformConfig, run
+from blurnet_jax.data import synthetic, masks
+
+def apply_fn(params, x):  # a linear classifier: fast, real gradients
+  return x.reshape(x.shape[0], -1) @ params
+
+params = jax.random.normal(jax.random.key(0), (32 * 32 * 3, 18)) * 0.01
+images = synthetic.synthetic_victims(4, seed=0)
+cfg = RP2Config(steps=4, num_transforms=2,
+                transforms=TransformConfig.physical())
+out = run.attack_targets(apply_fn, params, images,
+                         masks.get_mask("camouflage"), [1, 5, 12],
+                         jax.random.key(7), cfg=cfg)
+print("RESULT", json.dumps({{"devices": len(jax.local_devices()),
+    "size": run.chunk_size(3, 0),
+    "noise": np.asarray(out["noise"]).ravel()[::97].tolist()}}))
+"""
+
+
+def _sharded_run(devices):
+  env = dict(__import__("os").environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  out = subprocess.run([sys.executable, "-c",
+                        _SHARDED_SCRIPT.format(repo=str(REPO))],
+                       env=env, capture_output=True, text=True, timeout=600,
+                       check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  line = [l for l in out.stdout.splitlines() if l.startswith("RESULT")][-1]
+  return json.loads(line[len("RESULT "):])
+
+
+def test_targets_shard_over_two_devices_with_the_same_results():
+  one, two = _sharded_run(1), _sharded_run(2)
+  assert (one["devices"], one["size"]) == (1, 3)
+  assert (two["devices"], two["size"]) == (2, 4)  # padded to split evenly
+  np.testing.assert_allclose(one["noise"], two["noise"], rtol=1e-5,
+                             atol=1e-6)
