@@ -37,9 +37,10 @@ _CODE_SPAN = re.compile(r"`([^`]+)`")
 # emphasis (GitHub ignores it inside words such as `l1_5x5`).
 _MD_SPECIAL = re.compile(r"[\\*\[\]<>`]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 _CSS = """
-body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;
+body{font-family:system-ui,sans-serif;max-width:80rem;margin:2rem auto;
 padding:0 1rem;line-height:1.5;color:#222}
-table{border-collapse:collapse;margin:1rem 0}
+table{border-collapse:collapse;margin:1rem 0;display:block;overflow-x:auto;
+max-width:100%}
 th,td{border:1px solid #bbb;padding:.25rem .6rem}
 th{background:#e8e8e8}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
