@@ -621,6 +621,9 @@ def run(config: ml_collections.ConfigDict,
   workdir.mkdir(parents=True, exist_ok=True)
   figdir = workdir / "figures"
   figdir.mkdir(exist_ok=True)
+  if "baseline" not in config.models:
+    raise ValueError("config.models needs a 'baseline' entry: Table 1 and the "
+                     "spectra are measured on the undefended model")
   key = jax.random.key(config.seed)
   stage = Stages()
   results: dict[str, Any] = {}
@@ -634,10 +637,7 @@ def run(config: ml_collections.ConfigDict,
     trained = train_models(config, workdir)
     for name, m in trained.items():
       print(f"  {name:10s} test accuracy {m['test_accuracy']:.2%}")
-  baseline = trained.get("baseline")
-  if baseline is None:
-    raise ValueError("config.models needs a 'baseline' entry (Table 1 and the "
-                     "spectra are measured on the undefended model)")
+  baseline = trained["baseline"]
 
   with stage("table1"):
     variants = filter_variants(config)
