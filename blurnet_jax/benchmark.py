@@ -27,6 +27,7 @@ import sys
 import time
 from typing import Any
 
+from etils import epath
 import flax
 import jax
 import jax.numpy as jnp
@@ -257,8 +258,9 @@ def data_throughput(per_class: int, workers: int) -> dict[str, Any]:
 
 
 def _chunks(spec: str) -> list[int]:
-  if spec == "auto":  # one target per program and all, on a CPU; all else
-    return [1, 0] if jax.default_backend() == "cpu" else [0]
+  if spec == "auto":  # the backend's default chunk, and all targets at once
+    default = attack_run.AUTO_CHUNK.get(jax.default_backend(), 0)
+    return sorted({default, 0}, reverse=True)
   try:
     return [int(c) for c in spec.split(",")]
   except ValueError:
@@ -272,7 +274,6 @@ def run_benchmark(config: ml_collections.ConfigDict,
   interleaved with the references, prints a table and writes
   `benchmark.json` (every run, the medians, the ratios, the environment).
   """
-  from etils import epath  # pylint: disable=g-import-not-at-top
   workdir = epath.Path(workdir)
   sections = [s for s in config.sections.split(",") if s]
   unknown = set(sections) - {"train", "grid", "data"}

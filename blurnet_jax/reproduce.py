@@ -15,14 +15,13 @@ alpha populations, each member attacked), report.
 from __future__ import annotations
 
 import contextlib
-import functools
+import itertools
 import time
 from typing import Any, Iterator
 
 from etils import epath
 import flax
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -40,7 +39,7 @@ from blurnet_jax.data import datasets
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
 from blurnet_jax.data import victims as victims_lib
-from blurnet_jax.progress import Progress, format_seconds
+from blurnet_jax.progress import format_seconds
 
 #: Table 1 of the slides: accuracy on the 40 victims, attack success rate.
 SLIDES_TABLE1 = {
@@ -91,16 +90,6 @@ class Stages:
 
 def _targets(spec: str) -> list[int]:
   return attack_run.parse_targets(_TARGET, spec)
-
-
-@functools.lru_cache(maxsize=None)
-def _predict_program(apply_fn):
-  return jax.jit(lambda p, x: jnp.argmax(apply_fn(p, x), -1))
-
-
-def predict(apply_fn, params, images) -> np.ndarray:
-  """int (N,) classes; one compiled program per architecture."""
-  return np.asarray(_predict_program(apply_fn)(params, jnp.asarray(images)))
 
 
 # -------------------------------------------------------------- training --
@@ -177,7 +166,8 @@ def transfer_rows(params, images, adversarial, variants, *,
   for name, slides_row, fields in variants:
     model, p = models.insert_filter(params, **fields)
     f = models.apply_fn_for(model)
-    clean, adv = predict(f, p, images), predict(f, p, adversarial)
+    clean = attack_run.predict(f, p, images)
+    adv = attack_run.predict(f, p, adversarial)
     row = {"dataset": dataset, "variant": name,
            "accuracy": float(np.mean(clean == STOP)),
            "attack_success_rate": float(np.mean(clean != adv)),
@@ -229,12 +219,9 @@ def synthetic_transfer_perturbation(config, baseline, key) -> dict[str, Any]:
   images = synthetic.synthetic_victims(40, seed=0)
   mask = masks_lib.get_mask("camouflage")
   cfg = rp2.RP2Config(steps=config.table1.attack_steps, target=_TARGET)
-  progress = Progress(cfg.steps, "camouflage RP2 on the synthetic baseline",
-                      unit="step")
-  out = attack_run.attack_targets(baseline["apply_fn"], baseline["params"],
-                                  images, mask, [_TARGET], key, cfg=cfg,
-                                  progress=progress)
-  progress.close()
+  out = attack_run.attack_targets(
+      baseline["apply_fn"], baseline["params"], images, mask, [_TARGET], key,
+      cfg=cfg, desc="camouflage RP2 on the synthetic baseline")
   return {"images": images, "adversarial": out["adversarial"][0],
           "noise": out["noise"][0], "mask": mask}
 
@@ -274,13 +261,9 @@ def whitebox(apply_fn, params, images, mask, key, *, targets: list[int],
   """
   cfg = rp2.RP2Config(steps=steps, num_transforms=num_transforms,
                       transforms=TransformConfig.physical(), target=_TARGET)
-  size = attack_run.chunk_size(len(targets), chunk)
-  progress = Progress(-(-len(targets) // size) * steps, desc, unit="step")
   attack_key, eval_key = jax.random.split(key)
   out = attack_run.attack_targets(apply_fn, params, images, mask, targets,
-                                  attack_key, cfg=cfg, chunk=chunk,
-                                  progress=progress)
-  progress.close()
+                                  attack_key, cfg=cfg, chunk=chunk, desc=desc)
   rows, _ = attack_run.evaluate_targets(apply_fn, params, images,
                                         out["adversarial"], targets, eval_key,
                                         eval_transforms=eval_transforms)
@@ -310,7 +293,7 @@ def table2_rows(config, trained, key, rp2_data=None) -> list[dict[str, Any]]:
                       rp2_data["images"], rp2_data["mask"],
                       jax.random.fold_in(key, len(trained)),
                       desc="grid RP2 model", **_grid_kwargs(config))
-    clean = predict(rp2_data["apply_fn"], rp2_data["params"],
+    clean = attack_run.predict(rp2_data["apply_fn"], rp2_data["params"],
                     rp2_data["images"])
     rows.append(_table2_row("baseline", "rp2", 0.0,
                             float(np.mean(clean == STOP)), result))
@@ -389,11 +372,11 @@ def run_sweeps(config, workdir: epath.Path, key) -> list[dict[str, Any]]:
     cfg = model_config(config, base, steps=s.num_train_steps)
     model = models.model_from_config(cfg.model)
     f = models.apply_fn_for(model)
-    counter = iter(range(1000))
+    member_keys = (jax.random.fold_in(key, i) for i in itertools.count())
 
     def on_member(params, f=f):
       result = whitebox(f, params, images, mask,
-                        jax.random.fold_in(key, next(counter)),
+                        next(member_keys),
                         targets=_targets(s.targets), steps=s.steps,
                         num_transforms=s.num_transforms,
                         eval_transforms=config.grid.eval_transforms,
@@ -650,10 +633,10 @@ def run(config: ml_collections.ConfigDict,
       real = transfer_rows(rp2_data["params"], rp2_data["images"],
                            rp2_data["adversarial"], variants, dataset="rp2")
       table1 = {"rows": real + rows, "reading": slides_reading(real)}
-      _, test_images, test_labels = _test_split(config)
-      results["rp2_synthetic_accuracy"] = float(np.mean(
-          predict(rp2_data["apply_fn"], rp2_data["params"], test_images)
-          == test_labels))
+      test_images, test_labels = datasets.load_split(builder, "test")
+      pred = attack_run.predict(rp2_data["apply_fn"], rp2_data["params"],
+                                test_images)
+      results["rp2_synthetic_accuracy"] = float(np.mean(pred == test_labels))
     results["table1"] = table1
     path = figdir / "table1_synthetic_victims.png"
     _victims_figure(baseline, synth, path)
@@ -721,12 +704,6 @@ def _jsonable(x):
   return x
 
 
-def _test_split(config):
-  builder = datasets.prepare(_data_block(config))
-  images, labels = datasets.load_split(builder, "test")
-  return builder, images, labels
-
-
 def _fmt_pct(x) -> str:
   return "  n/a" if x is None else f"{x:.1%}"
 
@@ -747,8 +724,8 @@ def _victims_figure(baseline, synth, path) -> None:
   from blurnet_jax import viz  # pylint: disable=g-import-not-at-top
   n = 10
   f = baseline["apply_fn"]
-  clean = predict(f, baseline["params"], synth["images"][:n])
-  adv = predict(f, baseline["params"], synth["adversarial"][:n])
+  clean = attack_run.predict(f, baseline["params"], synth["images"][:n])
+  adv = attack_run.predict(f, baseline["params"], synth["adversarial"][:n])
   viz.image_grid([synth["images"][:n], synth["adversarial"][:n]],
                  ["natural", "perturbed"],
                  [[CLASS_NAMES[c] for c in clean],

@@ -114,6 +114,16 @@ def load_model(spec: str | os.PathLike[str]) -> tuple[ApplyFn, Any, str]:
   return models.apply_fn_for(model), params, description
 
 
+@functools.lru_cache(maxsize=None)
+def _predict_program(apply_fn: ApplyFn):
+  return jax.jit(lambda p, x: jnp.argmax(apply_fn(p, x), -1))
+
+
+def predict(apply_fn: ApplyFn, params: Any, images) -> np.ndarray:
+  """int (N,) classes of `images`; one compiled program per `apply_fn`."""
+  return np.asarray(_predict_program(apply_fn)(params, jnp.asarray(images)))
+
+
 def load_victims(spec: str) -> tuple[np.ndarray, str]:
   """(images float32 (N, 32, 32, 3), description): a folder, or '' -> 40
   synthetic stop signs."""
@@ -260,22 +270,22 @@ def _grid_program(apply_fn, cfg, report, params, images, mask, size):
 def attack_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
                    mask: np.ndarray, targets: list[int], key: jax.Array, *,
                    cfg: rp2.RP2Config, chunk: int = -1,
-                   progress: Progress | None = None,
+                   desc: str | None = None,
                    timings: dict[str, float] | None = None
                    ) -> dict[str, np.ndarray]:
   """`rp2_attack` for every target, `jax.vmap`ped in chunks.
 
   Each compiled program attacks `chunk` targets at once (0: all; -1: by
-  backend, see `chunk_size`; rounded up
-  to a multiple of the local devices, over which the target axis is split
-  as a sweep's members are); the last chunk is padded with copies of its
+  backend, see `chunk_size`; rounded up to a multiple of the local devices,
+  over which the target axis is split as a sweep's members are); the last chunk is padded with copies of its
   last target so that one program serves every chunk. Target t uses the key
   `fold_in(key, t)`, so its result does not depend on the chunking, the
   devices or the other targets.
 
   Args:
-    progress: counts attack steps (total = chunks x `cfg.steps`); updated
-      from inside the compiled loop every few steps.
+    desc: if given, a progress line with this label counts the attack
+      steps (chunks x `cfg.steps`), updated from inside the compiled loop
+      every few steps.
     timings: if given, receives 'compile_s' (ahead-of-time compilation of
       the chunk program) and 'run_s' (executing every chunk).
 
@@ -291,6 +301,10 @@ def attack_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
   images, mask = jnp.asarray(images), jnp.asarray(mask)
   if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
     key = jax.random.wrap_key_data(key)  # a raw uint32 key
+  chunks = -(-len(targets) // size)
+  progress = None if desc is None else Progress(
+      chunks * cfg.steps, f"{desc}: {len(targets)} target(s) in {chunks} "
+      "program(s)", unit="step")
   t0 = time.perf_counter()
   grid = _grid_program(apply_fn, cfg, progress is not None, params, images,
                        mask, size)
@@ -309,6 +323,8 @@ def attack_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
       _REPORTER.offset += cfg.steps
   finally:
     _REPORTER.progress = None
+  if progress is not None:
+    progress.close()
   if timings is not None:
     timings.update(compile_s=t1 - t0, run_s=time.perf_counter() - t1)
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -479,24 +495,16 @@ def run_attack(config: ml_collections.ConfigDict,
   workdir.mkdir(parents=True, exist_ok=True)
 
   attack_key, eval_key = jax.random.split(jax.random.key(config.seed))
-  _check_chunk(config.chunk)
-  size = chunk_size(len(targets), config.chunk)
-  chunks = -(-len(targets) // size)
-  progress = Progress(chunks * cfg.steps,
-                      f"rp2 {len(targets)} target(s) in {chunks} program(s)",
-                      unit="step")
   timings = {}
   t0 = time.perf_counter()
   out = attack_targets(apply_fn, params, images, mask, targets, attack_key,
-                       cfg=cfg, chunk=config.chunk, progress=progress,
+                       cfg=cfg, chunk=config.chunk, desc="rp2",
                        timings=timings)
   seconds = time.perf_counter() - t0
-  progress.close()
   rows, adv_pred = evaluate_targets(apply_fn, params, images,
                                     out["adversarial"], targets, eval_key,
                                     eval_transforms=config.eval_transforms)
-  clean = np.asarray(jax.jit(lambda p, x: jnp.argmax(apply_fn(p, x), -1))(
-      params, jnp.asarray(images)))
+  clean = predict(apply_fn, params, images)
   results = {
       "settings": config.to_dict(),
       "model": model_description,
