@@ -9,7 +9,8 @@ Stages, each timed and reported: data, train (every Table 2 variant, reused
 or resumed from WORKDIR/models), table1 (black-box transfer of a camouflage
 perturbation to fixed filters inserted in the undefended model), table2
 (the white-box RP2 grid on every trained variant), spectral, sweep (vmapped
-alpha populations, each member attacked), report.
+alpha populations, each member attacked), robustness (the checklist of
+`blurnet_jax.robustness` on every variant), report.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import optax
 
 from blurnet_jax import models
 from blurnet_jax import report as report_lib
+from blurnet_jax import robustness
 from blurnet_jax import spectral
 from blurnet_jax import sweep as sweep_lib
 from blurnet_jax import train
@@ -58,7 +60,8 @@ SLIDES_TABLE2 = {
     "tv_1e-4": (1e-4, 0.856, 0.0792, 0.175, 0.224),
     "tv_1e-5": (1e-5, 0.823, 0.0847, 0.30, 0.199),
 }
-STAGES = ("data", "train", "table1", "table2", "spectral", "sweep", "report")
+STAGES = ("data", "train", "table1", "table2", "spectral", "sweep",
+          "robustness", "report")
 _RP2_NOISE = "noise_rectangles_camouflage"
 _RP2_MASK = "masks/mask_l1loss_uniform_rectangles.png"
 _TARGET = 12  # speedLimit45, the authors' target
@@ -487,6 +490,12 @@ def reductions(config) -> list[str]:
              "transforms")
   out.append(f"Table 1 synthetic perturbation: {config.table1.attack_steps} "
              "RP2 steps")
+  rc = config.robustness
+  out.append(f"robustness checklist: {rc.victims} synthetic victims, PGD "
+             f"{rc.pgd_steps} steps, Square {rc.square_queries} queries, "
+             f"linf budgets {rc.linf_budgets}, L2 budgets {rc.l2_budgets}, "
+             f"physical sticker {rc.rp2_steps} RP2 steps x "
+             f"{rc.rp2_transforms} transforms")
   return out
 
 
@@ -567,6 +576,11 @@ def write_report(config, workdir: epath.Path, results: dict[str, Any],
   blocks += [R.Figure(p, c) for p, c in figures.get("spectral", [])]
   blocks += [R.Heading("Alpha sweeps"), _sweep_block(results["sweep"])]
   blocks += [R.Figure(p, c) for p, c in figures.get("sweep", [])]
+  if "robustness" in results:
+    blocks += [R.Heading("Robustness checks (beyond the slides)")]
+    blocks += robustness.report_blocks(results["robustness"],
+                                       figures.get("robustness", []),
+                                       config.robustness)
   blocks += [
       R.Heading("Wall time per stage"),
       R.Table(["stage", "seconds"],
@@ -681,11 +695,20 @@ def run(config: ml_collections.ConfigDict,
   with stage("sweep"):
     results["sweep"] = run_sweeps(config, workdir, jax.random.fold_in(key, 3))
     figures["sweep"] = _plot_sweep_figures(results["sweep"], figdir)
+  with stage("robustness"):
+    results["robustness"] = robustness.evaluate_trained(
+        config, trained, jax.random.fold_in(key, 4), rp2_data)
+    figures["robustness"] = robustness.write_figures(results["robustness"],
+                                                     figdir)
+    print(robustness.text_summary(results["robustness"]))
   with stage("report"):
     for name in ("table1", "table2", "spectral", "sweep"):
       rows = results[name]["rows"] if name == "table1" else results[name]
       train.write_json(workdir / f"{name}.json", _jsonable(rows),
                        sort_keys=False)
+    train.write_json(workdir / "robustness.json",
+                     robustness.jsonable(results["robustness"]),
+                     sort_keys=False)
     results["stage_seconds"] = dict(stage.seconds)
     md = write_report(config, workdir, results, figures)
   results["stage_seconds"] = dict(stage.seconds)

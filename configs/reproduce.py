@@ -9,7 +9,7 @@ r"""The BlurNet study end to end: Tables 1 and 2, spectra, sweeps, a report.
 
 Writes WORKDIR/report/index.html and report.md (tables beside the slides'
 numbers, figures, config, versions, seconds per stage), table1.json,
-table2.json, spectral.json, sweep.json; models under WORKDIR/models (a
+table2.json, spectral.json, sweep.json, robustness.json; models under WORKDIR/models (a
 second run reuses them, an interrupted one resumes).
 
 `rp2_dir` (a folder laid out like ../shared/rp2: rp2_lisa_cnn.npz,
@@ -25,14 +25,15 @@ sweeps of each penalty with a 4-target grid per member. That is GPU work
 `quick` (under 10 minutes on a 2-core CPU): smaller data (300 + 50 per
 class), 300 training steps of 64 images, three Table 2 variants (baseline,
 linf_5x5, tv_1e-4), a 4-target grid of 20 victims x 2 transforms x 60 steps,
-two alphas per sweep (100 steps, a 1-target grid per member); the report
-lists every reduction.
+two alphas per sweep (100 steps, a 1-target grid per member), the
+robustness checklist at its quick size; the report lists every reduction.
 """
 
 import ml_collections
 
 from blurnet_jax.config_args import parse_arg
 from configs import sweep as sweep_configs
+from configs.robustness import robustness_block
 from configs import train as train_configs
 from configs.data import data_config
 
@@ -95,4 +96,8 @@ def get_config(arg=None):
   c.sweep.targets = "12" if q else "1,5,12,17"
   c.sweep.steps = 30 if q else 300  # attack steps per member
   c.sweep.num_transforms = 1 if q else 4
+
+  # Beyond the slides: the robustness checklist on every trained variant
+  # (and the RP2 model with rp2_dir); see configs/robustness.py.
+  c.robustness = robustness_block("quick" if q else "full")
   return c

@@ -41,3 +41,15 @@ def tiny_train_config(variant: str, data_dir, **overrides):
       target = target[p]
     target[leaf] = value
   return config
+
+
+def tiny_robustness(rc):
+  """Shrinks a robustness block to seconds. Every test that runs the
+  checklist on a trained LisaCNN uses it, so that the compiled programs
+  (same shapes, same settings) are shared within the session."""
+  rc.victims, rc.pgd_steps = 4, 3
+  rc.linf_budgets, rc.l2_budgets, rc.steps_curve = "0.25,1", "2", "1,2"
+  rc.square_queries, rc.eot_samples, rc.rp2_steps = 3, 1, 2
+  rc.rp2_transforms = 1
+  rc.angles, rc.distances = "0,45", "32,8"
+  return rc

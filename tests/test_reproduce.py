@@ -7,6 +7,7 @@ import pytest
 
 from blurnet_jax import reproduce
 from configs import reproduce as reproduce_configs
+from tests.conftest import tiny_robustness
 
 
 def test_filter_variants_cover_the_slides_rows():
@@ -85,6 +86,7 @@ def _tiny_config(data_dir):
   config.grid.eval_transforms = 1
   config.sweep.num_train_steps = 4
   config.sweep.steps = 2
+  tiny_robustness(config.robustness)
   return config
 
 
@@ -109,9 +111,16 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   assert {"avg_success", "test_accuracy"} <= set(tables["sweep"][0])
   html = (tmp_path / "report" / "index.html").read_text()
   figures = len(list((tmp_path / "figures").glob("*.png")))
-  assert figures == 1 + 4 + 2  # victims, 4 spectra, tv accuracy + success
+  # victims, 4 spectra, tv accuracy + success, 4 robustness figures
+  assert figures == 1 + 4 + 2 + 4
   assert html.count("data:image/png;base64,") == figures
   assert "Table 1: black-box transfer" in html
+  assert "Robustness checks (beyond the slides)" in html
+  rob = json.loads((tmp_path / "robustness.json").read_text())
+  assert set(rob["models"]) == {"baseline", "tv_1e-4"}
+  assert np.array(rob["transfer"]["pgd_linf"]["matrix"]).shape == (2, 2)
+  for r in rob["models"].values():
+    assert r["flags"] == [c["check"] for c in r["checks"] if not c["passed"]]
   # A second run reuses the trained models and gives the same numbers.
   second = reproduce.run(config, tmp_path)
   assert second["stage_seconds"]["train"] < first["stage_seconds"]["train"]

@@ -143,33 +143,42 @@ def _uniform(key: jax.Array, n: int, half: float) -> jax.Array:
 
 
 def _homographies(key: jax.Array, n: int, cfg: TransformConfig) -> jax.Array:
+  """(N, 3, 3) random forward homographies drawn from the ranges of `cfg`."""
+  k_rot, k_scale, k_tx, k_ty, k_yaw, k_pitch = jax.random.split(key, 6)
+  lo, hi = cfg.scale
+  return _homography(
+      rotation_deg=_uniform(k_rot, n, cfg.rotation_deg),
+      scale=jax.random.uniform(k_scale, (n,), minval=lo, maxval=hi),
+      yaw_deg=_uniform(k_yaw, n, cfg.perspective_deg),
+      pitch_deg=_uniform(k_pitch, n, cfg.perspective_deg),
+      tx=_uniform(k_tx, n, cfg.translate_px),
+      ty=_uniform(k_ty, n, cfg.translate_px))
+
+
+def _homography(*, rotation_deg, scale, yaw_deg, pitch_deg, tx,
+                ty) -> jax.Array:
   """(N, 3, 3) forward homographies in pixel-centred coordinates (x, y, 1).
 
-  Forward = translate . view . rotate . scale: the sign is scaled and turned
-  in its plane, the plane is turned by yaw a and pitch b (rotation
-  R = Ry(a) Rx(b)) and viewed by a pinhole camera of focal length f at
-  distance f, whose homography is [[r11, r12, 0], [r21, r22, 0],
-  [r31 / f, r32 / f, 1]], then shifted in the image.
+  Every argument is an (N,) array. Forward = translate . view . rotate .
+  scale: the sign is scaled and turned in its plane, the plane is turned by
+  yaw a and pitch b (rotation R = Ry(a) Rx(b)) and viewed by a pinhole
+  camera of focal length f at distance f, whose homography is
+  [[r11, r12, 0], [r21, r22, 0], [r31 / f, r32 / f, 1]], then shifted in the
+  image.
   """
-  k_rot, k_scale, k_tx, k_ty, k_yaw, k_pitch = jax.random.split(key, 6)
-  zeros, ones = jnp.zeros((n,)), jnp.ones((n,))
-  theta = jnp.deg2rad(_uniform(k_rot, n, cfg.rotation_deg))
-  lo, hi = cfg.scale
-  s = jax.random.uniform(k_scale, (n,), minval=lo, maxval=hi)
-  cos, sin = jnp.cos(theta) * s, jnp.sin(theta) * s
+  zeros, ones = jnp.zeros_like(scale), jnp.ones_like(scale)
+  theta = jnp.deg2rad(rotation_deg)
+  cos, sin = jnp.cos(theta) * scale, jnp.sin(theta) * scale
   rot_scale = jnp.stack([jnp.stack([cos, -sin, zeros], -1),
                          jnp.stack([sin, cos, zeros], -1),
                          jnp.stack([zeros, zeros, ones], -1)], -2)
-  yaw = jnp.deg2rad(_uniform(k_yaw, n, cfg.perspective_deg))
-  pitch = jnp.deg2rad(_uniform(k_pitch, n, cfg.perspective_deg))
+  yaw, pitch = jnp.deg2rad(yaw_deg), jnp.deg2rad(pitch_deg)
   ca, sa, cb, sb = jnp.cos(yaw), jnp.sin(yaw), jnp.cos(pitch), jnp.sin(pitch)
   # Ry(a) Rx(b): first two columns (the plane's axes) and their depths.
   view = jnp.stack([jnp.stack([ca, sa * sb, zeros], -1),
                     jnp.stack([zeros, cb, zeros], -1),
                     jnp.stack([-sa / FOCAL_PX, ca * sb / FOCAL_PX, ones], -1)],
                    -2)
-  tx = _uniform(k_tx, n, cfg.translate_px)
-  ty = _uniform(k_ty, n, cfg.translate_px)
   shift = jnp.stack([jnp.stack([ones, zeros, tx], -1),
                      jnp.stack([zeros, ones, ty], -1),
                      jnp.stack([zeros, zeros, ones], -1)], -2)
@@ -310,3 +319,69 @@ def random_transform(key: jax.typing.ArrayLike, images: jax.typing.ArrayLike,
   if cfg.noise_std > 0:
     x = x + cfg.noise_std * jax.random.normal(k_noise, x.shape)
   return jnp.clip(x, 0.0, 1.0)
+
+
+def view(images: jax.typing.ArrayLike, *, yaw_deg: float = 0.0,
+         pitch_deg: float = 0.0, rotation_deg: float = 0.0,
+         scale: float = 1.0, padding: str = "edge") -> jax.Array:
+  """Every image seen from one fixed viewpoint (no randomness).
+
+  The deterministic counterpart of `random_transform`'s geometry, for test
+  benches: the sign plane turned by `yaw_deg` about its vertical axis and
+  `pitch_deg` about its horizontal axis (pinhole camera of focal length
+  `FOCAL_PX`), turned `rotation_deg` in its plane and zoomed by `scale`.
+  All zeros and scale 1 return the images (up to float rounding).
+
+  Args:
+    images: (N, 32, 32, 3) in [0, 1].
+    yaw_deg, pitch_deg: viewing angles, |angle| < 90.
+    rotation_deg: in-plane rotation.
+    scale: zoom (> 0).
+    padding: 'zeros' or 'edge' (what lies outside the image).
+
+  Returns:
+    float32 (N, 32, 32, 3) in [0, 1].
+  """
+  images = jnp.asarray(images, jnp.float32)
+  check_images(images)
+  if not (abs(yaw_deg) < 90 and abs(pitch_deg) < 90 and scale > 0):
+    raise ValueError(
+        f"view(yaw_deg={yaw_deg}, pitch_deg={pitch_deg}, scale={scale}): "
+        "angles must be inside (-90, 90) degrees and scale > 0.")
+  if padding not in PADDINGS:
+    raise ValueError(f"padding={padding!r}; use one of {PADDINGS}.")
+  n = images.shape[0]
+  full = lambda v: jnp.full((n,), v, jnp.float32)
+  forward = _homography(rotation_deg=full(rotation_deg), scale=full(scale),
+                        yaw_deg=full(yaw_deg), pitch_deg=full(pitch_deg),
+                        tx=full(0.0), ty=full(0.0))
+  return jnp.clip(_warp(images, forward, padding), 0.0, 1.0)
+
+
+def at_distance(images: jax.typing.ArrayLike, pixels: int) -> jax.Array:
+  """The signs as a camera sees them from afar: `pixels` across, then
+  resized back to the classifier's 32 (as a detector's crop is).
+
+  Down-sampling averages over each source footprint (antialiased linear
+  resize), up-sampling is bilinear; both are linear in the image, so the
+  result is differentiable. `pixels=32` returns the images unchanged.
+
+  Args:
+    images: (N, 32, 32, 3) in [0, 1].
+    pixels: the sign's width on the sensor, 1..32.
+
+  Returns:
+    float32 (N, 32, 32, 3).
+  """
+  images = jnp.asarray(images, jnp.float32)
+  check_images(images)
+  n, h, w, c = images.shape
+  if isinstance(pixels, bool) or not isinstance(pixels, int) or not (
+      1 <= pixels <= h):
+    raise ValueError(f"pixels={pixels!r} must be an int in 1..{h}: the "
+                     "sign's width in pixels at that distance.")
+  if pixels == h:
+    return images
+  small = jax.image.resize(images, (n, pixels, pixels, c), "linear",
+                           antialias=True)
+  return jnp.clip(jax.image.resize(small, (n, h, w, c), "linear"), 0.0, 1.0)
