@@ -145,10 +145,12 @@ def attack_configs(rc) -> dict[str, Any]:
   """The PGD / Square configs of a robustness block, by 'attack_norm'."""
   out = {}
   for norm in NORMS:
-    out[f"pgd_{norm}"] = pgd.PGDConfig(norm=norm, steps=int(rc.pgd_steps))
-    out[f"square_{norm}"] = square.SquareConfig(
-        norm=norm, queries=int(rc.square_queries),
-        p_init=float(rc.square_p_init))
+    for attack in ATTACKS:
+      out[f"{attack}_{norm}"] = (
+          pgd.PGDConfig(norm=norm, steps=int(rc.pgd_steps))
+          if attack == "pgd" else square.SquareConfig(
+              norm=norm, queries=int(rc.square_queries),
+              p_init=float(rc.square_p_init)))
   return out
 
 
@@ -201,7 +203,11 @@ def evaluate_model(apply_fn, params, images, mask, key, rc, *,
       values.append(UNBOUNDED[norm])
       masks.append(jnp.ones_like(mask))
     if desc:
-      print(f"  {desc}: {attack} {norm}, budgets {values}", flush=True)
+      whole = (f" (and {UNBOUNDED[norm]:.3g} on the whole image)"
+               if attack == "pgd" else "")
+      print(f"  {desc}: {attack} {norm}, budgets "
+            f"{', '.join(f'{b:g}' for b in budgets[norm])} in the mask"
+            f"{whole}", flush=True)
     made[name] = _curve(attack, apply_fn, params, x, jnp.stack(masks),
                         next(keys), jnp.asarray(values, jnp.float32), cfg)
   # One program measures every set as it is and under EOT: clean first.
