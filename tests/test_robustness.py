@@ -205,8 +205,13 @@ def test_runlocal_writes_the_json_figures_and_report(tiny_data_dir, tmp_path):
   assert base["budgets"]["pgd_linf"]["budgets"] == [0.25, 1.0]
   assert base["steps"]["steps"] == [1, 2]
   assert len(base["physical"]["perturbed_angle"]) == 2
+  # The sticker's rate on its own model: as it is, in the transfer
+  # matrix's diagonal and head on in the physical bench.
   assert saved["transfer"]["rp2"]["matrix"][0][0] == pytest.approx(
-      base["physical"]["perturbed_angle"][0])
+      base["sticker"])
+  assert base["physical"]["perturbed_angle"][0] == pytest.approx(
+      base["sticker"])
+  assert 0 <= base["sticker_eot"] <= 1
   names = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
   assert names == ["robustness_budgets.png", "robustness_physical_synthetic.png",
                    "robustness_steps.png", "robustness_transfer.png"]
@@ -215,3 +220,19 @@ def test_runlocal_writes_the_json_figures_and_report(tiny_data_dir, tmp_path):
   html = (tmp_path / "robustness_report" / "index.html").read_text()
   assert html.count("data:image/png;base64,") == 4
   assert "The checklist, per model" in html
+
+
+def test_configs_pick_the_models_and_refuse_an_unknown_variant():
+  assert list(robustness_configs.get_config("runlocal").models) == [
+      "baseline"]
+  assert list(robustness_configs.get_config("quick").models) == [
+      "baseline", "linf_5x5", "tv_1e-4"]
+  every = robustness_configs.get_config("quick,variants=all")
+  assert list(every.models) == ["baseline", "linf_3x3", "linf_5x5",
+                                "linf_7x7", "tv_1e-4", "tv_1e-5"]
+  picked = robustness_configs.get_config("variants=baseline+tv_1e-5")
+  assert list(picked.models) == ["baseline", "tv_1e-5"]
+  with pytest.raises(ValueError, match="unknown variant 'blur'"):
+    robustness_configs.get_config("variants=blur")
+  with pytest.raises(ValueError, match="unknown config argument 'fast'"):
+    robustness_configs.get_config("fast")
