@@ -208,3 +208,20 @@ def test_bad_inputs_are_one_clear_error(args, match):
     pgd.pgd_attack(linear_apply, linear_params(), call["images"],
                    call["labels"], call["mask"], jax.random.key(0),
                    call["epsilon"])
+
+
+def test_vmapped_over_models_and_targets_equals_one_call_each():
+  x, mask = images(3), stripe_mask()
+  stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), linear_params(0),
+                         linear_params(1))
+  targets = jnp.asarray([2, 7])
+  cfg = pgd.PGDConfig(steps=3, targeted=True)
+  batched = jax.vmap(lambda p, t: pgd.pgd_attack(
+      linear_apply, p, x, t, mask, jax.random.key(0), 0.2, cfg=cfg))(
+          stacked, targets)
+  for i, seed in enumerate((0, 1)):
+    single = pgd.pgd_attack(linear_apply, linear_params(seed), x,
+                            int(targets[i]), mask, jax.random.key(0), 0.2,
+                            cfg=cfg)
+    np.testing.assert_allclose(batched["delta"][i], single["delta"],
+                               atol=1e-6)
