@@ -411,31 +411,45 @@ def _log_ticks(ax, values) -> None:
   ax.minorticks_off()
 
 
+def _model_legend(fig, names, styles) -> None:
+  """One legend beside the panels: a colour per model, then the line
+  styles (what each kind of line is), so that it never covers a curve."""
+  from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
+  handles = [Line2D([], [], color=f"C{k % 10}", lw=2, label=name)
+             for k, name in enumerate(names)]
+  handles += [Line2D([], [], color="0.3", ls=ls, marker=m, ms=4, label=label)
+              for ls, m, label in styles]
+  fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5),
+             fontsize=8, frameon=False)
+
+
 def plot_budgets(results, path) -> None:
   """Success against budget, one panel per norm, a colour per model;
   PGD solid, Square dashed, PGD under EOT dotted."""
   plt = _plt()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
   for ax, norm in zip(axes, NORMS):
-    for k, (name, r) in enumerate(results["models"].items()):
+    for k, r in enumerate(results["models"].values()):
       colour = f"C{k % 10}"
       for attack, style in (("pgd", "-o"), ("square", "--s")):
         c = r["budgets"][f"{attack}_{norm}"]
-        ax.plot(c["budgets"], c["success"], style, color=colour, ms=4,
-                label=f"{name} {attack}")
+        ax.plot(c["budgets"], c["success"], style, color=colour, ms=4)
       c = r["budgets"][f"pgd_{norm}"]
-      ax.plot(c["budgets"], c["eot_success"], ":", color=colour,
-              label=f"{name} pgd, EOT")
+      ax.plot(c["budgets"], c["eot_success"], ":", color=colour)
     _log_ticks(ax, next(iter(results["models"].values()))["budgets"][
         f"pgd_{norm}"]["budgets"])
     ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel(f"budget epsilon ({'per pixel' if norm == 'linf' else 'L2 per image'}, inside the mask)")
+    ax.set_xlabel("budget epsilon (" + ("per pixel" if norm == "linf"
+                                        else "L2 per image")
+                  + ", inside the mask)")
     ax.set_ylabel("victims not classified as stop")
     ax.set_title(f"{norm}: success against budget", fontsize=10)
     ax.grid(alpha=0.3)
-  axes[1].legend(fontsize=7, loc="upper left", ncol=1)
   fig.tight_layout()
-  fig.savefig(str(path))
+  _model_legend(fig, list(results["models"]),
+                [("-", "o", "PGD"), ("--", "s", "Square (no gradient)"),
+                 (":", "", "PGD under EOT")])
+  fig.savefig(str(path), bbox_inches="tight")
   plt.close(fig)
 
 
@@ -499,10 +513,8 @@ def plot_physical(results, path, data: str) -> bool:
     p, colour = r["physical"], f"C{k % 10}"
     for ax, axis in ((axes[0], "angle"), (axes[1], "distance")):
       xs = p["angles"] if axis == "angle" else p["distances"]
-      ax.plot(xs, p[f"perturbed_{axis}"], "-o", color=colour, ms=4,
-              label=f"{name} sticker")
-      ax.plot(xs, p[f"clean_{axis}"], "--", color=colour, label=f"{name} "
-              "clean")
+      ax.plot(xs, p[f"perturbed_{axis}"], "-o", color=colour, ms=4)
+      ax.plot(xs, p[f"clean_{axis}"], "--", color=colour)
   axes[0].set_xlabel("viewing angle (yaw, degrees)")
   axes[1].set_xlabel("distance: sign width on the sensor (pixels)")
   axes[1].invert_xaxis()
@@ -513,9 +525,10 @@ def plot_physical(results, path, data: str) -> bool:
   axes[0].set_title(f"{data} victims: success against viewing angle",
                     fontsize=10)
   axes[1].set_title(f"{data} victims: success against distance", fontsize=10)
-  axes[1].legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(str(path))
+  _model_legend(fig, [n for n, _ in chosen],
+                [("-", "o", "with the sticker"), ("--", "", "clean")])
+  fig.savefig(str(path), bbox_inches="tight")
   plt.close(fig)
   return True
 

@@ -220,6 +220,12 @@ def test_runlocal_writes_the_json_figures_and_report(tiny_data_dir, tmp_path):
   html = (tmp_path / "robustness_report" / "index.html").read_text()
   assert html.count("data:image/png;base64,") == 4
   assert "The checklist, per model" in html
+  # Deterministic: a second run (models reused) gives the same numbers.
+  robustness.run(config, tmp_path)
+  again = json.loads((tmp_path / "robustness.json").read_text())
+  saved.pop("stage_seconds")
+  again.pop("stage_seconds")
+  assert again == saved
 
 
 def test_configs_pick_the_models_and_refuse_an_unknown_variant():
