@@ -704,10 +704,10 @@ def run(config: ml_collections.ConfigDict,
   with stage("report"):
     for name in ("table1", "table2", "spectral", "sweep"):
       rows = results[name]["rows"] if name == "table1" else results[name]
-      train.write_json(workdir / f"{name}.json", _jsonable(rows),
+      train.write_json(workdir / f"{name}.json", train.jsonable(rows),
                        sort_keys=False)
     train.write_json(workdir / "robustness.json",
-                     robustness.jsonable(results["robustness"]),
+                     train.jsonable(results["robustness"]),
                      sort_keys=False)
     results["stage_seconds"] = dict(stage.seconds)
     md = write_report(config, workdir, results, figures)
@@ -715,16 +715,6 @@ def run(config: ml_collections.ConfigDict,
   train.write_json(workdir / "stages.json", results["stage_seconds"])
   print(f"\nreport: {md.parent / 'index.html'} and {md}")
   return results
-
-
-def _jsonable(x):
-  if isinstance(x, dict):
-    return {k: _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, (np.floating, np.integer)):
-    return x.item()
-  return x
 
 
 def _fmt_pct(x) -> str:

@@ -54,31 +54,31 @@ from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
 
 ATTACKS = ("pgd", "square")
-NORMS = ("linf", "l2")
+NORMS = pgd.NORMS
 UNBOUNDED = {"linf": 1.0, "l2": math.sqrt(math.prod(IMAGE_SHAPE))}
-_TARGET = 12  # speedLimit45: the physical RP2 sticker's target
+
+
+def _comma_list(spec, name: str, cast, valid, what: str) -> list:
+  """The values of a comma list setting, each `cast` and `valid`."""
+  try:
+    values = [cast(v) for v in str(spec).split(",") if v.strip()]
+  except ValueError:
+    values = []
+  if not values or not all(valid(v) for v in values):
+    raise ValueError(f"robustness.{name}={spec!r} must be a comma list of "
+                     f"{what}")
+  return values
 
 
 def _floats(spec: str, name: str) -> list[float]:
-  try:
-    values = [float(v) for v in str(spec).split(",") if v.strip()]
-  except ValueError:
-    values = []
-  if not values or any(not math.isfinite(v) or v < 0 for v in values):
-    raise ValueError(f"robustness.{name}={spec!r} must be a comma list of "
+  return _comma_list(spec, name, float,
+                     lambda v: math.isfinite(v) and v >= 0,
                      "numbers >= 0, e.g. '0.1,0.25,1'")
-  return values
 
 
 def _ints(spec: str, name: str, lo: int, hi: int) -> list[int]:
-  try:
-    values = [int(v) for v in str(spec).split(",") if v.strip()]
-  except ValueError:
-    values = []
-  if not values or any(not lo <= v <= hi for v in values):
-    raise ValueError(f"robustness.{name}={spec!r} must be a comma list of "
+  return _comma_list(spec, name, int, lambda v: lo <= v <= hi,
                      f"integers in {lo}..{hi}")
-  return values
 
 
 # ------------------------------------------------------------- programs --
@@ -187,8 +187,7 @@ def evaluate_model(apply_fn, params, images, mask, key, rc, *,
   _physical_settings(rc)  # before the long part: a typo fails at once
   cfgs = attack_configs(rc)
   x = jnp.asarray(images)
-  out: dict[str, Any] = {"victims": len(images),
-                         "clean": misclassified(apply_fn, params, images)}
+  out: dict[str, Any] = {"victims": len(images)}
   out["gradients"] = gradient_check(apply_fn, params, images)
 
   # Each attack runs once over its budgets inside the mask; PGD also at the
@@ -213,10 +212,10 @@ def evaluate_model(apply_fn, params, images, mask, key, rc, *,
   if sticker is None:
     cfg = rp2.RP2Config(steps=int(rc.rp2_steps),
                         num_transforms=int(rc.rp2_transforms),
-                        transforms=transforms.TransformConfig.physical(),
-                        target=_TARGET)
+                        transforms=transforms.TransformConfig.physical())
+    # Toward RP2's default target, the authors' (12, speedLimit45).
     res = attack_run.attack_targets(
-        apply_fn, params, images, np.asarray(mask), [_TARGET], next(keys),
+        apply_fn, params, images, np.asarray(mask), [cfg.target], next(keys),
         cfg=cfg, desc=f"{desc} physical RP2" if desc else None)
     sticker = res["adversarial"][0]
   sticker = np.asarray(sticker, np.float32)
@@ -226,7 +225,7 @@ def evaluate_model(apply_fn, params, images, mask, key, rc, *,
       apply_fn, params,
       jnp.concatenate([x[None], *made.values(), jnp.asarray(sticker)[None]]),
       next(keys), int(rc.eot_samples)))
-  out["clean_eot"] = float(moved[0])
+  out["clean"], out["clean_eot"] = float(plain[0]), float(moved[0])
   out["sticker"] = float(plain[-1])
   out["sticker_eot"] = float(moved[-1])
   out["budgets"], out["unbounded"] = {}, {}
@@ -627,19 +626,6 @@ def text_summary(results) -> str:
   return "\n".join(lines)
 
 
-def jsonable(results) -> dict[str, Any]:
-  """`results` without numpy scalars (for robustness.json)."""
-  def clean(x):
-    if isinstance(x, dict):
-      return {k: clean(v) for k, v in x.items() if not k.startswith("_")}
-    if isinstance(x, (list, tuple)):
-      return [clean(v) for v in x]
-    if isinstance(x, (np.floating, np.integer, np.bool_)):
-      return x.item()
-    return x
-  return clean(results)
-
-
 def evaluate_trained(config, trained: dict[str, dict[str, Any]], key,
                      rp2_data: dict[str, Any] | None = None
                      ) -> dict[str, Any]:
@@ -670,7 +656,7 @@ def run(config, workdir: epath.PathLike) -> dict[str, Any]:
   with stage("report"):
     figures = write_figures(results, workdir / "figures")
     results["stage_seconds"] = dict(stage.seconds)
-    train.write_json(workdir / "robustness.json", jsonable(results),
+    train.write_json(workdir / "robustness.json", train.jsonable(results),
                      sort_keys=False)
     md, _ = report_lib.write_report(
         workdir / "robustness_report", "Robustness checklist",

@@ -171,6 +171,19 @@ def write_json(path: epath.Path, obj: Any, *, sort_keys: bool = True) -> None:
   tmp.replace(path)
 
 
+def jsonable(x: Any) -> Any:
+  """`x` for `write_json`: numpy scalars as Python numbers, tuples as lists,
+  and dict keys that start with '_' (in-memory extras) left out."""
+  if isinstance(x, dict):
+    return {k: jsonable(v) for k, v in x.items()
+            if not str(k).startswith("_")}
+  if isinstance(x, (list, tuple)):
+    return [jsonable(v) for v in x]
+  if isinstance(x, (np.floating, np.integer, np.bool_)):
+    return x.item()
+  return x
+
+
 def load_data(config: ml_collections.ConfigDict):
   """(train_images, train_labels, test_images, test_labels) of a config."""
   builder = datasets.prepare(config.data)

@@ -20,14 +20,21 @@ def tiny_data_dir(tmp_path_factory) -> Path:
   return tmp_path_factory.mktemp("tfds")
 
 
+def tiny_data(data, data_dir):
+  """Points a data block at the session's 72-image synthetic set (4 train
+  + 2 test images per class), so every test that trains shares it."""
+  data.data_dir = str(data_dir)
+  data.train_per_class = 4
+  data.test_per_class = 2
+  data.workers = 1
+  return data
+
+
 def tiny_train_config(variant: str, data_dir, **overrides):
   """A training config of a few seconds on a 72-image synthetic set."""
   from configs import train as train_configs  # pylint: disable=g-import-not-at-top
   config = train_configs.get_config(f"variant={variant},runlocal")
-  config.data.data_dir = str(data_dir)
-  config.data.train_per_class = 4
-  config.data.test_per_class = 2
-  config.data.workers = 1
+  tiny_data(config.data, data_dir)
   config.batch_size = 16
   config.num_train_steps = 8
   config.warmup_steps = 2

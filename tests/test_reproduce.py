@@ -7,7 +7,7 @@ import pytest
 
 from blurnet_jax import reproduce
 from configs import reproduce as reproduce_configs
-from tests.conftest import tiny_robustness
+from tests.conftest import tiny_data, tiny_robustness
 
 
 def test_filter_variants_cover_the_slides_rows():
@@ -68,10 +68,7 @@ def test_slides_reading_picks_the_closer_reading_per_row():
 
 def _tiny_config(data_dir):
   config = reproduce_configs.get_config("quick")
-  config.data.data_dir = str(data_dir)
-  config.data.train_per_class = 4
-  config.data.test_per_class = 2
-  config.data.workers = 1
+  tiny_data(config.data, data_dir)
   del config.models["linf_5x5"]
   del config.sweeps["linf"]
   config.num_train_steps = 6

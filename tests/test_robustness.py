@@ -4,16 +4,16 @@ masking is caught end to end, the physical bench, launch.robustness."""
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from blurnet_jax import robustness
 from blurnet_jax import spectral
+from blurnet_jax import train
 from blurnet_jax.attacks import transforms
 from blurnet_jax.classes import STOP
 from configs import robustness as robustness_configs
-from tests.conftest import tiny_robustness
+from tests.conftest import tiny_data, tiny_robustness
 from tests.test_pgd import images, linear_apply, linear_params, stripe_mask
 from tests.test_square import quantised_apply
 
@@ -106,7 +106,7 @@ def test_gradient_masking_is_flagged_end_to_end():
   assert "gradients finite and non-zero" not in flags(smooth)
   assert "gradient-free <= gradient-based (linf)" not in flags(smooth)
   assert smooth["unbounded"]["linf"]["success"] == 1.0
-  json.dumps(robustness.jsonable(masked))  # JSON-ready as it stands
+  json.dumps(train.jsonable(masked))  # JSON-ready as it stands
 
 
 def test_transfer_matrix_diagonal_is_white_box():
@@ -187,10 +187,7 @@ def test_bad_robustness_settings_are_one_clear_error(field, value, match):
 
 def test_runlocal_writes_the_json_figures_and_report(tiny_data_dir, tmp_path):
   config = robustness_configs.get_config("runlocal")
-  config.data.data_dir = str(tiny_data_dir)
-  config.data.train_per_class = 4
-  config.data.test_per_class = 2
-  config.data.workers = 1
+  tiny_data(config.data, tiny_data_dir)
   config.num_train_steps = 6
   config.warmup_steps = 2
   config.batch_size = 16

@@ -170,13 +170,6 @@ def margins(logits: jax.Array, labels: jax.Array,
   return best_other - own if targeted else own - best_other
 
 
-def succeeded(logits: jax.Array, labels: jax.Array,
-              targeted: bool) -> jax.Array:
-  """(N,) bool: argmax == target (targeted) or != true class."""
-  pred = jnp.argmax(logits, axis=-1)
-  return pred == labels if targeted else pred != labels
-
-
 # ------------------------------------------------------------------ PGD --
 
 

@@ -37,12 +37,11 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
-from blurnet_jax.attacks.pgd import (check_epsilon, margins, norms, perturb,
-                                     prepare, project)
+from blurnet_jax.attacks.pgd import (NORMS, check_epsilon, margins, norms,
+                                     perturb, prepare, project)
 from blurnet_jax.attacks.rp2 import ApplyFn
 from blurnet_jax.classes import IMAGE_SHAPE
 
-NORMS: tuple[str, ...] = ("linf", "l2")
 #: The paper's schedule for 10,000 iterations: p is halved after each.
 _BREAKPOINTS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
