@@ -182,6 +182,105 @@ def _kernel_space_to_depth(kernel: jax.Array) -> jax.Array:
   return kernel.reshape(k // 2, k // 2, 4 * c, o)
 
 
+@jax.custom_vjp
+def _matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+  """`x @ w`, with a backward pass XLA:CPU runs well.
+
+  Two forms: x (..., K) and w (K, O); or a batch of matmuls, x (B, M, K)
+  and w (B, K, O). The weight gradient is a contraction over every row of
+  `x`; written as autodiff writes it (`x^T g`), XLA:CPU lays both operands
+  out transposed and falls back to a generic matmul (36-93 GFLOP/s on the
+  LisaCNN shapes of the README's machine). Here it is `(g^T x)^T`, with
+  the small `g^T` materialised, which XLA hands to its fast matmul library
+  (70-140 GFLOP/s). The barriers only keep XLA from folding the transposes
+  back into the contraction; the arithmetic is the same.
+  """
+  return x @ w
+
+
+def _matmul_fwd(x, w):
+  return _matmul(x, w), (x, w)
+
+
+def _matmul_bwd(residuals, g):
+  x, w = residuals
+  if w.ndim == 2:
+    k, o = w.shape
+    x2, g2 = x.reshape(1, -1, k), g.reshape(1, -1, o)
+    w3 = w[None]
+  else:
+    x2, g2, w3 = x, g, w
+  batch = ((0,), (0,))
+  dx = lax.dot_general(g2, w3, (((2,), (2,)), batch))  # (B, M, K)
+  g_t = lax.optimization_barrier(jnp.swapaxes(g2, 1, 2))  # (B, O, M)
+  dw_t = lax.dot_general(g_t, x2, (((2,), (1,)), batch))  # (B, O, K)
+  dw = jnp.swapaxes(lax.optimization_barrier(dw_t), 1, 2)
+  if w.ndim == 2:
+    return dx.reshape(x.shape), dw[0]
+  return dx, dw
+
+
+_matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+# Winograd F(2x2, 3x3) (Lavin & Gray, 2016): B^T, G and A^T of the
+# 1-D F(2, 3) algorithm, applied along both axes.
+_WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5],
+                        [0.0, 0.0, 1.0]], np.float32)
+_WINOGRAD_AT = np.array([[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]],
+                        np.float32)
+_WINOGRAD_AA = np.kron(_WINOGRAD_AT, _WINOGRAD_AT)  # (4, 16): (a, b), (i, j)
+
+
+def _winograd_input(x: jax.Array, axis: int) -> jax.Array:
+  """B^T along `axis` (length 2T + 2) for every 4-wide tile at stride 2.
+
+  Returns the four rows of B^T d stacked in front: (4, ..., T, ...). The
+  tiles are read as even/odd pairs of a reshape rather than by strided
+  slices, so the gradient is a few shifted adds that XLA fuses.
+  """
+  shape = x.shape
+  pairs = x.reshape(shape[:axis] + (shape[axis] // 2, 2) + shape[axis + 1:])
+  even = lax.index_in_dim(pairs, 0, axis + 1, keepdims=False)
+  odd = lax.index_in_dim(pairs, 1, axis + 1, keepdims=False)
+  n = even.shape[axis]
+  e0, e1 = (lax.slice_in_dim(even, a, a + n - 1, axis=axis) for a in (0, 1))
+  o0, o1 = (lax.slice_in_dim(odd, a, a + n - 1, axis=axis) for a in (0, 1))
+  # d0, d1, d2, d3 = e0, o0, e1, o1: the four rows of every tile.
+  return jnp.stack([e0 - e1, o0 + e1, e1 - o0, o0 - o1])
+
+
+def _winograd_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """VALID 3x3 correlation at stride 1 by Winograd F(2x2, 3x3).
+
+  Every 2x2 block of outputs comes from a 4x4 input tile: 16 products per
+  channel pair instead of 36, so the matmul work is 16/36 of im2col's (for
+  LisaCNN's conv2 after space-to-depth, 1.2 GFLOP instead of 2.7 per batch
+  of 128 and per pass), for three small elementwise transforms. The
+  transforms use only +-1 and +-1/2: the results match the direct
+  convolution to float32 rounding.
+
+  Args:
+    x: (N, H, W, C) with H - 2 and W - 2 even.
+    kernel: (3, 3, C, O).
+  Returns:
+    (N, H - 2, W - 2, O).
+  """
+  n, h, w, c = x.shape
+  o = kernel.shape[-1]
+  th, tw = (h - 2) // 2, (w - 2) // 2
+  g = jnp.asarray(_WINOGRAD_G, kernel.dtype)
+  u = jnp.einsum("ai,ijco,bj->abco", g, kernel, g).reshape(16, c, o)
+  rows = _winograd_input(x, 1)  # (4, N, th, W, C)
+  v = jnp.swapaxes(_winograd_input(rows, 3), 0, 1)  # (4, 4, N, th, tw, C)
+  m = _matmul(v.reshape(16, n * th * tw, c), u).reshape(4, 4, n, th, tw, o)
+  # A^T on the rows and the columns of every tile at once: one (4, 16)
+  # matmul with kron(A^T, A^T), whose gradient is one matmul too.
+  y = jnp.asarray(_WINOGRAD_AA, m.dtype) @ m.reshape(16, -1)
+  y = y.reshape(2, 2, n, th, tw, o).transpose(2, 3, 0, 4, 1, 5)
+  return y.reshape(n, 2 * th, 2 * tw, o)
+
+
 def _im2col_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   """VALID convolution as one matmul over the k*k shifted (strided) views."""
   k, _, c, o = kernel.shape
@@ -191,7 +290,7 @@ def _im2col_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
              j:j + stride * (out_w - 1) + 1:stride, :]
            for i in range(k) for j in range(k)]
   patches = jnp.concatenate(views, axis=-1)  # (N, oh, ow, k*k*C), (i, j, c)
-  return patches @ kernel.reshape(k * k * c, o)
+  return _matmul(patches, kernel.reshape(k * k * c, o))
 
 
 def conv2d(x: jax.typing.ArrayLike, kernel: jax.typing.ArrayLike, *,
@@ -202,11 +301,14 @@ def conv2d(x: jax.typing.ArrayLike, kernel: jax.typing.ArrayLike, *,
 
   * 'xla': `lax.conv_general_dilated`, the right choice on GPU/TPU.
   * 's2d': a stride-2 convolution with an even kernel becomes a stride-1
-    one on a space-to-depth input (same FLOPs), and every convolution is
-    computed as im2col by slicing plus one matmul. XLA:CPU runs the
-    gradients of its native convolutions at 7-60 GFLOP/s; this form runs a
-    LisaCNN train step about 2.5x and an input gradient about 3x faster on
-    a 2-core CPU (see the benchmark in the README).
+    one on a space-to-depth input (same FLOPs); a 3x3 one with an even
+    output size (LisaCNN's conv2 after space-to-depth) is then computed by
+    Winograd F(2x2, 3x3) (16/36 of the multiplications, see
+    `_winograd_conv3x3`), every other one as im2col by slicing plus one
+    matmul, all matmuls with the backward pass of `_matmul`. XLA:CPU runs
+    the gradients of its native convolutions at 7-60 GFLOP/s; this form
+    runs a LisaCNN train step about 2.5x and an input gradient about 3x
+    faster on a 2-core CPU (see the benchmark in the README).
   * 'auto': 's2d' on CPU, 'xla' elsewhere.
 
   Args:
@@ -235,7 +337,10 @@ def conv2d(x: jax.typing.ArrayLike, kernel: jax.typing.ArrayLike, *,
   x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
   if (stride == 2 and k % 2 == 0 and x.shape[1] % 2 == 0
       and x.shape[2] % 2 == 0):
-    return _im2col_conv(_space_to_depth(x), _kernel_space_to_depth(kernel), 1)
+    x, kernel, stride = _space_to_depth(x), _kernel_space_to_depth(kernel), 1
+  if (stride == 1 and kernel.shape[0] == 3 and x.shape[1] % 2 == 0
+      and x.shape[2] % 2 == 0):
+    return _winograd_conv3x3(x, kernel)
   return _im2col_conv(x, kernel, stride)
 
 
@@ -463,7 +568,6 @@ def model_from_config(cfg: Mapping[str, Any]) -> LisaCNN:
   return LisaCNN(**dict(cfg))
 
 
-@functools.lru_cache(maxsize=1)
 @functools.lru_cache(maxsize=None)
 def apply_fn_for(model: LisaCNN) -> Callable[[Any, jax.Array], jax.Array]:
   """`apply_fn(params, images) -> logits` of `model`, one object per model.
