@@ -556,3 +556,57 @@ def test_conv2d_same_padding_matches_lax_for_odd_shapes():
           dimension_numbers=("NHWC", "HWIO", "NHWC"))
       got = models.conv2d(x, w, stride=stride, padding=padding, impl="s2d")
       np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("x_shape,w_shape", [
+    ((2, 3, 5, 7), (7, 4)),  # rows with leading axes @ one matrix
+    ((3, 6, 7), (3, 7, 4)),  # a batch of matmuls
+])
+def test_matmul_backward_equals_autodiff(x_shape, w_shape):
+  """`_matmul`'s hand-written VJP is the gradient of `x @ w`."""
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.normal(size=x_shape), jnp.float32)
+  w = jnp.asarray(rng.normal(size=w_shape), jnp.float32)
+  g = jnp.asarray(rng.normal(size=(x @ w).shape), jnp.float32)
+  out, vjp = jax.vjp(models._matmul, x, w)
+  want_out, want_vjp = jax.vjp(jnp.matmul, x, w)
+  np.testing.assert_allclose(out, want_out, rtol=1e-6, atol=1e-6)
+  for got, want in zip(vjp(g), want_vjp(g)):
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_winograd_equals_direct_convolution_with_gradients_and_vmap():
+  """F(2x2, 3x3) is the VALID 3x3 correlation: values, both gradients, and
+  vmapped over a stack of kernels (as when attacking stacked models)."""
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(3, 8, 10, 5)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(3, 3, 5, 4)), jnp.float32)
+
+  def direct(x, kernel):
+    return jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  want, want_vjp = jax.vjp(direct, x, kernel)
+  got, got_vjp = jax.vjp(models._winograd_conv3x3, x, kernel)
+  assert got.shape == (3, 6, 8, 4)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  g = jnp.asarray(rng.normal(size=want.shape), jnp.float32)
+  for a, b in zip(got_vjp(g), want_vjp(g)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+  kernels = jnp.stack([kernel, -2.0 * kernel])
+  stacked = jax.vmap(models._winograd_conv3x3, in_axes=(None, 0))(x, kernels)
+  np.testing.assert_allclose(stacked[1], -2.0 * want, rtol=1e-5, atol=1e-4)
+
+
+def test_s2d_conv2_takes_the_winograd_path():
+  """LisaCNN's conv2 (6x6 stride 2 on 16x16) becomes a 3x3 stride-1
+  convolution on the space-to-depth input, which runs as Winograd: its
+  program has the (16, rows, channels) batched matmul and no 2304-wide
+  im2col patches."""
+  x = jax.ShapeDtypeStruct((4, 16, 16, 64), jnp.float32)
+  w = jax.ShapeDtypeStruct((6, 6, 64, 128), jnp.float32)
+  hlo = jax.jit(lambda x, w: models.conv2d(
+      x, w, stride=2, padding="VALID", impl="s2d")).lower(x, w).as_text()
+  assert "16x36x256xf32" in hlo  # 4 images x 3x3 tiles, 256 channels
+  assert "2304" not in hlo
