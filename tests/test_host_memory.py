@@ -11,22 +11,25 @@ from blurnet_jax import host_memory
 
 _GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
-# A jitted program with a 48 MiB output, called 10 times: minor page faults
-# per call, in a fresh interpreter (the settings must precede JAX's client).
+# A jitted program with a 48 MiB output, called 30 times in a fresh
+# interpreter (the settings must precede JAX's client): the minor page
+# faults of each call. While the heap grows to its working size a few calls
+# still fault, at moments that vary from run to run; the median call shows
+# the steady state.
 _FAULTS = """
 import resource
+import statistics
 import blurnet_jax
 from blurnet_jax import host_memory
 import jax, jax.numpy as jnp
 x = jnp.ones((12 * 2**20,), jnp.float32)
 f = jax.jit(lambda x: x * 2 + 1)
-for _ in range(3):
+faults = []
+for _ in range(30):
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   f(x).block_until_ready()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-  f(x).block_until_ready()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-print(host_memory.applied(), (after - before) / 10)
+  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(host_memory.applied(), statistics.median(faults), min(faults))
 """
 _PAGES = 12 * 2**20 * 4 // 4096  # of the output buffer
 
@@ -38,18 +41,18 @@ def _faults(env_value):
     env[host_memory.ENV_VAR] = env_value
   out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, check=True,
                        capture_output=True, text=True).stdout.split()
-  return out[0] == "True", float(out[1])
+  return out[0] == "True", float(out[1]), float(out[2])
 
 
 @pytest.mark.skipif(not _GLIBC, reason="the settings exist only in glibc")
 def test_import_sets_malloc_so_calls_stop_page_faulting():
-  applied, faults = _faults(None)
+  applied, median, _ = _faults(None)
   assert applied
-  assert faults < 0.05 * _PAGES, faults
+  assert median < 0.05 * _PAGES, median
   # glibc's defaults: every call maps its 48 MiB output afresh.
-  applied, faults = _faults("system")
+  applied, _, least = _faults("system")
   assert not applied
-  assert faults > 0.5 * _PAGES, faults
+  assert least > 0.5 * _PAGES, least
 
 
 def test_reuse_freed_memory_is_idempotent():
