@@ -38,6 +38,11 @@ _KEEP_BYTES = 2**31 - 1  # mallopt takes a C int
 _applied: bool | None = None
 
 
+def glibc() -> bool:
+  """Whether this process runs on Linux with glibc, where the settings exist."""
+  return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def reuse_freed_memory() -> bool:
   """Sets glibc's malloc to keep and reuse freed memory (see the module doc).
 
@@ -50,7 +55,7 @@ def reuse_freed_memory() -> bool:
   _applied = False
   if os.environ.get(ENV_VAR, "").lower() == "system":
     return False
-  if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+  if not glibc():
     return False
   try:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -1,15 +1,12 @@
 """The malloc settings that let XLA:CPU reuse freed host memory."""
 
 import os
-import platform
 import subprocess
 import sys
 
 import pytest
 
 from blurnet_jax import host_memory
-
-_GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 # A jitted program with a 48 MiB output, called 30 times in a fresh
 # interpreter (the settings must precede JAX's client): the minor page
@@ -44,7 +41,7 @@ def _faults(env_value):
   return out[0] == "True", float(out[1]), float(out[2])
 
 
-@pytest.mark.skipif(not _GLIBC, reason="the settings exist only in glibc")
+@pytest.mark.skipif(not host_memory.glibc(), reason="the settings exist only in glibc")
 def test_import_sets_malloc_so_calls_stop_page_faulting():
   applied, median, _ = _faults(None)
   assert applied
