@@ -508,7 +508,7 @@ def plot_physical(results, path, data: str) -> bool:
     return False
   plt = _plt()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), dpi=110)
-  for k, (name, r) in enumerate(chosen):
+  for k, (_, r) in enumerate(chosen):
     p, colour = r["physical"], f"C{k % 10}"
     for ax, axis in ((axes[0], "angle"), (axes[1], "distance")):
       xs = p["angles"] if axis == "angle" else p["distances"]
