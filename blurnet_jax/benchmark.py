@@ -5,7 +5,7 @@ their own):
   * train: the project's `train.train_step` (augmentation, penalty, metrics)
     on batches of random images, images/s, per `conv_impl`;
   * grid: the RP2 white-box grid of the slides (17 targets x N victims x T
-    transforms x S steps) through `attacks.run.attack_targets` and
+    transforms x S steps) through `attacks.grid.attack_targets` and
     `evaluate_targets`, i.e. with the project's transforms, metrics and
     progress, per chunk size (targets per compiled program);
   * data: the synthetic renderer, images/s.
@@ -38,11 +38,12 @@ import optax
 from blurnet_jax import models
 from blurnet_jax import train
 from blurnet_jax.attacks import rp2
-from blurnet_jax.attacks import run as attack_run
+from blurnet_jax.attacks import grid as attack_grid
 from blurnet_jax.attacks.transforms import TransformConfig
 from blurnet_jax.classes import NUM_CLASSES, STOP
+from blurnet_jax.jsonio import write_json
 from blurnet_jax.data import synthetic
-from blurnet_jax.data import masks as masks_lib
+from blurnet_jax.data import rp2_assets
 from blurnet_jax.progress import format_seconds
 
 #: The transforms of the reference scripts' grid: rotation +-15 degrees,
@@ -120,11 +121,11 @@ def grid_throughput(apply_fn, params, images: np.ndarray, mask: np.ndarray, *,
                       transforms=transforms)
   attack_key, eval_key = jax.random.split(jax.random.key(seed))
   timings: dict[str, float] = {}
-  out = attack_run.attack_targets(apply_fn, params, images, mask, targets,
+  out = attack_grid.attack_targets(apply_fn, params, images, mask, targets,
                                   attack_key, cfg=cfg, chunk=chunk,
                                   timings=timings)
   def evaluate():
-    return attack_run.evaluate_targets(apply_fn, params, images,
+    return attack_grid.evaluate_targets(apply_fn, params, images,
                                        out["adversarial"], targets, eval_key,
                                        eval_transforms=eval_transforms)[0]
 
@@ -134,7 +135,7 @@ def grid_throughput(apply_fn, params, images: np.ndarray, mask: np.ndarray, *,
   eval_s = time.perf_counter() - t0
   wall = timings["run_s"]
   images_per_s = len(targets) * len(images) * num_transforms * steps / wall
-  summary = attack_run.summarize(rows)
+  summary = attack_grid.summarize(rows)
   return {
       "bench": "rp2grid", "impl": f"blurnet_jax (chunk {chunk or 'all'})",
       "chunk": chunk, "targets": len(targets), "victims": len(images),
@@ -259,7 +260,7 @@ def data_throughput(per_class: int, workers: int) -> dict[str, Any]:
 
 def _chunks(spec: str) -> list[int]:
   if spec == "auto":  # the backend's default chunk, and all targets at once
-    default = attack_run.AUTO_CHUNK.get(jax.default_backend(), 0)
+    default = attack_grid.AUTO_CHUNK.get(jax.default_backend(), 0)
     return sorted({default, 0}, reverse=True)
   try:
     return [int(c) for c in spec.split(",")]
@@ -293,9 +294,14 @@ def run_benchmark(config: ml_collections.ConfigDict,
       frameworks.append(("torch", torch_python))
   grid_inputs = None
   if "grid" in sections:
-    apply_fn, params, _ = attack_run.load_model(config.model)
-    images, _ = attack_run.load_victims(config.victims)
-    grid_inputs = (apply_fn, params, images, masks_lib.get_mask(config.mask))
+    assets = rp2_assets.load_rp2_assets(config.rp2_dir)
+    if config.victims not in ("rp2", "synthetic"):
+      raise ValueError(f"victims={config.victims!r}; use 'rp2' (the 40 real "
+                       "victims) or 'synthetic'")
+    images = (assets.victims if config.victims == "rp2"
+              else synthetic.synthetic_victims(40, seed=0))
+    grid_inputs = (models.apply_fn_for(models.LisaCNN()), assets.params,
+                   images, assets.camouflage_mask)
   transforms = {"reference": REFERENCE_TRANSFORMS,
                 "physical": TransformConfig.physical()}.get(
                     config.grid_transforms)
@@ -351,7 +357,7 @@ def run_benchmark(config: ml_collections.ConfigDict,
             "medians": medians, "ratios": ratios(medians), "runs": rows,
             "seconds": round(time.perf_counter() - t0, 1)}
   workdir.mkdir(parents=True, exist_ok=True)
-  train.write_json(workdir / "benchmark.json", result, sort_keys=False)
+  write_json(workdir / "benchmark.json", result)
   print(format_table(medians))
   print(json.dumps(result["ratios"]))
   return result

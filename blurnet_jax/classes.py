@@ -27,5 +27,7 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 NUM_CLASSES: int = len(CLASS_NAMES)
 STOP: int = CLASS_NAMES.index("stop")
+#: The RP2 authors' target class (speedLimit45), the default of every attack.
+RP2_TARGET: int = CLASS_NAMES.index("speedLimit45")
 IMAGE_SHAPE: tuple[int, int, int] = (32, 32, 3)
 

@@ -1,19 +1,70 @@
-"""Launcher helpers: bad input ends a program with one line, not a traceback."""
+"""Launcher helpers: process set-up, and bad input ends a program with one
+line, not a traceback.
+
+Every launcher wraps its `main` in `one_line_errors`, which first calls
+`setup_process()`: XLA:CPU's host-memory reuse (`host_memory`) and JAX's
+persistent compilation cache in `--compilation_cache` (default
+~/.cache/blurnet_jax/xla, or $BLURNET_JAX_COMPILATION_CACHE; 'off' turns it
+off), so that a second run of a launcher loads its compiled programs
+instead of compiling them again.
+"""
 
 import functools
+import os
 import sys
 
+from absl import flags
 from absl import logging
+
+from blurnet_jax import host_memory
+
+CACHE_ENV = "BLURNET_JAX_COMPILATION_CACHE"
+_CACHE = flags.DEFINE_string(
+    "compilation_cache",
+    os.environ.get(CACHE_ENV, os.path.join("~", ".cache", "blurnet_jax",
+                                           "xla")),
+    "folder of JAX's persistent compilation cache; 'off' for none "
+    f"(default from ${CACHE_ENV})")
+
+
+def enable_compilation_cache(path: str) -> str | None:
+  """Turns on JAX's persistent compilation cache in `path` ('off'/'': none).
+
+  Every program that takes a second or more to compile is stored, so the
+  next process loads it. Returns the folder, or None when off.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  if not path or path.lower() == "off":
+    return None
+  folder = os.path.abspath(os.path.expanduser(path))
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"compilation cache folder {folder!r} cannot be made "
+                     f"({e.strerror}); pass --compilation_cache=DIR or "
+                     "--compilation_cache=off") from None
+  jax.config.update("jax_compilation_cache_dir", folder)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return folder
+
+
+def setup_process() -> None:
+  """What a launcher sets for the whole process, before any computation."""
+  host_memory.reuse_freed_memory()
+  enable_compilation_cache(_CACHE.value)
 
 
 def one_line_errors(main):
-  """Wraps an absl `main`: ValueError, FileNotFoundError and FloatingPointError
-  (a NaN loss) print `error: <message>` and exit with status 2; the full
-  traceback goes to the debug log."""
+  """Wraps an absl `main`: `setup_process()`, then ValueError,
+  FileNotFoundError and FloatingPointError (a NaN loss) print
+  `error: <message>` and exit with status 2; the full traceback goes to the
+  debug log."""
 
   @functools.wraps(main)
   def wrapped(argv):
     try:
+      setup_process()
       return main(argv)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
       logging.debug("failed", exc_info=True)
@@ -23,14 +74,32 @@ def one_line_errors(main):
   return wrapped
 
 
+def resolve_config_path(arg: str) -> str:
+  """`--config=configs/NAME.py[:ARG]` pointing at the installed `configs`
+  package when no such file is under the current folder (a pip-installed
+  package run from anywhere); any other argument unchanged."""
+  prefix = "--config="
+  if not arg.startswith(prefix):
+    return arg
+  path, colon, rest = arg[len(prefix):].partition(":")
+  if os.path.exists(path) or not path.startswith("configs/"):
+    return arg
+  import configs  # pylint: disable=g-import-not-at-top
+  installed = os.path.join(os.path.dirname(configs.__file__),
+                           path[len("configs/"):])
+  return prefix + installed + colon + rest if os.path.exists(installed) else arg
+
+
 def parse_flags(argv):
   """absl's flag parsing, with config mistakes reported in one line.
 
   Pass as `app.run(main, flags_parser=parse_flags)`. A misspelt
   `--config.key=...` (the config is locked) and an error raised by a
   config file's `get_config(arg)` both end the program with `error: ...`.
+  `--config=configs/NAME.py` finds the installed configs when run outside
+  the repository (`resolve_config_path`).
   """
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  argv = [argv[0]] + [resolve_config_path(a) for a in argv[1:]]
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:

@@ -5,18 +5,19 @@ when the call ends: one temporary block per program (86 MB for a LisaCNN
 train step at batch 128) and one per output. glibc serves a block above
 32 MB (64 MB in a thread's own arena) with a fresh `mmap` and unmaps it on
 free, so every call touches new pages, and the kernel zero-fills them one
-4 KiB fault at a time: about 10,000 faults for 40 MB, measured at 20-30 ms
-on the 2-core VM of the README, as long as the largest convolution's matmul.
+4 KiB fault at a time: about 10,000 faults for 40 MB, a cost of the order
+of the largest convolution's matmul (the README's "Speed" section).
 
 `reuse_freed_memory` tells glibc to serve every block from the one main heap
 (`M_ARENA_MAX=1`), never from `mmap` (`M_MMAP_MAX=0`), and to keep up to
 2 GiB of freed memory instead of returning it (`M_TRIM_THRESHOLD`). Freed
 blocks are then reused by the next call, already mapped. The price: the
 process keeps its peak heap until it exits. It must run before JAX starts
-its CPU client (its worker threads pick their arena when they start);
-`import blurnet_jax` calls it, so it is in place whenever the package is
-imported before the first computation, in launchers and notebooks alike.
-Set `BLURNET_JAX_MALLOC=system` in the environment to leave glibc's defaults.
+its CPU client (its worker threads pick their arena when they start). The
+launchers call it (`cli.setup_process`); importing the package does not,
+so a notebook that wants it calls `host_memory.reuse_freed_memory()` before
+its first computation. Set `BLURNET_JAX_MALLOC=system` in the environment
+to leave glibc's defaults even in the launchers.
 
 On anything but Linux with glibc it does nothing.
 """

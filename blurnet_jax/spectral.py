@@ -11,7 +11,7 @@ measures that:
   of its spectral power above a radius (in units of Nyquist);
 * `layer_spectra`: that share, averaged, for the input, the layer-1 maps
   before and after the filter and layer 2, natural against perturbed;
-* `mean_log_spectra` and `plot_spectra`: the arrays and the PNG figures.
+* `mean_log_spectra`: the arrays of the figures (drawn by `plots.plot_spectra`).
 
 Frequencies follow `jnp.fft.fftfreq` in cycles per pixel; after `fftshift`
 the DC bin of an (H, W) map sits at (H // 2, W // 2), and a radius of 1 is the
@@ -19,24 +19,22 @@ Nyquist frequency (0.5 cycles per pixel) along one axis.
 
 Typical use:
 
-  params = models.params_from_rp2(rp2_dir / "rp2_lisa_cnn.npz")
+  params = rp2_assets.load_rp2_assets().params
   model, params = models.insert_filter(params, filter_where="l1",
                                        filter_kernel="box", filter_size=5)
   shares = layer_spectra(model, params, natural, perturbed)
   shares["l1"]["ratio"]  # > 1: the sticker adds high frequencies to layer 1
   figures = mean_log_spectra(model, params, natural, perturbed)
-  plot_spectra(figures["l1"], workdir / "l1.png", title="layer 1")
+  plots.plot_spectra(figures["l1"], workdir / "l1.png", title="layer 1")
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import functools
 import math
 import numbers
 from typing import Any
 
-from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -320,95 +318,3 @@ def mean_log_spectra(model: models.LisaCNN, params: Any,
     means["difference"] = means["perturbed"] - means["natural"]
     out[rep] = means
   return out
-
-
-def plot_spectra(spectra: Mapping[str, np.ndarray], path: epath.PathLike, *,
-                 title: str,
-                 column_labels: Sequence[str] | None = None) -> epath.Path:
-  """Writes one figure: rows natural / perturbed / difference, one column a map.
-
-  The natural and perturbed rows share a [0, 1] colour scale (viridis); the
-  difference row a symmetric red/blue scale around 0 (red: more in the
-  perturbed spectrum). Axes are frequency in units of Nyquist, DC at the
-  centre.
-
-  Args:
-    spectra: {'natural', 'perturbed', 'difference'}: arrays (H, W, C), one
-      entry of `mean_log_spectra`.
-    path: where the PNG goes (parent folders are created).
-    title: the figure title.
-    column_labels: C column titles; default 'R', 'G', 'B' for 3 maps, else
-      'map 0', 'map 1', ...
-
-  Returns:
-    The path of the PNG.
-  """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  missing = [row for row in SPECTRUM_ROWS if row not in spectra]
-  if missing:
-    raise ValueError(
-        f"spectra lacks {missing}; pass one entry of mean_log_spectra, a dict "
-        f"with keys {SPECTRUM_ROWS}.")
-  arrays = {row: np.asarray(spectra[row], np.float32) for row in SPECTRUM_ROWS}
-  shape = arrays["natural"].shape
-  if len(shape) != 3 or any(a.shape != shape for a in arrays.values()):
-    raise ValueError(
-        f"spectra must hold three arrays of one shape (H, W, C), got "
-        f"{ {k: a.shape for k, a in arrays.items()} }; pass one entry of "
-        "mean_log_spectra.")
-  h, w, c = shape
-  if column_labels is None:
-    column_labels = (["R", "G", "B"] if c == 3
-                     else [f"map {i}" for i in range(c)])
-  if len(column_labels) != c:
-    raise ValueError(
-        f"{len(column_labels)} column_labels for {c} maps; pass one label per "
-        "map or None.")
-  # Pixel edges in units of Nyquist: bin centres are fftshift(fftfreq) / 0.5,
-  # spaced 2 / size apart; row 0 (the most negative f_y) drawn at the bottom.
-  fy = np.fft.fftshift(np.fft.fftfreq(h)) / 0.5
-  fx = np.fft.fftshift(np.fft.fftfreq(w)) / 0.5
-  extent = (fx[0] - 1.0 / w, fx[-1] + 1.0 / w, fy[0] - 1.0 / h,
-            fy[-1] + 1.0 / h)
-  diff_limit = max(float(np.max(np.abs(arrays["difference"]))), 1e-6)
-
-  fig, axes = plt.subplots(3, c, figsize=(1.75 * c + 2.0, 6.4), dpi=110,
-                           squeeze=False, constrained_layout=True)
-  row_titles = {"natural": "natural", "perturbed": "perturbed",
-                "difference": "perturbed -\nnatural"}
-  images = {}
-  for r, row in enumerate(SPECTRUM_ROWS):
-    if row == "difference":
-      style = dict(cmap="RdBu_r", vmin=-diff_limit, vmax=diff_limit)
-    else:
-      style = dict(cmap="viridis", vmin=0.0, vmax=1.0)
-    for j in range(c):
-      ax = axes[r, j]
-      images[row] = ax.imshow(arrays[row][:, :, j], extent=extent,
-                              origin="lower", interpolation="nearest", **style)
-      ax.set_xticks([-1, 0, 1])
-      ax.set_yticks([-1, 0, 1])
-      ax.tick_params(labelsize=7)
-      if r == 0:
-        ax.set_title(column_labels[j], fontsize=10)
-      if r == 2:
-        ax.set_xlabel("$f_x$ / Nyquist", fontsize=8)
-      else:
-        ax.set_xticklabels([])
-      if j == 0:
-        ax.set_ylabel(f"{row_titles[row]}\n$f_y$ / Nyquist", fontsize=9)
-      else:
-        ax.set_yticklabels([])
-  fig.colorbar(images["natural"], ax=axes[:2, :].ravel().tolist(),
-               shrink=0.9, label="log(1 + |FFT|) / max of the map")
-  fig.colorbar(images["difference"], ax=axes[2, :].ravel().tolist(),
-               shrink=0.9, label="difference")
-  fig.suptitle(title, fontsize=11)
-  path = epath.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(str(path))
-  plt.close(fig)
-  return path

@@ -10,7 +10,6 @@ not change.
 
 from collections.abc import Callable
 import functools
-import json
 import time
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from blurnet_jax import models
 from blurnet_jax import train
+from blurnet_jax.jsonio import write_json
 
 
 def members(config: ml_collections.ConfigDict) -> list[tuple[float, int]]:
@@ -119,15 +119,14 @@ def population_evaluate(state, images, labels, *, batch_size=500) -> dict:
 def run_sweep(config: ml_collections.ConfigDict, workdir: epath.PathLike, *,
               on_member: Callable[[Any], dict] | None = None) -> list[dict]:
   """Trains the population, evaluates every member, writes `sweep.json`
-  (one object per member: alpha, seed, test accuracy, victims) and
-  `sweep.png` (test accuracy against alpha).
+  (one object per member: alpha, seed, test accuracy, victims).
 
   `on_member(params) -> dict`, if given, adds its fields to each member's
   row (e.g. the white-box attack results of `reproduce`).
   """
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  write_json(workdir / "config.json", config.to_dict())
   pairs = members(config)
   alphas = [a for a, _ in pairs]
   seeds = [s for _, s in pairs]
@@ -158,44 +157,13 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: epath.PathLike, *,
     rows.append({"penalty": config.penalty.kind, "alpha": alpha, "seed": seed,
                  "test_accuracy": final["accuracy"][i],
                  "test_loss": final["loss"][i],
-                 **train.victim_results(state.apply_fn, params, sets),
+                 **train.victim_results(models.apply_fn_for(model), params, sets),
                  **(on_member(params) if on_member is not None else {})})
   summary = {"members": rows, "train_seconds_this_run": round(seconds, 1),
              "devices": len(jax.local_devices()),
              "num_train_steps": config.num_train_steps}
-  (workdir / "sweep.json").write_text(json.dumps(summary, indent=2))
-  plot_sweep(rows, workdir / "sweep.png", title=(
-      f"{config.penalty.kind} penalty: test accuracy against alpha "
-      f"({config.num_train_steps} steps)"))
+  write_json(workdir / "sweep.json", summary)
   return rows
-
-
-def plot_sweep(rows: list[dict], path: epath.PathLike, *, title: str,
-               key: str = "test_accuracy", ylabel: str = "test accuracy"):
-  """Mean (and every seed) of `key` against alpha; alpha 0 drawn at the left."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  alphas = sorted({r["alpha"] for r in rows})
-  positive = [a for a in alphas if a > 0]
-  zero_x = min(positive) / 10 if positive else 1.0
-  xs = {a: (a if a > 0 else zero_x) for a in alphas}
-  fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-  for r in rows:
-    ax.plot(xs[r["alpha"]], r[key], "o", color="0.7", ms=4)
-  means = [np.mean([r[key] for r in rows if r["alpha"] == a]) for a in alphas]
-  ax.plot([xs[a] for a in alphas], means, "-o", color="C0", label="mean")
-  ax.set_xscale("log")
-  ax.set_xticks([xs[a] for a in alphas])
-  ax.set_xticklabels([("0" if a == 0 else f"{a:g}") for a in alphas],
-                     rotation=45)
-  ax.set_xlabel("alpha")
-  ax.set_ylabel(ylabel)
-  ax.set_title(title, fontsize=10)
-  ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(str(path))
-  plt.close(fig)
 
 
 def benchmark(config: ml_collections.ConfigDict, *, steps: int = 20) -> dict:

@@ -19,7 +19,6 @@ the accuracy targets on both the synthetic set and LISA within a few epochs
 import functools
 import json
 import time
-from typing import Any
 
 from absl import logging
 from etils import epath
@@ -31,11 +30,13 @@ import numpy as np
 import optax
 
 from blurnet_jax import checkpoint
+from blurnet_jax.jsonio import write_json
 from blurnet_jax import losses
 from blurnet_jax import models
 from blurnet_jax.classes import STOP
 from blurnet_jax.data import datasets
 from blurnet_jax.data import pipeline
+from blurnet_jax.data import rp2_assets
 from blurnet_jax.data import synthetic
 from blurnet_jax.data import victims as victims_lib
 from blurnet_jax.progress import Progress
@@ -82,7 +83,7 @@ def create_train_state(config: ml_collections.ConfigDict, model: models.LisaCNN,
 
 
 def penalty(kind: str, alpha: jax.Array, params, features) -> jax.Array:
-  """The BlurNet regulariser of a variant (REFERENCE.md formulas)."""
+  """The BlurNet regulariser of a variant (the formulas of `losses`)."""
   if kind == "none":
     return jnp.zeros((), jnp.float32)
   if kind == "linf":
@@ -150,38 +151,12 @@ def evaluate(state: TrainState, images: np.ndarray, labels: np.ndarray, *,
           "loss": sums["loss"] / sums["count"]}
 
 
-def predict(apply_fn, params, images: np.ndarray) -> np.ndarray:
-  """int (N,) predicted classes."""
-  return np.asarray(jnp.argmax(apply_fn({"params": params},
-                                        jnp.asarray(images)), -1))
-
-
 def victim_sets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-  """The stop-sign victim sets a run reports on: synthetic, and real if given."""
-  sets = {"synthetic_victims": synthetic.synthetic_victims(40, seed=0)}
-  if config.get("victims_dir"):
-    sets["victims"] = victims_lib.load_victims(config.victims_dir)
-  return sets
-
-
-def write_json(path: epath.Path, obj: Any, *, sort_keys: bool = True) -> None:
-  """Writes JSON to a temporary file, then renames it over `path`."""
-  tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=2, sort_keys=sort_keys))
-  tmp.replace(path)
-
-
-def jsonable(x: Any) -> Any:
-  """`x` for `write_json`: numpy scalars as Python numbers, tuples as lists,
-  and dict keys that start with '_' (in-memory extras) left out."""
-  if isinstance(x, dict):
-    return {k: jsonable(v) for k, v in x.items()
-            if not str(k).startswith("_")}
-  if isinstance(x, (list, tuple)):
-    return [jsonable(v) for v in x]
-  if isinstance(x, (np.floating, np.integer, np.bool_)):
-    return x.item()
-  return x
+  """The stop-sign victim sets a run reports on: 40 synthetic ones, and the
+  real RP2 victims of `config.rp2_dir` ('' = the packaged assets)."""
+  return {"synthetic_victims": synthetic.synthetic_victims(40, seed=0),
+          "victims": victims_lib.load_victims(
+              rp2_assets.rp2_dir(config.rp2_dir) / "victim-set")}
 
 
 def load_data(config: ml_collections.ConfigDict):
@@ -212,6 +187,9 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
   if start:
     logging.info("resuming %s from step %d", desc, start)
   total = config.num_train_steps
+  log_every = max(1, config.log_every)
+  eval_every = max(1, config.eval_every)
+  checkpoint_every = max(1, config.checkpoint_every)
   batches = pipeline.train_batches(train_images, train_labels,
                                    batch_size=config.batch_size,
                                    seed=config.data.shuffle_seed,
@@ -232,10 +210,10 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
             f"learning_rate or penalty.alpha. Last good checkpoint: step "
             f"{checkpoint.latest_step(ckpt_dir)} in {ckpt_dir}")
       record = None
-      if step % config.log_every == 0 or step == total:
+      if step % log_every == 0 or step == total:
         record = {"step": step} | {k: np.asarray(v).tolist() for k, v in
                                    jax.device_get(metrics).items()}
-      if step % config.eval_every == 0 or step == total:
+      if step % eval_every == 0 or step == total:
         record = (record or {"step": step}) | {
             "test_" + k: v for k, v in evaluate_fn(state).items()}
       if record is not None:
@@ -243,7 +221,7 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
         metrics_file.flush()
         progress.update(step, loss=float(np.mean(loss)), acc=float(
             np.mean(record.get("accuracy", np.nan))))
-      if step % config.checkpoint_every == 0 or step == total:
+      if step % checkpoint_every == 0 or step == total:
         checkpoint.save(ckpt_dir, state, step=step, config=config,
                         keep=config.keep_checkpoints)
   progress.close()
@@ -254,7 +232,7 @@ def victim_results(apply_fn, params, sets: dict[str, np.ndarray]) -> dict:
   """Victims of each set (`victim_sets(config)`) classified as stop."""
   out = {}
   for name, images in sets.items():
-    pred = predict(apply_fn, params, images)
+    pred = models.predict(apply_fn, params, images)
     out[name] = {"n": int(len(pred)), "stop": int((pred == STOP).sum()),
                  "stop_rate": float((pred == STOP).mean())}
   return out
@@ -274,7 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  write_json(workdir / "config.json", config.to_dict())
+  write_json(workdir / "config.json", config.to_dict(), sort_keys=True)
   if config.penalty.kind not in PENALTIES:
     raise ValueError(f"unknown penalty.kind {config.penalty.kind!r}; use one "
                      f"of {PENALTIES}")
@@ -294,7 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
              "penalty": config.penalty.to_dict(),
              "train_seconds_this_run": round(seconds, 1),
              "test": evaluate(state, test_images, test_labels),
-             **victim_results(state.apply_fn, state.params,
+             **victim_results(models.apply_fn_for(model), state.params,
                              victim_sets(config))}
-  write_json(workdir / "results.json", results)
+  write_json(workdir / "results.json", results, sort_keys=True)
   return state, results

@@ -9,8 +9,8 @@ r"""Speed of training, the RP2 white-box grid and the data, beside references.
         --workdir=/tmp/b
 
 Prints a table and writes WORKDIR/benchmark.json (every run, medians, the
-ratios, device and versions). With `reference_dir` (default: ../shared/bench
-beside the repo when present) the bare-JAX reference runs in the same session,
+ratios, device and versions). With `reference_dir` (default: the optional
+reference benchmarks in ../shared/bench beside the repo, when present) the bare-JAX reference runs in the same session,
 interleaved, and the PyTorch one too where `torch_python` imports torch.
 Default run on a 2-core CPU: about 15 minutes (the references' grids are
 most of it); runlocal about 2 minutes.
@@ -22,7 +22,8 @@ import ml_collections
 
 from blurnet_jax.config_args import parse_arg
 
-_SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# Optional: the reference benchmarks beside the repository, when present.
+_BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "bench"
 
 
 def _existing(path: Path) -> str:
@@ -39,10 +40,11 @@ def get_config(arg=None):
   c.train_steps = 60  # timed steps (after 5 untimed ones)
   c.conv_impls = "auto,xla"  # LisaCNN.conv_impl values to time
   # grid: 17 targets x victims x num_transforms x grid_steps.
-  c.model = _existing(_SHARED / "rp2" / "rp2_lisa_cnn.npz")
-  c.victims = _existing(_SHARED / "rp2" / "victim-set")  # '' = synthetic
-  c.mask = _existing(_SHARED / "rp2" / "masks" /
-                     "mask_l1loss_uniform_rectangles.png") or "camouflage"
+  # The RP2 model, its camouflage mask and (victims='rp2') its 40 real
+  # victims, from the packaged assets or rp2_dir; victims='synthetic': 40
+  # synthetic stop signs.
+  c.rp2_dir = ""
+  c.victims = "rp2"
   c.grid_steps = 10
   c.num_transforms = 8
   # 'auto': chunks of 1 and of all targets on a CPU, all on an accelerator;
@@ -54,7 +56,7 @@ def get_config(arg=None):
   # data: the synthetic renderer.
   c.data_per_class = 200
   # references: the folder of jax_ref.py / torch_ref.py ('' = none).
-  c.reference_dir = _existing(_SHARED / "bench")
+  c.reference_dir = _existing(_BENCH)
   c.torch_python = ""  # interpreter with torch; '' = this one
   # The references' grid forms: all targets in one vmap, one at a time.
   c.reference_modes = "batched,sequential"

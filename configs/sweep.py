@@ -12,6 +12,8 @@ Default: the L-inf penalty on a learned 5x5 L1 filter, 8 alphas x 1 seed,
 the members; members must be a multiple of the local devices.
 """
 
+import ml_collections
+
 from blurnet_jax.config_args import parse_arg
 from configs import train as train_configs
 
@@ -22,6 +24,14 @@ ALPHAS = {
 VARIANT = {"linf": "linf_5x5", "tv": "tv_1e-4"}
 
 
+def sweep_block(penalty: str, *, runlocal: bool = False
+                ) -> ml_collections.ConfigDict:
+  """The members of a sweep: alphas x seeds, and members per vmap."""
+  return ml_collections.ConfigDict(dict(
+      alphas=ALPHAS[penalty][:2] if runlocal else ALPHAS[penalty],
+      seeds=(0,), chunk=0))  # chunk: members per vmap; 0 = by backend
+
+
 def get_config(arg=None):
   arg = parse_arg(arg, penalty="linf", runlocal=False, benchmark=False)
   if arg.penalty not in ALPHAS:
@@ -29,9 +39,7 @@ def get_config(arg=None):
   config = train_configs.get_config(
       f"variant={VARIANT[arg.penalty]},runlocal={arg.runlocal}")
   config.variant = f"sweep_{arg.penalty}"
-  config.sweep = dict(
-      alphas=ALPHAS[arg.penalty][:2] if arg.runlocal else ALPHAS[arg.penalty],
-      seeds=(0,), chunk=0)  # chunk: members per vmap; 0 = by backend
+  config.sweep = sweep_block(arg.penalty, runlocal=arg.runlocal)
   if not arg.runlocal:
     config.num_train_steps = 1500
     config.eval_every = 500

@@ -14,8 +14,8 @@ Variants (the rows of the slides' Tables 1 and 2):
   tv_1e-4, tv_1e-5                total-variation penalty on the L1 maps
 Default budget: 2,000 steps of 128 images on the synthetic set (~7 epochs);
 `runlocal` shrinks data and steps to a run of seconds (for tests).
-Add `--config.victims_dir=../shared/rp2/victim-set` to report the real RP2
-victims recognised as stop.
+Every run reports how many of the 40 real RP2 victims (the packaged assets,
+or `--config.rp2_dir`) and of 40 synthetic stop signs it classifies as stop.
 """
 
 import ml_collections
@@ -70,5 +70,5 @@ def get_config(arg=None):
   c.eval_every = 30 if arg.runlocal else 500
   c.checkpoint_every = 30 if arg.runlocal else 500
   c.keep_checkpoints = 3
-  c.victims_dir = ""  # a folder of real stop-sign victims to report on
+  c.rp2_dir = ""  # RP2 assets whose real victims are reported; '' = packaged
   return c

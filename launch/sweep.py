@@ -7,6 +7,9 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from etils import epath
+
+from blurnet_jax import plots
 from blurnet_jax import sweep
 from blurnet_jax.cli import one_line_errors, parse_flags
 
@@ -19,7 +22,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  rows = sweep.run_sweep(_CONFIG.value, _WORKDIR.value)
+  config = _CONFIG.value
+  rows = sweep.run_sweep(config, _WORKDIR.value)
+  plots.plot_sweep(rows, epath.Path(_WORKDIR.value) / "sweep.png", title=(
+      f"{config.penalty.kind} penalty: test accuracy against alpha "
+      f"({config.num_train_steps} steps)"))
   print(f"{'alpha':>10} {'seed':>5} {'test acc':>9} {'victims->stop':>14}")
   for r in rows:
     v = r.get("victims", r["synthetic_victims"])

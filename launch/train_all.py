@@ -1,19 +1,18 @@
 """Trains several variants one after another and prints one table.
 
     python -m launch.train_all --variants=baseline,l1_5x5 --workdir=DIR \
-        [--runlocal] [--victims_dir=../shared/rp2/victim-set]
+        [--runlocal] [--rp2_dir=PATH]
 
 Each variant goes to DIR/NAME (resumed or reused like `launch.train`);
 DIR/variants.json collects every results.json.
 """
-
-import json
 
 from absl import app
 from absl import flags
 from etils import epath
 
 from blurnet_jax import train
+from blurnet_jax.jsonio import write_json
 from configs import train as train_configs
 from blurnet_jax.cli import one_line_errors, parse_flags
 
@@ -21,7 +20,8 @@ _VARIANTS = flags.DEFINE_list("variants", list(train_configs.VARIANTS),
                               "variant names (configs/train.py)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "one folder per variant here")
 _RUNLOCAL = flags.DEFINE_bool("runlocal", False, "tiny runs (seconds)")
-_VICTIMS = flags.DEFINE_string("victims_dir", "", "real stop-sign victims")
+_RP2_DIR = flags.DEFINE_string("rp2_dir", "", "RP2 assets whose real victims "
+                               "are reported; '' = the packaged copy")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data_dir")
 flags.mark_flags_as_required(["workdir"])
 
@@ -33,13 +33,12 @@ def main(argv):
   for name in _VARIANTS.value:
     config = train_configs.get_config(
         f"variant={name},runlocal={_RUNLOCAL.value}")
-    config.victims_dir = _VICTIMS.value
+    config.rp2_dir = _RP2_DIR.value
     config.data.data_dir = _DATA_DIR.value
     _, results = train.train_and_evaluate(
         config, epath.Path(_WORKDIR.value) / name)
     rows.append(results)
-    (epath.Path(_WORKDIR.value) / "variants.json").write_text(
-        json.dumps(rows, indent=2))
+    write_json(epath.Path(_WORKDIR.value) / "variants.json", rows)
   print(f"{'variant':<12} {'alpha':>8} {'test acc':>9} {'synth victims':>14} "
         f"{'real victims':>13} {'train s':>8}")
   for r in rows:

@@ -12,18 +12,19 @@ from PIL import Image
 import pytest
 
 from blurnet_jax import train
-from blurnet_jax.attacks import run
+from blurnet_jax.attacks import grid
+from blurnet_jax.study import attack as run
+from blurnet_jax.study import zoo
 from blurnet_jax.classes import NUM_CLASSES, STOP
 from configs import rp2 as rp2_configs
-from tests.conftest import tiny_train_config
+from tests.helpers import tiny_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _config(rp2_dir, arg, **overrides):
   config = rp2_configs.get_config(arg)
-  config.model = str(rp2_dir / "rp2_lisa_cnn.npz")
-  config.victims = str(rp2_dir / "victim-set")
+  config.rp2_dir = str(rp2_dir)
   config.update(overrides)
   return config
 
@@ -31,8 +32,8 @@ def _config(rp2_dir, arg, **overrides):
 @pytest.fixture(scope="module")
 def poster(rp2_dir, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("poster")
-  config = _config(rp2_dir, "poster,runlocal",
-                   mask=str(rp2_dir / "masks" / "octagon.png"))
+  config = _config(rp2_dir, "poster,runlocal")
+  assert config.mask == "rp2_octagon"  # the authors' poster mask
   return workdir, run.run_attack(config, workdir)
 
 
@@ -61,7 +62,7 @@ def test_poster_writes_reports(poster):
 
 def test_grid_rows_and_summary(rp2_dir, tmp_path):
   # 3 targets in chunks of 2: one program, the last chunk padded.
-  config = _config(rp2_dir, "grid,runlocal", targets="1,5,12", chunk=2,
+  config = _config(rp2_dir, "grid,runlocal", targets=(1, 5, 12), chunk=2,
                    steps=3, num_transforms=1, eval_transforms=1)
   results = run.run_attack(config, tmp_path)
   rows = results["targets"]
@@ -81,26 +82,30 @@ def test_grid_rows_and_summary(rp2_dir, tmp_path):
 
 
 def test_chunking_does_not_change_a_target(rp2_dir):
-  apply_fn, params, _ = run.load_model(rp2_dir / "rp2_lisa_cnn.npz")
+  apply_fn, params, _ = zoo.load_model(rp2_dir / "rp2_lisa_cnn.npz")
   images = np.zeros((2, 32, 32, 3), np.float32) + 0.5
   mask = np.ones((32, 32, 1), np.float32)
   cfg = run.rp2_config(rp2_configs.get_config("runlocal"))
   key = jax.random.key(3)
-  one = run.attack_targets(apply_fn, params, images, mask, [5], key, cfg=cfg)
-  three = run.attack_targets(apply_fn, params, images, mask, [1, 5, 12], key,
+  one = grid.attack_targets(apply_fn, params, images, mask, [5], key, cfg=cfg)
+  three = grid.attack_targets(apply_fn, params, images, mask, [1, 5, 12], key,
                              cfg=cfg, chunk=2)
   np.testing.assert_allclose(three["noise"][1], one["noise"][0], atol=1e-5)
 
 
 def test_parse_targets():
-  assert run.parse_targets(12, "") == [12]
-  assert run.parse_targets(12, "all") == [
+  assert grid.parse_targets((12,)) == [12]
+  assert grid.parse_targets(grid.ALL_TARGETS) == [
       c for c in range(NUM_CLASSES) if c != STOP]
-  assert run.parse_targets(0, "12, yield,1,12") == [1, 12, 17]
+  assert grid.parse_targets((12, "yield", 1, 12)) == [1, 12, 17]
   with pytest.raises(ValueError, match="not a class"):
-    run.parse_targets(0, "1,99")
+    grid.parse_targets((1, 99))
   with pytest.raises(ValueError, match="true class"):
-    run.parse_targets(14, "")
+    grid.parse_targets((14,))
+  with pytest.raises(ValueError, match="no targets"):
+    grid.parse_targets(())
+  config = rp2_configs.get_config("poster")
+  assert run.run_targets(config) == [12]  # () means just `target`
 
 
 def test_load_model_from_training_workdir(tiny_data_dir, tmp_path):
@@ -108,7 +113,7 @@ def test_load_model_from_training_workdir(tiny_data_dir, tmp_path):
                              warmup_steps=1, log_every=2, eval_every=2,
                              checkpoint_every=2)
   state, _ = train.train_and_evaluate(config, tmp_path)
-  apply_fn, params, description = run.load_model(tmp_path)
+  apply_fn, params, description = zoo.load_model(tmp_path)
   assert "l1" in description and "step 2" in description
   x = jnp.asarray(np.random.default_rng(0).uniform(size=(4, 32, 32, 3)),
                   jnp.float32)
@@ -119,24 +124,27 @@ def test_load_model_from_training_workdir(tiny_data_dir, tmp_path):
 
 def test_bad_inputs(rp2_dir, tmp_path):
   with pytest.raises(FileNotFoundError, match="does not exist"):
-    run.load_model(tmp_path / "nope.npz")
-  with pytest.raises(ValueError, match="no model given"):
-    run.load_model("")
+    zoo.load_model(tmp_path / "nope.npz")
+  _, _, description = zoo.load_model("")  # the packaged RP2 model
+  assert "rp2_lisa_cnn.npz" in description
+  with pytest.raises(FileNotFoundError, match="has no rp2_lisa_cnn.npz"):
+    zoo.load_model("", rp2_dir=str(tmp_path))
   with pytest.raises(FileNotFoundError, match="no config.json"):
-    run.load_model(tmp_path)
+    zoo.load_model(tmp_path)
   (tmp_path / "config.json").write_text(json.dumps(
       tiny_train_config("baseline", tmp_path).to_dict()))
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
-    run.load_model(tmp_path)
+    zoo.load_model(tmp_path)
   not_rp2 = tmp_path / "other.npz"
   np.savez(not_rp2, a=np.zeros(3))
   with pytest.raises(ValueError):
-    run.load_model(not_rp2)
+    zoo.load_model(not_rp2)
   empty = tmp_path / "empty"
   empty.mkdir()
   for overrides, error, match in (
       (dict(mask="hexagon"), ValueError, "unknown mask"),
       (dict(victims=str(empty)), ValueError, "no images in"),
+      (dict(victims=""), ValueError, "not a victim set"),
       (dict(transforms="sunny"), ValueError, "transforms"),
       (dict(model=str(tmp_path / "missing.npz")), FileNotFoundError,
        "does not exist")):
@@ -161,7 +169,7 @@ def test_launcher_reports_one_line_error(tmp_path):
 _SHARDED_SCRIPT = """
 import json, sys, jax, jax.numpy as jnp, numpy as np
 sys.path.insert(0, {repo!r})
-from blurnet_jax.attacks import RP2Config, TransformConfig, run
+from blurnet_jax.attacks import RP2Config, TransformConfig, grid
 from blurnet_jax.data import synthetic, masks
 
 def apply_fn(params, x):  # a linear classifier: fast, real gradients
@@ -171,11 +179,11 @@ params = jax.random.normal(jax.random.key(0), (32 * 32 * 3, 18)) * 0.01
 images = synthetic.synthetic_victims(4, seed=0)
 cfg = RP2Config(steps=4, num_transforms=2,
                 transforms=TransformConfig.physical())
-out = run.attack_targets(apply_fn, params, images,
+out = grid.attack_targets(apply_fn, params, images,
                          masks.get_mask("camouflage"), [1, 5, 12],
                          jax.random.key(7), cfg=cfg)
 print("RESULT", json.dumps({{"devices": len(jax.local_devices()),
-    "size": run.chunk_size(3, 0),
+    "size": grid.chunk_size(3, 0),
     "noise": np.asarray(out["noise"]).ravel()[::97].tolist()}}))
 """
 

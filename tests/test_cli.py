@@ -24,3 +24,34 @@ def test_bad_config_is_one_line(tmp_path, args, message):
   errors = [l for l in out.stderr.splitlines() if l.startswith("error:")]
   assert len(errors) == 1 and message in errors[0], out.stderr[-2000:]
   assert "Traceback" not in out.stderr
+
+
+def test_config_paths_resolve_to_the_installed_configs_elsewhere(
+    tmp_path, monkeypatch):
+  from blurnet_jax import cli  # pylint: disable=g-import-not-at-top
+  import configs  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(tmp_path)  # no configs/ folder here
+  out = cli.resolve_config_path("--config=configs/reproduce.py:quick")
+  assert out == ("--config=" + os.path.join(
+      os.path.dirname(configs.__file__), "reproduce.py") + ":quick")
+  assert os.path.exists(out[len("--config="):].partition(":")[0])
+  for unchanged in ("--config=configs/nope.py", "--config=mine.py",
+                    "--workdir=configs/reproduce.py"):
+    assert cli.resolve_config_path(unchanged) == unchanged
+  monkeypatch.chdir(REPO)  # the repository's own file wins where it is
+  assert cli.resolve_config_path("--config=configs/train.py") == (
+      "--config=configs/train.py")
+
+
+def test_compilation_cache_folder_or_off(tmp_path):
+  """The launchers' persistent compilation cache: a folder, or off."""
+  script = (
+      "import jax, sys; from blurnet_jax import cli; "
+      f"print(cli.enable_compilation_cache({str(tmp_path / 'xla')!r})); "
+      "print(jax.config.jax_compilation_cache_dir); "
+      "print(cli.enable_compilation_cache('off'))")
+  out = subprocess.run([sys.executable, "-c", script], cwd=REPO,
+                       capture_output=True, text=True, timeout=120,
+                       check=True).stdout.split()
+  assert out == [str(tmp_path / "xla"), str(tmp_path / "xla"), "None"]
+  assert (tmp_path / "xla").is_dir()

@@ -1,6 +1,5 @@
 """Tests of blurnet_jax.models: LisaCNN variants, blur kernels, RP2 loading."""
 
-from pathlib import Path
 import re
 
 import jax
@@ -13,8 +12,10 @@ from PIL import Image
 import pytest
 
 from blurnet_jax import models
+from blurnet_jax.data import rp2_assets
+from blurnet_jax.ops import conv
 
-RP2_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "rp2"
+RP2_DIR = rp2_assets.PACKAGED_DIR
 RP2_NPZ = RP2_DIR / "rp2_lisa_cnn.npz"
 STOP = 14
 SPEED_LIMIT_45 = 12
@@ -45,8 +46,7 @@ def _variant_id(v):
 
 
 def _needs_rp2():
-  if not RP2_NPZ.is_file():
-    pytest.skip(f"RP2 assets not found at {RP2_DIR} (shared/rp2 is absent)")
+  assert RP2_NPZ.is_file(), f"the packaged RP2 assets lack {RP2_NPZ}"
 
 
 def _rp2_victims() -> np.ndarray:
@@ -64,7 +64,7 @@ def _rp2_mask(name: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def rp2_params():
   _needs_rp2()
-  return models.params_from_rp2(RP2_NPZ)
+  return rp2_assets.params_from_rp2(RP2_NPZ)
 
 
 @pytest.fixture(scope="module")
@@ -383,7 +383,7 @@ def test_rp2_victims_are_stop(rp2_params, victims):
 
 
 def test_rp2_camouflage_attack(rp2_params, victims):
-  noise = np.asarray(models.load_rp2_noise(RP2_NPZ,
+  noise = np.asarray(rp2_assets.load_rp2_noise(RP2_NPZ,
                                            "noise_rectangles_camouflage"))
   mask = _rp2_mask("mask_l1loss_uniform_rectangles.png")
   x_adv = np.clip(victims + mask * np.clip(noise, -20, 20), 0, 1)
@@ -396,7 +396,7 @@ def test_rp2_camouflage_attack(rp2_params, victims):
 
 
 def test_rp2_poster_attack(rp2_params, victims):
-  noise = np.asarray(models.load_rp2_noise(RP2_NPZ, "noise_octagon_poster"))
+  noise = np.asarray(rp2_assets.load_rp2_noise(RP2_NPZ, "noise_octagon_poster"))
   x_adv = np.clip(victims + _rp2_mask("octagon.png") * np.clip(noise, -20, 20),
                   0, 1)
   model = models.LisaCNN()
@@ -453,7 +453,7 @@ def test_insert_filter_bad_args(rp2_params):
 
 def test_params_from_rp2_missing_file(tmp_path):
   with pytest.raises(FileNotFoundError, match="rp2_lisa_cnn.npz"):
-    models.params_from_rp2(tmp_path / "nope.npz")
+    rp2_assets.params_from_rp2(tmp_path / "nope.npz")
 
 
 def _fake_rp2(**overrides):
@@ -474,7 +474,7 @@ def _fake_rp2(**overrides):
 def test_params_from_rp2_fake_ok(tmp_path):
   path = tmp_path / "ok.npz"
   np.savez(path, **_fake_rp2())
-  params = models.params_from_rp2(path)
+  params = rp2_assets.params_from_rp2(path)
   assert params["dense"]["kernel"].shape == (512, 18)
   assert params["conv1"]["kernel"].dtype == jnp.float32
 
@@ -490,7 +490,7 @@ def test_params_from_rp2_bad_file(tmp_path, overrides, match):
   path = tmp_path / "bad.npz"
   np.savez(path, **_fake_rp2(**overrides))
   with pytest.raises(ValueError, match=match) as info:
-    models.params_from_rp2(path)
+    rp2_assets.params_from_rp2(path)
   assert "not an RP2 LISA-CNN" in str(info.value)
   assert "\n" not in str(info.value)
 
@@ -499,22 +499,22 @@ def test_params_from_rp2_not_npz(tmp_path):
   path = tmp_path / "weights.npy"
   np.save(path, np.zeros(3))
   with pytest.raises(ValueError, match="npz"):
-    models.params_from_rp2(path)
+    rp2_assets.params_from_rp2(path)
   text = tmp_path / "weights.npz"
   text.write_text("hello")
   with pytest.raises(ValueError, match="npz"):
-    models.params_from_rp2(text)
+    rp2_assets.params_from_rp2(text)
 
 
 def test_load_rp2_noise_errors(tmp_path):
   with pytest.raises(ValueError, match="name"):
-    models.load_rp2_noise(tmp_path / "x.npz", "noise_stickers")
+    rp2_assets.load_rp2_noise(tmp_path / "x.npz", "noise_stickers")
   with pytest.raises(FileNotFoundError):
-    models.load_rp2_noise(tmp_path / "x.npz", "noise_octagon_poster")
+    rp2_assets.load_rp2_noise(tmp_path / "x.npz", "noise_octagon_poster")
   path = tmp_path / "n.npz"
   np.savez(path, noise_octagon_poster=np.zeros((32, 32), np.float32))
   with pytest.raises(ValueError, match="noise_octagon_poster"):
-    models.load_rp2_noise(path, "noise_octagon_poster")
+    rp2_assets.load_rp2_noise(path, "noise_octagon_poster")
 
 
 @pytest.mark.parametrize("fields", [
@@ -554,7 +554,7 @@ def test_conv2d_same_padding_matches_lax_for_odd_shapes():
       want = jax.lax.conv_general_dilated(
           x, w, (stride, stride), padding,
           dimension_numbers=("NHWC", "HWIO", "NHWC"))
-      got = models.conv2d(x, w, stride=stride, padding=padding, impl="s2d")
+      got = conv.conv2d(x, w, stride=stride, padding=padding, impl="s2d")
       np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
@@ -568,7 +568,7 @@ def test_matmul_backward_equals_autodiff(x_shape, w_shape):
   x = jnp.asarray(rng.normal(size=x_shape), jnp.float32)
   w = jnp.asarray(rng.normal(size=w_shape), jnp.float32)
   g = jnp.asarray(rng.normal(size=(x @ w).shape), jnp.float32)
-  out, vjp = jax.vjp(models._matmul, x, w)
+  out, vjp = jax.vjp(conv._matmul, x, w)
   want_out, want_vjp = jax.vjp(jnp.matmul, x, w)
   np.testing.assert_allclose(out, want_out, rtol=1e-6, atol=1e-6)
   for got, want in zip(vjp(g), want_vjp(g)):
@@ -588,14 +588,14 @@ def test_winograd_equals_direct_convolution_with_gradients_and_vmap():
         x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
   want, want_vjp = jax.vjp(direct, x, kernel)
-  got, got_vjp = jax.vjp(models._winograd_conv3x3, x, kernel)
+  got, got_vjp = jax.vjp(conv._winograd_conv3x3, x, kernel)
   assert got.shape == (3, 6, 8, 4)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   g = jnp.asarray(rng.normal(size=want.shape), jnp.float32)
   for a, b in zip(got_vjp(g), want_vjp(g)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
   kernels = jnp.stack([kernel, -2.0 * kernel])
-  stacked = jax.vmap(models._winograd_conv3x3, in_axes=(None, 0))(x, kernels)
+  stacked = jax.vmap(conv._winograd_conv3x3, in_axes=(None, 0))(x, kernels)
   np.testing.assert_allclose(stacked[1], -2.0 * want, rtol=1e-5, atol=1e-4)
 
 
@@ -606,7 +606,7 @@ def test_s2d_conv2_takes_the_winograd_path():
   im2col patches."""
   x = jax.ShapeDtypeStruct((4, 16, 16, 64), jnp.float32)
   w = jax.ShapeDtypeStruct((6, 6, 64, 128), jnp.float32)
-  hlo = jax.jit(lambda x, w: models.conv2d(
+  hlo = jax.jit(lambda x, w: conv.conv2d(
       x, w, stride=2, padding="VALID", impl="s2d")).lower(x, w).as_text()
   assert "16x36x256xf32" in hlo  # 4 images x 3x3 tiles, 256 channels
   assert "2304" not in hlo

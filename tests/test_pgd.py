@@ -7,32 +7,8 @@ import numpy as np
 import pytest
 
 from blurnet_jax.attacks import pgd
-from blurnet_jax.classes import IMAGE_SHAPE, NUM_CLASSES, STOP
-
-D = int(np.prod(IMAGE_SHAPE))
-
-
-def linear_apply(params, x):
-  return x.reshape(x.shape[0], -1) @ params["w"] + params["b"]
-
-
-def linear_params(seed=0, scale=0.05):
-  rng = np.random.default_rng(seed)
-  return {"w": jnp.asarray(rng.normal(0, scale, (D, NUM_CLASSES)),
-                           jnp.float32),
-          "b": jnp.asarray(rng.normal(0, 0.1, NUM_CLASSES), jnp.float32)}
-
-
-def images(n=4, seed=1):
-  rng = np.random.default_rng(seed)
-  return rng.uniform(0.2, 0.8, (n,) + IMAGE_SHAPE).astype(np.float32)
-
-
-def stripe_mask():
-  mask = np.zeros((32, 32, 1), np.float32)
-  mask[8:12, :] = 1.0
-  return mask
-
+from blurnet_jax.classes import IMAGE_SHAPE, STOP
+from tests.helpers import D, images, linear_apply, linear_params, stripe_mask
 
 def hand_ce_gradient(params, x, labels):
   """dCE/dx of a linear model: W (softmax(z) - onehot(y)), in numpy."""

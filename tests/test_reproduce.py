@@ -5,17 +5,22 @@ import json
 import numpy as np
 import pytest
 
-from blurnet_jax import reproduce
+from blurnet_jax.study import report
+from blurnet_jax.study import reproduce
+from blurnet_jax.study import slides
+from blurnet_jax.study import table1
+from blurnet_jax.study import zoo
 from configs import reproduce as reproduce_configs
-from tests.conftest import tiny_data, tiny_robustness
+from tests.helpers import (browser, browser_image_counts, tiny_data,
+                           tiny_robustness)
 
 
 def test_filter_variants_cover_the_slides_rows():
   config = reproduce_configs.get_config("quick")
-  variants = reproduce.filter_variants(config)
+  variants = table1.filter_variants(config.table1)
   names = [v[0] for v in variants]
   assert len(names) == 1 + 2 * 3 * 2  # baseline + where x size x kernel
-  assert {v[1] for v in variants} >= set(reproduce.SLIDES_TABLE1)
+  assert {v[1] for v in variants} >= set(slides.TABLE1)
   fields = dict((v[0], v[2]) for v in variants)
   assert fields["l1_5x5_box"] == dict(
       filter_where="l1", filter_kernel="box", filter_size=5,
@@ -23,11 +28,11 @@ def test_filter_variants_cover_the_slides_rows():
 
 
 def test_table1_on_the_rp2_data_lands_within_5_points_of_the_slides(rp2_dir):
-  assets = reproduce.rp2_assets(str(rp2_dir))
+  real = zoo.rp2_data(str(rp2_dir))
   config = reproduce_configs.get_config("quick")
-  rows = reproduce.transfer_rows(
-      assets["params"], assets["images"], assets["adversarial"],
-      reproduce.filter_variants(config), dataset="rp2")
+  rows = table1.transfer_rows(
+      real.params, real.images, real.adversarial,
+      table1.filter_variants(config.table1), dataset="rp2")
   by_name = {r["variant"]: r for r in rows}
   # The RP2 facts: 40/40 stop, the camouflage noise moves 36 of them.
   assert by_name["baseline"]["accuracy"] == 1.0
@@ -43,7 +48,7 @@ def test_table1_on_the_rp2_data_lands_within_5_points_of_the_slides(rp2_dir):
   # reading counts the perturbation as failing there, unlike the slides.
   l1_5 = by_name["l1_5x5_box"]
   assert l1_5["attack_success_rate"] < l1_5["misclassification_rate"]
-  reading = reproduce.slides_reading(rows)
+  reading = table1.slides_reading(rows)
   assert reading["follows"] == "misclassification_rate"
   assert reading["within_5_points"]
   assert reading["kernels_beyond_5_points"]  # some Gaussian rows, no box
@@ -60,7 +65,7 @@ def test_slides_reading_picks_the_closer_reading_per_row():
        "slides_accuracy": 1.0, "slides_attack_success_rate": 0.5,
        "attack_success_rate": 0.2, "misclassification_rate": 0.45},
   ]
-  reading = reproduce.slides_reading(rows)
+  reading = table1.slides_reading(rows)
   assert reading["follows"] == "attack_success_rate"
   assert reading["max_distance_points"] == {
       "attack_success_rate": 0.0, "misclassification_rate": 5.0}
@@ -74,9 +79,9 @@ def _tiny_config(data_dir):
   config.num_train_steps = 6
   config.warmup_steps = 2
   config.batch_size = 16
-  config.table1.sizes = "5"
+  config.table1.sizes = (5,)
   config.table1.attack_steps = 3
-  config.grid.targets = "12,17"
+  config.grid.targets = (12, 17)
   config.grid.victims = 4
   config.grid.num_transforms = 1
   config.grid.steps = 2
@@ -93,9 +98,11 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   first = reproduce.run(config, tmp_path)
   tables = {n: json.loads((tmp_path / f"{n}.json").read_text())
             for n in ("table1", "table2", "spectral", "sweep")}
-  assert [r["variant"] for r in tables["table1"]] == [
-      "baseline", "input_5x5_box", "input_5x5_gaussian", "l1_5x5_box",
-      "l1_5x5_gaussian"]
+  variants = ["baseline", "input_5x5_box", "input_5x5_gaussian",
+              "l1_5x5_box", "l1_5x5_gaussian"]
+  for dataset in ("rp2", "synthetic"):
+    assert [r["variant"] for r in tables["table1"]
+            if r["dataset"] == dataset] == variants
   assert {"accuracy", "attack_success_rate", "misclassification_rate"} <= set(
       tables["table1"][0])
   t2 = {r["variant"]: r for r in tables["table2"]}
@@ -108,35 +115,54 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   assert {"avg_success", "test_accuracy"} <= set(tables["sweep"][0])
   html = (tmp_path / "report" / "index.html").read_text()
   figures = len(list((tmp_path / "figures").glob("*.png")))
-  # victims, 4 spectra, tv accuracy + success, 4 robustness figures
-  assert figures == 1 + 4 + 2 + 4
+  # victims, 4 spectra each of the RP2 and the synthetic victims, tv
+  # accuracy + success, 5 robustness figures (physical: both victim sets)
+  assert figures == 1 + 8 + 2 + 5
   assert html.count("data:image/png;base64,") == figures
   assert "Table 1: black-box transfer" in html
   assert "Robustness checks (beyond the slides)" in html
   rob = json.loads((tmp_path / "robustness.json").read_text())
-  assert set(rob["models"]) == {"baseline", "tv_1e-4"}
+  assert set(rob["models"]) == {"baseline", "tv_1e-4", "rp2"}
   assert np.array(rob["transfer"]["pgd_linf"]["matrix"]).shape == (2, 2)
+  # Real data by default: the RP2 rows of Tables 1 and 2.
+  assert [r["dataset"] for r in tables["table2"]][0] == "rp2"
+  assert tables["table1"][0]["dataset"] == "rp2"
+  assert tables["table1"][0]["attack_success_rate"] == 0.9  # the RP2 fact
   for r in rob["models"].values():
     assert r["flags"] == [c["check"] for c in r["checks"] if not c["passed"]]
+  # The config saved is the one every model was trained with.
+  saved = json.loads((tmp_path / "config.json").read_text())
+  model_cfg = json.loads((tmp_path / "models" / "baseline" /
+                          "config.json").read_text())
+  assert model_cfg == json.loads(json.dumps(saved["models"]["baseline"],
+                                            sort_keys=True))
+  assert model_cfg["num_train_steps"] == 6
   # A second run reuses the trained models and gives the same numbers.
+  stages = json.loads((tmp_path / "stages.json").read_text())
   second = reproduce.run(config, tmp_path)
-  assert second["stage_seconds"]["train"] < first["stage_seconds"]["train"]
-  assert json.loads((tmp_path / "table2.json").read_text()) == tables["table2"]
-  assert np.isclose(second["table1"]["rows"][0]["attack_success_rate"],
-                    first["table1"]["rows"][0]["attack_success_rate"])
+  again = json.loads((tmp_path / "stages.json").read_text())
+  assert again["train"] < stages["train"]
+  for name in ("table1", "table2", "spectral", "sweep", "robustness"):
+    assert json.loads((tmp_path / f"{name}.json").read_text()) == (
+        tables.get(name) or rob), name
+  assert second["table1"] == first["table1"]
+  # The report renders again from the JSON alone (launch.report's path).
+  (tmp_path / "report" / "index.html").unlink()
+  report.render(tmp_path)
+  assert (tmp_path / "report" / "index.html").read_text().count(
+      "data:image/png;base64,") == figures
 
 
 def test_a_missing_rp2_dir_is_one_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="has no rp2_lisa_cnn.npz"):
-    reproduce.rp2_assets(str(tmp_path))
+    zoo.rp2_data(str(tmp_path))
 
 
 @pytest.mark.slow
 def test_the_report_renders_in_a_headless_browser(tiny_data_dir, tmp_path):
   """The reproduce report opened alone in Chromium: every image loads."""
-  from tests import test_report  # pylint: disable=g-import-not-at-top
-  browser = test_report._browser()  # pylint: disable=protected-access
-  if browser is None:
+  chromium = browser()
+  if chromium is None:
     pytest.skip("no chromium, chromium-browser or google-chrome on PATH; "
                 "install one (apt-get install -y chromium) to run this test")
   reproduce.run(_tiny_config(tiny_data_dir), tmp_path / "run")
@@ -145,6 +171,5 @@ def test_the_report_renders_in_a_headless_browser(tiny_data_dir, tmp_path):
   page = alone / "index.html"
   page.write_text((tmp_path / "run" / "report" / "index.html").read_text())
   figures = len(list((tmp_path / "run" / "figures").glob("*.png")))
-  counts = test_report._browser_image_counts(  # pylint: disable=protected-access
-      browser, page, tmp_path)
+  counts = browser_image_counts(chromium, page, tmp_path)
   assert counts == (figures, 0)

@@ -7,15 +7,16 @@ import jax
 import numpy as np
 import pytest
 
-from blurnet_jax import robustness
+from blurnet_jax.jsonio import jsonable
+from blurnet_jax.study import robustness
+from configs import common
 from blurnet_jax import spectral
-from blurnet_jax import train
 from blurnet_jax.attacks import transforms
 from blurnet_jax.classes import STOP
 from configs import robustness as robustness_configs
-from tests.conftest import tiny_data, tiny_robustness
-from tests.test_pgd import images, linear_apply, linear_params, stripe_mask
-from tests.test_square import quantised_apply
+from tests.helpers import (images, linear_apply, linear_params,
+                           quantised_apply, stripe_mask, tiny_data,
+                           tiny_robustness)
 
 
 def passing_result():
@@ -72,7 +73,7 @@ def test_each_check_flags_its_failure_and_only_that(edit, flag):
 
 
 def tiny_block():
-  rc = robustness_configs.robustness_block("runlocal")
+  rc = common.robustness_block("runlocal")
   rc.victims = 6
   rc.pgd_steps = 8
   rc.square_queries = 120
@@ -87,7 +88,7 @@ def test_gradient_masking_is_flagged_end_to_end():
   params, x, mask = linear_params(scale=0.1), images(6), stripe_mask()
   params["b"] = params["b"].at[STOP].add(3.0)  # every clean image is stop
   rc = tiny_block()
-  rc.steps_curve, rc.angles, rc.distances = "4", "0", "32"
+  rc.steps_curve, rc.angles, rc.distances = (4,), (0.0,), (32,)
   # No RP2 sticker to make: the clean signs stand in for it.
   smooth = robustness.evaluate_model(linear_apply, params, x, mask,
                                      jax.random.key(0), rc, sticker=x)
@@ -106,7 +107,7 @@ def test_gradient_masking_is_flagged_end_to_end():
   assert "gradients finite and non-zero" not in flags(smooth)
   assert "gradient-free <= gradient-based (linf)" not in flags(smooth)
   assert smooth["unbounded"]["linf"]["success"] == 1.0
-  json.dumps(train.jsonable(masked))  # JSON-ready as it stands
+  json.dumps(jsonable(masked))  # JSON-ready as it stands
 
 
 def test_transfer_matrix_diagonal_is_white_box():
@@ -172,10 +173,12 @@ def test_physical_curves_start_from_the_images_as_they_are():
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("linf_budgets", "0.1,x", "linf_budgets='0.1,x' must be a comma list"),
-    ("distances", "32,0", "distances='32,0' must be a comma list of integers"),
+    ("linf_budgets", (0.1, -1.0), r"linf_budgets=\(0.1, -1.0\) must be a "
+     "tuple of numbers >= 0"),
+    ("distances", (32, 0), r"distances=\(32, 0\) must be a tuple of "
+     "integers"),
     ("reference_linf", 0.3, "reference_linf=0.3 is not one of linf_budgets"),
-    ("angles", "0,90", "angles='0,90' must be below 90"),
+    ("angles", (0.0, 90.0), r"angles=\(0.0, 90.0\) must be below 90"),
 ])
 def test_bad_robustness_settings_are_one_clear_error(field, value, match):
   rc = tiny_block()
@@ -209,13 +212,15 @@ def test_runlocal_writes_the_json_figures_and_report(tiny_data_dir, tmp_path):
   assert base["physical"]["perturbed_angle"][0] == pytest.approx(
       base["sticker"])
   assert 0 <= base["sticker_eot"] <= 1
+  assert saved["models"]["rp2"]["data"] == "rp2"  # the packaged real data
   names = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
-  assert names == ["robustness_budgets.png", "robustness_physical_synthetic.png",
+  assert names == ["robustness_budgets.png", "robustness_physical_rp2.png",
+                   "robustness_physical_synthetic.png",
                    "robustness_steps.png", "robustness_transfer.png"]
   for p in (tmp_path / "figures").glob("*.png"):
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   html = (tmp_path / "robustness_report" / "index.html").read_text()
-  assert html.count("data:image/png;base64,") == 4
+  assert html.count("data:image/png;base64,") == 5
   assert "The checklist, per model" in html
   # Deterministic: a second run (models reused) gives the same numbers.
   robustness.run(config, tmp_path)

@@ -16,7 +16,6 @@ from blurnet_jax.attacks import (
     attack_success_rate,
     init_noise,
     l2_dissimilarity,
-    load_printable_colors,
     nps,
     random_transform,
     rp2_attack,
@@ -28,7 +27,9 @@ from blurnet_jax.attacks import (
 from blurnet_jax.classes import STOP
 from blurnet_jax.data.masks import get_mask, load_mask
 from blurnet_jax.data.victims import load_victims
-from blurnet_jax.models import LisaCNN, load_rp2_noise, params_from_rp2
+from blurnet_jax.data.rp2_assets import (load_printable_colors,
+                                         load_rp2_noise, params_from_rp2)
+from blurnet_jax.models import LisaCNN
 
 TARGET = 12  # speedLimit45, the authors' target.
 _MODEL = LisaCNN()

@@ -29,7 +29,7 @@ def test_baseline_reaches_targets_on_synthetic_and_real_victims(tmp_path,
                                                                 rp2_dir):
   """>= 95% on the synthetic test split; >= 36/40 real RP2 victims -> stop."""
   config = train_configs.get_config("variant=baseline")
-  config.victims_dir = str(rp2_dir / "victim-set")
+  config.rp2_dir = str(rp2_dir)
   _, results = train.train_and_evaluate(config, tmp_path)
   assert results["test"]["accuracy"] >= 0.95, json.dumps(results)
   assert results["victims"]["stop"] >= 36, json.dumps(results)

@@ -14,7 +14,9 @@ from PIL import Image
 import pytest
 
 from blurnet_jax import models
+from blurnet_jax import plots
 from blurnet_jax import spectral
+from blurnet_jax.data import rp2_assets
 from blurnet_jax.data.masks import load_mask
 from blurnet_jax.data.victims import load_victims
 
@@ -239,11 +241,11 @@ def rp2_batches(rp2_dir):
   mask = load_mask(rp2_dir / "masks" / "mask_l1loss_uniform_rectangles.png")
   assert mask.shape in ((32, 32, 1), (32, 32, 3))
   npz = rp2_dir / "rp2_lisa_cnn.npz"
-  noise = np.asarray(models.load_rp2_noise(npz, "noise_rectangles_camouflage"))
+  noise = np.asarray(rp2_assets.load_rp2_noise(npz, "noise_rectangles_camouflage"))
   perturbed = np.clip(natural + mask * np.clip(noise, -20, 20), 0, 1)
   perturbed = perturbed.astype(np.float32)
   assert np.abs(perturbed - natural).max() > 0.1  # the sticker is there
-  return models.params_from_rp2(npz), natural, perturbed
+  return rp2_assets.params_from_rp2(npz), natural, perturbed
 
 
 @pytest.fixture(scope="module")
@@ -334,7 +336,7 @@ def test_plot_spectra_writes_a_png(tmp_path):
   nat = rng.random((16, 16, maps)).astype(np.float32)
   per = rng.random((16, 16, maps)).astype(np.float32)
   spectra = {"natural": nat, "perturbed": per, "difference": per - nat}
-  path = spectral.plot_spectra(spectra, tmp_path / "sub" / "fig.png",
+  path = plots.plot_spectra(spectra, tmp_path / "sub" / "fig.png",
                                title="test figure")
   assert path.exists()
   with Image.open(path) as image:
@@ -381,6 +383,6 @@ def test_other_bad_arguments_raise():
   with pytest.raises(ValueError, match=r"h an int >= 1"):
     spectral.radial_frequency(0, 4)
   with pytest.raises(ValueError, match="difference"):
-    spectral.plot_spectra({"natural": np.zeros((4, 4, 1)),
+    plots.plot_spectra({"natural": np.zeros((4, 4, 1)),
                            "perturbed": np.zeros((4, 4, 1))}, "unused.png",
                           title="t")

@@ -9,13 +9,8 @@ import pytest
 from blurnet_jax.attacks import pgd
 from blurnet_jax.attacks import square
 from blurnet_jax.classes import STOP
-from tests.test_pgd import images, linear_apply, linear_params, stripe_mask
-
-
-def quantised_apply(params, x):
-  """The linear model on an input rounded to 4 grey levels: its gradient is
-  zero almost everywhere (a caricature of gradient masking)."""
-  return linear_apply(params, jnp.round(x * 3.0) / 3.0)
+from tests.helpers import (images, linear_apply, linear_params,
+                           quantised_apply, stripe_mask)
 
 
 def test_margins_by_hand():

@@ -12,9 +12,10 @@ import pytest
 
 from blurnet_jax import checkpoint
 from blurnet_jax import models
+from blurnet_jax import plots
 from blurnet_jax import sweep
 from blurnet_jax import train
-from tests.conftest import tiny_train_config
+from tests.helpers import tiny_train_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +34,8 @@ def test_every_member_equals_its_single_run(tiny_data_dir, tmp_path):
       (0.0, 0), (0.0, 1), (0.5, 0), (0.5, 1)]
   summary = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
   assert len(summary["members"]) == 4
-  assert (tmp_path / "sweep" / "sweep.png").stat().st_size > 1000
+  png = plots.plot_sweep(rows, tmp_path / "sweep" / "sweep.png", title="t")
+  assert png.stat().length > 1000
   pop_state, _ = checkpoint.restore(
       tmp_path / "sweep" / "checkpoints",
       sweep.create_population(config, models.model_from_config(
@@ -63,7 +65,7 @@ _SCRIPT = textwrap.dedent("""
     import json, sys, jax, numpy as np
     sys.path.insert(0, {repo!r})
     from blurnet_jax import checkpoint, sweep
-    from tests.conftest import tiny_train_config
+    from tests.helpers import tiny_train_config
     config = tiny_train_config("tv_1e-4", {data!r}, num_train_steps=4,
                                eval_every=4, checkpoint_every=4)
     config.sweep = dict(alphas=(0.0, 1e-3), seeds=(0,))

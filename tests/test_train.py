@@ -13,7 +13,7 @@ from blurnet_jax import losses
 from blurnet_jax import models
 from blurnet_jax import train
 from configs import train as train_configs
-from tests.conftest import tiny_train_config
+from tests.helpers import tiny_train_config
 
 
 def _batch(n=16, seed=0):

@@ -7,17 +7,16 @@ from PIL import Image
 import pytest
 
 from blurnet_jax.data import masks
+from blurnet_jax.data import rp2_assets
 from blurnet_jax.data import victims
 
-RP2 = Path(__file__).resolve().parents[1].parent / "shared" / "rp2"
+RP2 = rp2_assets.PACKAGED_DIR
 OCTAGON_PNG = RP2 / "masks" / "octagon.png"
 RECTANGLES_PNG = RP2 / "masks" / "mask_l1loss_uniform_rectangles.png"
 
 
 @pytest.fixture
 def rp2() -> Path:
-  if not (RP2 / "victim-set").is_dir() or not OCTAGON_PNG.is_file():
-    pytest.skip(f"RP2 reference assets not found at {RP2}")
   return RP2
 
 

@@ -1,10 +1,18 @@
-"""Adversarial attacks: RP2 (Robust Physical Perturbations) and its
-transforms, PGD and the Square Attack.
+"""Adversarial attacks as pure JAX functions: RP2 (Robust Physical
+Perturbations) with its physical transforms, the white-box target grid, PGD
+and the Square Attack.
 
   from blurnet_jax.attacks import RP2Config, rp2_attack, TransformConfig
   from blurnet_jax.attacks import PGDConfig, pgd_attack, square_attack
+  from blurnet_jax.attacks import attack_targets, evaluate_targets
+
+Every attack takes `apply_fn(params, images) -> logits` and explicit keys;
+nothing here trains, reads files or draws.
 """
 
+from blurnet_jax.attacks.grid import (ALL_TARGETS, attack_targets,
+                                      evaluate_targets, parse_targets,
+                                      summarize)
 from blurnet_jax.attacks.pgd import PGDConfig, pgd_attack
 from blurnet_jax.attacks.rp2 import (
     DEFAULT_PRINTABLE_COLORS,
@@ -13,7 +21,6 @@ from blurnet_jax.attacks.rp2 import (
     attack_success_rate,
     init_noise,
     l2_dissimilarity,
-    load_printable_colors,
     nps,
     predictions_under_transforms,
     rp2_attack,
@@ -26,6 +33,7 @@ from blurnet_jax.attacks.transforms import (TransformConfig, at_distance,
                                             random_transform, view)
 
 __all__ = [
+    "ALL_TARGETS",
     "DEFAULT_PRINTABLE_COLORS",
     "PGDConfig",
     "RP2Config",
@@ -34,10 +42,12 @@ __all__ = [
     "apply_perturbation",
     "at_distance",
     "attack_success_rate",
+    "attack_targets",
+    "evaluate_targets",
     "init_noise",
     "l2_dissimilarity",
-    "load_printable_colors",
     "nps",
+    "parse_targets",
     "pgd_attack",
     "predictions_under_transforms",
     "random_transform",
@@ -45,6 +55,7 @@ __all__ = [
     "rp2_loss",
     "square_attack",
     "success_under_transforms",
+    "summarize",
     "targeted_success",
     "view",
 ]

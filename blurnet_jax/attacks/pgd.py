@@ -36,8 +36,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from blurnet_jax.attacks.rp2 import ApplyFn, _check_mask
-from blurnet_jax.attacks.transforms import (TransformConfig, check_images,
+from blurnet_jax.attacks.checks import ApplyFn, check_images, check_mask
+from blurnet_jax.attacks.transforms import (TransformConfig,
                                             random_transform)
 from blurnet_jax.classes import IMAGE_SHAPE, NUM_CLASSES
 
@@ -114,7 +114,7 @@ def prepare(images, labels, mask):
   if mask is None:
     mask = jnp.ones(IMAGE_SHAPE[:2] + (1,), jnp.float32)
   mask = jnp.asarray(mask, jnp.float32)
-  _check_mask(mask)
+  check_mask(mask)
   return images, labels, mask
 
 

@@ -31,8 +31,6 @@ import dataclasses
 import functools
 import math
 import numbers
-import os
-from pathlib import Path
 from typing import Any, Optional
 
 import jax
@@ -40,11 +38,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from blurnet_jax.attacks.transforms import (TransformConfig, check_images,
+from blurnet_jax.attacks.checks import (ApplyFn, check_colors, check_images,
+                                        check_mask, check_noise, check_target)
+from blurnet_jax.attacks.transforms import (TransformConfig,
                                             random_transform)
-from blurnet_jax.classes import IMAGE_SHAPE, NUM_CLASSES
-
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
+from blurnet_jax.classes import IMAGE_SHAPE, RP2_TARGET
 
 #: Our own palette of printable colours (RGB in [0, 1]): the greys and the
 #: muted hues an office inkjet reproduces on plain paper. Fully saturated
@@ -100,7 +98,7 @@ class RP2Config:
   noise_clip: tuple[float, float] = (-20.0, 20.0)
   image_clip: tuple[float, float] = (0.0, 1.0)
   steps: int = 300
-  target: int = 12
+  target: int = RP2_TARGET
   targeted: bool = True
   nps_weight: float = 0.0
   printable_colors: Optional[tuple[tuple[float, float, float], ...]] = None
@@ -126,14 +124,14 @@ class RP2Config:
     if not self.norm_p >= 1:
       raise ValueError(
           f"RP2Config.norm_p={self.norm_p!r} must be >= 1 (or math.inf).")
-    _check_target(self.target, "RP2Config.target")
+    check_target(self.target, "RP2Config.target")
     if not isinstance(self.transforms, TransformConfig):
       raise ValueError(
           "RP2Config.transforms must be a TransformConfig, got "
           f"{type(self.transforms).__name__}.")
     if self.printable_colors is not None:
       colors = tuple(tuple(float(v) for v in c) for c in self.printable_colors)
-      _check_colors(np.asarray(colors, np.float32),
+      check_colors(np.asarray(colors, np.float32),
                     "RP2Config.printable_colors")
       object.__setattr__(self, "printable_colors", colors)
 
@@ -147,120 +145,20 @@ class RP2Config:
 # ---------------------------------------------------------------- checks --
 
 
-def _check_target(target: Any, name: str = "target") -> None:
-  """A class index: a Python int in [0, 18) or an integer scalar array."""
-  if isinstance(target, bool):
-    raise ValueError(f"{name}={target!r} is a bool; pass a class index "
-                     f"in 0..{NUM_CLASSES - 1}.")
-  if isinstance(target, numbers.Integral):
-    if not 0 <= int(target) < NUM_CLASSES:
-      raise ValueError(
-          f"{name}={target} is out of range; pass a class index in "
-          f"0..{NUM_CLASSES - 1}.")
-    return
-  shape = getattr(target, "shape", None)
-  dtype = getattr(target, "dtype", None)
-  if shape is None or dtype is None or not jnp.issubdtype(dtype, jnp.integer):
-    raise ValueError(
-        f"{name} must be an int class index, got {type(target).__name__} "
-        f"{dtype}; pass an int in 0..{NUM_CLASSES - 1}.")
-  if tuple(shape) != ():
-    raise ValueError(
-        f"{name} must be a scalar class index, got shape {tuple(shape)}; "
-        "use jax.vmap over targets for several.")
-  try:
-    value = int(target)
-  except (jax.errors.ConcretizationTypeError,
-          jax.errors.TracerIntegerConversionError):
-    return  # Traced (e.g. under vmap): the range cannot be checked here.
-  if not 0 <= value < NUM_CLASSES:
-    raise ValueError(
-        f"{name}={value} is out of range; pass a class index in "
-        f"0..{NUM_CLASSES - 1}.")
-
-
-def _check_mask(mask: jax.Array) -> None:
-  ok = mask.ndim == 3
-  if ok:
-    try:
-      ok = np.broadcast_shapes(mask.shape, IMAGE_SHAPE) == IMAGE_SHAPE
-    except ValueError:
-      ok = False
-  if not ok:
-    raise ValueError(
-        f"mask must have shape (32, 32, 1) or (32, 32, 3), got {mask.shape}; "
-        "load it with blurnet_jax.data.masks.get_mask.")
-
-
-def _check_noise(noise: jax.Array) -> None:
-  if tuple(noise.shape) != IMAGE_SHAPE:
-    raise ValueError(
-        f"noise must have shape {IMAGE_SHAPE}, got {noise.shape}; build it "
-        "with init_noise(key, (32, 32, 3), cfg).")
-
-
 def _inputs(images, mask, noise=None):
   """float32 arrays of the attack inputs, shapes validated (noise optional)."""
   images = jnp.asarray(images, jnp.float32)
   mask = jnp.asarray(mask, jnp.float32)
   check_images(images)
-  _check_mask(mask)
+  check_mask(mask)
   if noise is None:
     return images, mask
   noise = jnp.asarray(noise, jnp.float32)
-  _check_noise(noise)
+  check_noise(noise)
   return images, mask, noise
 
 
-def _check_colors(colors: np.ndarray, name: str) -> None:
-  if colors.ndim != 2 or colors.shape[1] != 3 or not len(colors):
-    raise ValueError(
-        f"{name} must be a non-empty (K, 3) list of RGB triplets, got shape "
-        f"{colors.shape}.")
-  if not np.all(np.isfinite(colors)) or colors.min() < 0 or colors.max() > 1:
-    raise ValueError(f"{name} holds values outside [0, 1]; give RGB in [0, 1].")
-
-
 # ----------------------------------------------------------- components --
-
-
-def load_printable_colors(path: str | os.PathLike[str]) -> np.ndarray:
-  """Reads a printable-colour file: one 'r, g, b' triplet in [0, 1] a line.
-
-  Commas and/or whitespace separate the values; blank lines and lines
-  starting with '#' are skipped.
-
-  Args:
-    path: e.g. `.../rp2/printable_colors.txt`.
-
-  Returns:
-    float32 (K, 3).
-
-  Raises:
-    FileNotFoundError: no such file.
-    ValueError: a line that is not three numbers in [0, 1], or no colour.
-  """
-  file = Path(path)
-  if not file.is_file():
-    raise FileNotFoundError(
-        f"printable colour file {file} does not exist; pass an existing file.")
-  rows = []
-  for number, line in enumerate(file.read_text().splitlines(), 1):
-    line = line.strip()
-    if not line or line.startswith("#"):
-      continue
-    try:
-      values = [float(v) for v in line.replace(",", " ").split()]
-    except ValueError:
-      values = []
-    if len(values) != 3:
-      raise ValueError(
-          f"{file}:{number}: {line!r} is not three numbers 'r, g, b'; fix or "
-          "remove the line.")
-    rows.append(values)
-  colors = np.asarray(rows, np.float32).reshape(-1, 3)
-  _check_colors(colors, f"printable colours of {file}")
-  return colors
 
 
 def init_noise(key: jax.typing.ArrayLike, shape: tuple[int, ...] = IMAGE_SHAPE,
@@ -422,7 +320,7 @@ def rp2_loss(noise: jax.typing.ArrayLike, apply_fn: ApplyFn, params: Any,
   Returns:
     float32 scalar.
   """
-  _check_target(target)
+  check_target(target)
   images, mask, noise = _inputs(images, mask, noise)
   return _losses(noise, apply_fn, params, images, mask, jnp.asarray(target),
                  key, cfg)[0]
@@ -512,7 +410,7 @@ def rp2_attack(apply_fn: ApplyFn, params: Any, images: jax.typing.ArrayLike,
   """
   target = cfg.target if target is None else target
   key = jax.random.key(0) if key is None else key
-  _check_target(target)
+  check_target(target)
   images, mask = _inputs(images, mask)
   if not isinstance(cfg, RP2Config):
     raise ValueError(
@@ -546,7 +444,7 @@ def targeted_success(adv_pred: jax.typing.ArrayLike,
     raise ValueError(
         f"adv_pred must be an (N,) vector of classes, got {adv_pred.shape}; "
         "argmax the logits first.")
-  _check_target(target)
+  check_target(target)
   return jnp.mean((adv_pred == target).astype(jnp.float32))
 
 
@@ -614,7 +512,7 @@ def success_under_transforms(key: jax.typing.ArrayLike, apply_fn: ApplyFn,
     float32 scalar: the fraction of the K * N transformed images that the
     attack fools.
   """
-  _check_target(target)
+  check_target(target)
   pred = predictions_under_transforms(key, apply_fn, params, adversarial,
                                       transforms=transforms,
                                       num_samples=num_samples)

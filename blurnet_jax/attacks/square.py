@@ -5,7 +5,7 @@ iteration proposes a change of one random square window of each image's
 perturbation, queries the model once, and keeps the change where the
 margin loss went down. A defense that only hides its gradients (gradient
 masking) stops PGD but not this attack, so "Square succeeds more often
-than PGD" is a warning sign (the check of `blurnet_jax.robustness`).
+than PGD" is a warning sign (the check of `blurnet_jax.study.robustness`).
 
 * L-inf: start from vertical stripes of +-epsilon (a random sign per column
   and channel); a proposal sets the window to +-epsilon, one random sign per
@@ -23,7 +23,7 @@ than PGD" is a warning sign (the check of `blurnet_jax.robustness`).
 
 The search is deterministic given the key: transforms are not drawn during
 it (measure the result under random transforms afterwards, as
-`blurnet_jax.robustness` does). `epsilon` is an argument, as for
+`blurnet_jax.study.robustness` does). `epsilon` is an argument, as for
 `pgd_attack`, so `jax.vmap` over budgets compiles once.
 """
 
@@ -39,7 +39,7 @@ import jax.numpy as jnp
 
 from blurnet_jax.attacks.pgd import (NORMS, check_epsilon, margins, norms,
                                      perturb, prepare, project)
-from blurnet_jax.attacks.rp2 import ApplyFn
+from blurnet_jax.attacks.checks import ApplyFn
 from blurnet_jax.classes import IMAGE_SHAPE
 
 #: The paper's schedule for 10,000 iterations: p is halved after each.

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from blurnet_jax.attacks.checks import check_images
 from blurnet_jax.classes import IMAGE_SHAPE
 
 PADDINGS: tuple[str, ...] = ("zeros", "edge")
@@ -127,15 +128,6 @@ class TransformConfig:
   def has_geometry(self) -> bool:
     return (self.rotation_deg > 0 or self.scale != (1.0, 1.0)
             or self.translate_px > 0 or self.perspective_deg > 0)
-
-
-def check_images(images: jax.Array, name: str = "images") -> None:
-  """Raises ValueError unless `images` is (N, 32, 32, 3)."""
-  if images.ndim != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE:
-    h, w, c = IMAGE_SHAPE
-    raise ValueError(
-        f"{name} must have shape (N, {h}, {w}, {c}), got {images.shape}; "
-        "add the batch axis or resize to 32x32 RGB.")
 
 
 def _uniform(key: jax.Array, n: int, half: float) -> jax.Array:

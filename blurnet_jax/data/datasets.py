@@ -9,7 +9,6 @@ Prepared as `array_record` with plain `Tensor` features, read back with
 """
 
 import dataclasses
-import json
 import time
 
 from absl import logging
@@ -20,7 +19,8 @@ import tensorflow_datasets as tfds
 from blurnet_jax.classes import NUM_CLASSES
 from blurnet_jax.data import common
 from blurnet_jax.data import synthetic
-from blurnet_jax import viz
+from blurnet_jax import plots
+from blurnet_jax.jsonio import read_json, write_json
 
 
 @dataclasses.dataclass
@@ -116,7 +116,7 @@ def prepare_synthetic(data_dir: epath.PathLike, *, train_per_class: int = 2000,
   seconds = time.perf_counter() - start
   total = (train_per_class + test_per_class) * NUM_CLASSES
   images, labels = load_split(builder, "train", limit=NUM_CLASSES * 60)
-  viz.contact_sheet(images, labels, builder.data_path / "contact_sheet.png",
+  plots.contact_sheet(images, labels, builder.data_path / "contact_sheet.png",
                     per_class=12)
   summary = summarize(builder)
   summary.update(
@@ -125,8 +125,7 @@ def prepare_synthetic(data_dir: epath.PathLike, *, train_per_class: int = 2000,
       generation_seconds=round(builder.generation_seconds, 2),
       generation_images_per_second=round(
           total / max(builder.generation_seconds, 1e-9), 1))
-  (builder.data_path / "summary.json").write_text(json.dumps(summary,
-                                                             indent=2))
+  write_json(builder.data_path / "summary.json", summary)
   return builder
 
 
@@ -195,7 +194,7 @@ def prepare_and_describe(config, workdir: epath.PathLike) -> dict:
   builder = prepare(config)
   seconds = time.perf_counter() - start
   stored = builder.data_path / "summary.json"
-  first = json.loads(stored.read_text()) if stored.exists() else None
+  first = read_json(stored, "data summary") if stored.exists() else None
   # A set prepared by `prepare_synthetic` was summarised then; reuse that
   # rather than read every example again.
   summary = summarize(builder) if first is None else {
@@ -212,10 +211,10 @@ def prepare_and_describe(config, workdir: epath.PathLike) -> dict:
     summary["images_per_second"] = round(total / seconds, 1)
   per_class = getattr(config, "contact_sheet_per_class", 12)
   images, labels = load_split(builder, "train", limit=NUM_CLASSES * 60)
-  viz.contact_sheet(images, labels, workdir / "contact_sheet.png",
+  plots.contact_sheet(images, labels, workdir / "contact_sheet.png",
                     per_class=per_class)
   summary["contact_sheet"] = str(workdir / "contact_sheet.png")
-  (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+  write_json(workdir / "summary.json", summary)
   return summary
 
 

@@ -42,43 +42,48 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from blurnet_jax import report as report_lib
-from blurnet_jax import train
+from blurnet_jax import models
+from blurnet_jax import plots
+from blurnet_jax.attacks import grid
 from blurnet_jax.attacks import pgd
 from blurnet_jax.attacks import rp2
-from blurnet_jax.attacks import run as attack_run
 from blurnet_jax.attacks import square
 from blurnet_jax.attacks import transforms
 from blurnet_jax.classes import IMAGE_SHAPE, STOP
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
+from blurnet_jax.jsonio import write_json
+from blurnet_jax.study import zoo
+from blurnet_jax.study.stages import Stages
+from blurnet_jax.study.zoo import RP2Data, TrainedModel
 
 ATTACKS = ("pgd", "square")
 NORMS = pgd.NORMS
 UNBOUNDED = {"linf": 1.0, "l2": math.sqrt(math.prod(IMAGE_SHAPE))}
 
 
-def _comma_list(spec, name: str, cast, valid, what: str) -> list:
-  """The values of a comma list setting, each `cast` and `valid`."""
+def _values(values, name: str, cast, valid, what: str) -> list:
+  """The values of a tuple setting, each `cast` and `valid`."""
+  if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+    values = (values,)
   try:
-    values = [cast(v) for v in str(spec).split(",") if v.strip()]
-  except ValueError:
-    values = []
-  if not values or not all(valid(v) for v in values):
-    raise ValueError(f"robustness.{name}={spec!r} must be a comma list of "
+    out = [cast(v) for v in values]
+  except (TypeError, ValueError):
+    out = []
+  if not out or not all(valid(v) for v in out):
+    raise ValueError(f"robustness.{name}={values!r} must be a tuple of "
                      f"{what}")
-  return values
+  return out
 
 
-def _floats(spec: str, name: str) -> list[float]:
-  return _comma_list(spec, name, float,
-                     lambda v: math.isfinite(v) and v >= 0,
-                     "numbers >= 0, e.g. '0.1,0.25,1'")
+def _floats(values, name: str) -> list[float]:
+  return _values(values, name, float, lambda v: math.isfinite(v) and v >= 0,
+                 "numbers >= 0, e.g. (0.1, 0.25, 1.0)")
 
 
-def _ints(spec: str, name: str, lo: int, hi: int) -> list[int]:
-  return _comma_list(spec, name, int, lambda v: lo <= v <= hi,
-                     f"integers in {lo}..{hi}")
+def _ints(values, name: str, lo: int, hi: int) -> list[int]:
+  return _values(values, name, int, lambda v: lo <= v <= hi,
+                 f"integers in {lo}..{hi}")
 
 
 # ------------------------------------------------------------- programs --
@@ -135,7 +140,7 @@ def _misclassified(apply_fn, params, sets, key, samples):
 
 def misclassified(apply_fn, params, images) -> float:
   """Share of `images` (N, 32, 32, 3) not classified as stop."""
-  return float(np.mean(attack_run.predict(apply_fn, params, images) != STOP))
+  return float(np.mean(models.predict(apply_fn, params, images) != STOP))
 
 
 # ----------------------------------------------------------- per model --
@@ -214,7 +219,7 @@ def evaluate_model(apply_fn, params, images, mask, key, rc, *,
                         num_transforms=int(rc.rp2_transforms),
                         transforms=transforms.TransformConfig.physical())
     # Toward RP2's default target, the authors' (12, speedLimit45).
-    res = attack_run.attack_targets(
+    res = grid.attack_targets(
         apply_fn, params, images, np.asarray(mask), [cfg.target], next(keys),
         cfg=cfg, desc=f"{desc} physical RP2" if desc else None)
     sticker = res["adversarial"][0]
@@ -356,7 +361,7 @@ def evaluate_all(models_: list[tuple[str, Any, Any]], images, mask, key, rc,
                  *, real: dict[str, Any] | None = None) -> dict[str, Any]:
   """`evaluate_model` on every (name, apply_fn, params), the transfer
   matrices between them, and the checks; plus the RP2 model on its real
-  victims when `real` (from `reproduce.rp2_assets`) is given."""
+  victims when `real` (`zoo.rp2_data`) is given."""
   results: dict[str, Any] = {"models": {}}
   adversarial = {}
   for i, (name, f, p) in enumerate(models_):
@@ -380,9 +385,9 @@ def evaluate_all(models_: list[tuple[str, Any, Any]], images, mask, key, rc,
             "best_source": source}
   if real is not None:
     print("robustness: RP2 model on the real victims", flush=True)
-    r = evaluate_model(real["apply_fn"], real["params"], real["images"],
-                       real["mask"], jax.random.fold_in(key, len(models_)),
-                       rc, sticker=real["adversarial"], desc="rp2")
+    r = evaluate_model(real.apply_fn, real.params, real.images, real.mask,
+                       jax.random.fold_in(key, len(models_)), rc,
+                       sticker=real.adversarial, desc="rp2")
     r.pop("_adversarial")
     r["data"] = "rp2"
     results["models"]["rp2"] = r
@@ -393,275 +398,35 @@ def evaluate_all(models_: list[tuple[str, Any, Any]], images, mask, key, rc,
   return results
 
 
-# -------------------------------------------------------------- figures --
-
-
-def _plt():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
-
-
-def _log_ticks(ax, values) -> None:
-  """A log x axis labelled at `values` (plain numbers, no 10^x)."""
-  ax.set_xscale("log")
-  ax.set_xticks(values, [f"{v:g}" for v in values])
-  ax.minorticks_off()
-
-
-def _model_legend(fig, names, styles) -> None:
-  """One legend beside the panels: a colour per model, then the line
-  styles (what each kind of line is), so that it never covers a curve."""
-  from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
-  handles = [Line2D([], [], color=f"C{k % 10}", lw=2, label=name)
-             for k, name in enumerate(names)]
-  handles += [Line2D([], [], color="0.3", ls=ls, marker=m, ms=4, label=label)
-              for ls, m, label in styles]
-  fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5),
-             fontsize=8, frameon=False)
-
-
-def plot_budgets(results, path) -> None:
-  """Success against budget, one panel per norm, a colour per model;
-  PGD solid, Square dashed, PGD under EOT dotted."""
-  plt = _plt()
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
-  for ax, norm in zip(axes, NORMS):
-    for k, r in enumerate(results["models"].values()):
-      colour = f"C{k % 10}"
-      for attack, style in (("pgd", "-o"), ("square", "--s")):
-        c = r["budgets"][f"{attack}_{norm}"]
-        ax.plot(c["budgets"], c["success"], style, color=colour, ms=4)
-      c = r["budgets"][f"pgd_{norm}"]
-      ax.plot(c["budgets"], c["eot_success"], ":", color=colour)
-    _log_ticks(ax, next(iter(results["models"].values()))["budgets"][
-        f"pgd_{norm}"]["budgets"])
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("budget epsilon (" + ("per pixel" if norm == "linf"
-                                        else "L2 per image")
-                  + ", inside the mask)")
-    ax.set_ylabel("victims not classified as stop")
-    ax.set_title(f"{norm}: success against budget", fontsize=10)
-    ax.grid(alpha=0.3)
-  fig.tight_layout()
-  _model_legend(fig, list(results["models"]),
-                [("-", "o", "PGD"), ("--", "s", "Square (no gradient)"),
-                 (":", "", "PGD under EOT")])
-  fig.savefig(str(path), bbox_inches="tight")
-  plt.close(fig)
-
-
-def plot_steps(results, path) -> None:
-  plt = _plt()
-  fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=110)
-  for k, (name, r) in enumerate(results["models"].items()):
-    s = r["steps"]
-    ax.plot(s["steps"], s["success"], "-o", color=f"C{k % 10}", label=name)
-  _log_ticks(ax, next(iter(results["models"].values()))["steps"]["steps"])
-  ax.set_ylim(-0.03, 1.03)
-  ax.set_xlabel("PGD steps")
-  ax.set_ylabel("victims not classified as stop")
-  any_model = next(iter(results["models"].values()))
-  ax.set_title(f"PGD linf, budget {any_model['steps']['budget']:g}: success "
-               "against steps", fontsize=10)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(str(path))
-  plt.close(fig)
-
-
-def plot_transfer(results, path) -> None:
-  """Heat maps: perturbation made on the row model, shown to the column
-  model; the diagonal is white-box."""
-  plt = _plt()
-  kinds = list(results["transfer"])
-  names = results["transfer"][kinds[0]]["sources"]
-  size = 1.0 + 0.75 * len(names)
-  fig, axes = plt.subplots(1, len(kinds), figsize=(size * len(kinds) + 1,
-                                                   size + 0.8), dpi=110)
-  for ax, kind in zip(np.atleast_1d(axes), kinds):
-    m = np.asarray(results["transfer"][kind]["matrix"])
-    ax.imshow(m, vmin=0, vmax=1, cmap="viridis")
-    for i in range(len(names)):
-      for j in range(len(names)):
-        ax.text(j, i, f"{m[i, j]:.0%}", ha="center", va="center",
-                color="white" if m[i, j] < 0.6 else "black", fontsize=8)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right",
-                  fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.set_xlabel("shown to")
-    ax.set_ylabel("made on")
-    ax.set_title({"pgd_linf": "PGD linf (reference budget)",
-                  "rp2": "physical RP2 sticker"}.get(kind, kind), fontsize=9)
-  fig.tight_layout()
-  fig.savefig(str(path))
-  plt.close(fig)
-
-
-def plot_physical(results, path, data: str) -> bool:
-  """Success against viewing angle and distance for the models on `data`;
-  perturbed solid, clean dashed. False when no model is on `data`."""
-  chosen = [(n, r) for n, r in results["models"].items() if r["data"] == data]
-  if not chosen:
-    return False
-  plt = _plt()
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), dpi=110)
-  for k, (_, r) in enumerate(chosen):
-    p, colour = r["physical"], f"C{k % 10}"
-    for ax, axis in ((axes[0], "angle"), (axes[1], "distance")):
-      xs = p["angles"] if axis == "angle" else p["distances"]
-      ax.plot(xs, p[f"perturbed_{axis}"], "-o", color=colour, ms=4)
-      ax.plot(xs, p[f"clean_{axis}"], "--", color=colour)
-  axes[0].set_xlabel("viewing angle (yaw, degrees)")
-  axes[1].set_xlabel("distance: sign width on the sensor (pixels)")
-  axes[1].invert_xaxis()
-  for ax in axes:
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_ylabel("victims not classified as stop")
-    ax.grid(alpha=0.3)
-  axes[0].set_title(f"{data} victims: success against viewing angle",
-                    fontsize=10)
-  axes[1].set_title(f"{data} victims: success against distance", fontsize=10)
-  fig.tight_layout()
-  _model_legend(fig, [n for n, _ in chosen],
-                [("-", "o", "with the sticker"), ("--", "", "clean")])
-  fig.savefig(str(path), bbox_inches="tight")
-  plt.close(fig)
-  return True
-
-
-def write_figures(results, figdir: epath.Path) -> list[tuple[str, str]]:
-  """Every figure of the robustness results: (path, caption) pairs."""
-  figdir.mkdir(parents=True, exist_ok=True)
-  out = []
-  path = figdir / "robustness_budgets.png"
-  plot_budgets(results, path)
-  out.append((str(path), "Success against budget inside the sticker mask: "
-              "PGD (solid), Square Attack (dashed, gradient-free), PGD's "
-              "images under fresh physical transforms (dotted)."))
-  path = figdir / "robustness_steps.png"
-  plot_steps(results, path)
-  out.append((str(path), "PGD success against its number of steps."))
-  path = figdir / "robustness_transfer.png"
-  plot_transfer(results, path)
-  out.append((str(path), "Transfer: perturbations made on the row model, "
-              "shown to the column model (synthetic victims); the diagonal "
-              "is white-box."))
-  for data in ("synthetic", "rp2"):
-    path = figdir / f"robustness_physical_{data}.png"
-    if plot_physical(results, path, data):
-      out.append((str(path), f"Physical test bench, {data} victims: the RP2 "
-                  "sticker (solid) and the clean signs (dashed) seen from "
-                  "a turned viewpoint and from afar."))
-  return out
-
-
-# --------------------------------------------------------------- report --
-
-
-def summary_rows(results) -> list[dict[str, Any]]:
-  """One row per model: the robustness figures and its flags."""
-  rows = []
-  for name, r in results["models"].items():
-    row = {"variant": name, "data": r["data"], "clean not stop": r["clean"]}
-    for key, c in r["budgets"].items():
-      row[f"{key} @max"] = c["success"][-1]
-    row["pgd_linf @max, EOT"] = r["budgets"]["pgd_linf"]["eot_success"][-1]
-    p = r["physical"]
-    row["sticker"] = r["sticker"]
-    row["sticker, EOT"] = r["sticker_eot"]
-    for axis, where in (("angle", "max angle"), ("distance", "min px")):
-      row[f"sticker / clean @{where}"] = (
-          f"{p[f'perturbed_{axis}'][-1]:.0%} / {p[f'clean_{axis}'][-1]:.0%}")
-    row["flags"] = "; ".join(r["flags"]) or "none"
-    rows.append(row)
-  return rows
-
-
-def report_blocks(results, figures, rc) -> list[Any]:
-  """Report blocks: the summary table, the checks, the figures."""
-  R = report_lib
-  rows = summary_rows(results)
-  columns = list(rows[0])
-  fmt = {c: ".0%" for c in columns if c not in ("variant", "data", "flags")
-         and "/" not in c}
-  any_model = next(iter(results["models"].values()))
-  blocks = [
-      R.Paragraph(
-          "Victims: stop signs; success = perturbed victim not classified as "
-          "stop. Budget attacks act inside the sticker mask (PGD "
-          f"{rc.pgd_steps} steps with a random start; Square Attack "
-          f"{rc.square_queries} queries, no gradient); '@max' is the largest "
-          f"budget (linf {_floats(rc.linf_budgets, 'linf_budgets')[-1]:g}, "
-          f"L2 {_floats(rc.l2_budgets, 'l2_budgets')[-1]:g}); EOT = "
-          f"{rc.eot_samples} fresh physical transforms per image. The "
-          "sticker columns are the physical RP2 sticker (the authors' own "
-          "on the real victims) as it is, under EOT, and (beside the clean "
-          "victims' rate) at the largest "
-          f"angle ({_floats(rc.angles, 'angles')[-1]:g} degrees) and at "
-          f"the smallest size ({_ints(rc.distances, 'distances', 1, 32)[-1]}"
-          f" px). Checks allow one victim of slack ({any_model['victims']} "
-          "victims)."),
-      R.Table(columns, [[r[c] for c in columns] for r in rows],
-              caption="Robustness per model", formats=fmt),
-  ]
-  check_rows = []
-  for name, r in results["models"].items():
-    for c in r["checks"]:
-      check_rows.append([name, c["check"], "pass" if c["passed"] else "FLAG",
-                         c["detail"]])
-  blocks.append(R.Table(["variant", "check", "result", "numbers"], check_rows,
-                        caption="The checklist, per model"))
-  blocks += [R.Figure(p, c) for p, c in figures]
-  return blocks
-
-
-def text_summary(results) -> str:
-  lines = [f"  {'variant':12s} {'data':9s} {'flags'}"]
-  for name, r in results["models"].items():
-    lines.append(f"  {name:12s} {r['data']:9s} "
-                 f"{'; '.join(r['flags']) or 'none'}")
-  return "\n".join(lines)
-
-
-def evaluate_trained(config, trained: dict[str, dict[str, Any]], key,
-                     rp2_data: dict[str, Any] | None = None
-                     ) -> dict[str, Any]:
-  """`evaluate_all` on the models of `reproduce.train_models` (synthetic
-  victims, the config's mask) and, if given, the RP2 model on real data."""
+def evaluate_trained(config, trained: dict[str, TrainedModel], key,
+                     real: RP2Data | None = None) -> dict[str, Any]:
+  """`evaluate_all` on the models of `zoo.train_models` (synthetic victims,
+  the config's mask) and, if given, the RP2 model on its real victims."""
   rc = config.robustness
   images = synthetic.synthetic_victims(int(rc.victims), seed=0)
   mask = masks_lib.get_mask(rc.mask)
-  named = [(n, m["apply_fn"], m["params"]) for n, m in trained.items()]
-  return evaluate_all(named, images, mask, key, rc, real=rp2_data)
+  named = [(n, m.apply_fn, m.params) for n, m in trained.items()]
+  return evaluate_all(named, images, mask, key, rc, real=real)
 
 
 def run(config, workdir: epath.PathLike) -> dict[str, Any]:
   """Trains (or reuses) the models of `config`, runs the checklist, writes
   robustness.json, figures/robustness_*.png and robustness_report/."""
-  # reproduce imports this module for its summary section.
-  from blurnet_jax import reproduce  # pylint: disable=g-import-not-at-top
+  from blurnet_jax.study import report  # pylint: disable=g-import-not-at-top
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  stage = reproduce.Stages(("train", "robustness", "report"))
-  rp2_data = reproduce.rp2_assets(config.rp2_dir) if config.rp2_dir else None
+  stage = Stages(("train", "robustness", "report"))
+  real = zoo.rp2_data(config.rp2_dir)
   with stage("train"):
-    trained = reproduce.train_models(config, workdir)
+    trained = zoo.train_models(config, workdir)
   with stage("robustness"):
     results = evaluate_trained(config, trained, jax.random.key(config.seed),
-                               rp2_data)
-    print(text_summary(results))
+                               real)
+    print(report.robustness_text(results))
   with stage("report"):
-    figures = write_figures(results, workdir / "figures")
+    figures = plots.robustness_figures(results, workdir / "figures")
     results["stage_seconds"] = dict(stage.seconds)
-    train.write_json(workdir / "robustness.json", train.jsonable(results),
-                     sort_keys=False)
-    md, _ = report_lib.write_report(
-        workdir / "robustness_report", "Robustness checklist",
-        report_blocks(results, figures, config.robustness) + [
-            report_lib.Heading("Config"),
-            report_lib.Code(config.to_json_best_effort(indent=2), "json")])
+    write_json(workdir / "robustness.json", results)
+    md = report.write_robustness_report(workdir, config, results, figures)
   print(f"\nrobustness.json and {md.parent / 'index.html'}")
   return results

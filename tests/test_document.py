@@ -5,13 +5,13 @@ import os
 from pathlib import Path
 import re
 import shutil
-import subprocess
 import urllib.parse
 
 from PIL import Image
 import pytest
 
-from blurnet_jax import report
+from blurnet_jax import document as report
+from tests.helpers import browser, browser_image_counts
 
 _TABLE_MD = """\
 | variant | accuracy | loss | steps |
@@ -187,57 +187,21 @@ def test_bad_heading_level():
 
 # ------------------------------------------------------- headless browser ---
 
-_CHECK_SCRIPT = """<script>
-window.addEventListener("load", () => {
-  const imgs = Array.from(document.images);
-  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
-  const out = document.createElement("pre");
-  out.id = "img-check";
-  out.textContent = `loaded=${ok} broken=${imgs.length - ok}`;
-  document.body.appendChild(out);
-});
-</script>
-"""
-
-
-def _browser() -> str | None:
-  for name in ("chromium", "chromium-browser", "google-chrome"):
-    if path := shutil.which(name):
-      return path
-  return None
-
-
-def _browser_image_counts(browser: str, page: Path,
-                          tmp: Path) -> tuple[int, int]:
-  """Renders `page` plus a check script; returns (loaded, broken) images."""
-  probe = tmp / f"probe_{page.stem}.html"
-  probe.write_text(page.read_text(encoding="utf-8").replace(
-      "</body>", _CHECK_SCRIPT + "</body>"), encoding="utf-8")
-  result = subprocess.run(
-      [browser, "--headless", "--disable-gpu", "--no-sandbox",
-       f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=5000",
-       "--dump-dom", probe.as_uri()],
-      capture_output=True, text=True, timeout=120, check=False)
-  match = re.search(r'id="img-check">loaded=(\d+) broken=(\d+)<',
-                    result.stdout)
-  assert match, f"no image check in the DOM; stderr: {result.stderr[-2000:]}"
-  return int(match[1]), int(match[2])
-
 
 @pytest.mark.slow
 def test_images_load_in_headless_browser(written, tmp_path):
-  browser = _browser()
-  if browser is None:
+  chromium = browser()
+  if chromium is None:
     pytest.skip("no chromium, chromium-browser or google-chrome on PATH; "
                 "install one (apt-get install -y chromium) to run this test")
   _, page, pngs = written
   alone = tmp_path / "alone"  # Opened on its own, away from the figures.
   alone.mkdir()
   shutil.copy(page, alone / "index.html")
-  assert _browser_image_counts(browser, alone / "index.html", tmp_path) == (
+  assert browser_image_counts(chromium, alone / "index.html", tmp_path) == (
       len(pngs), 0)
   # The check itself must notice a broken image.
   broken = alone / "broken.html"
   broken.write_text(_IMG_SRC.sub('<img src="data:image/png;base64,AAAA"',
                                  page.read_text(), count=1))
-  assert _browser_image_counts(browser, broken, tmp_path) == (len(pngs) - 1, 1)
+  assert browser_image_counts(chromium, broken, tmp_path) == (len(pngs) - 1, 1)

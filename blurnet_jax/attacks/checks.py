@@ -1,0 +1,91 @@
+"""Input checks shared by every attack: one-line errors that name the fix.
+
+Every attack takes `apply_fn(params, images) -> logits` (the convention of
+the whole package, see `blurnet_jax`), float32 images (N, 32, 32, 3) in
+[0, 1], masks (32, 32, 1|3) and integer class targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from blurnet_jax.classes import IMAGE_SHAPE, NUM_CLASSES
+
+#: `apply_fn(params, images) -> logits`, e.g. `models.apply_fn_for(model)`.
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
+
+
+def check_target(target: Any, name: str = "target") -> None:
+  """A class index: a Python int in [0, 18) or an integer scalar array."""
+  if isinstance(target, bool):
+    raise ValueError(f"{name}={target!r} is a bool; pass a class index "
+                     f"in 0..{NUM_CLASSES - 1}.")
+  if isinstance(target, numbers.Integral):
+    if not 0 <= int(target) < NUM_CLASSES:
+      raise ValueError(
+          f"{name}={target} is out of range; pass a class index in "
+          f"0..{NUM_CLASSES - 1}.")
+    return
+  shape = getattr(target, "shape", None)
+  dtype = getattr(target, "dtype", None)
+  if shape is None or dtype is None or not jnp.issubdtype(dtype, jnp.integer):
+    raise ValueError(
+        f"{name} must be an int class index, got {type(target).__name__} "
+        f"{dtype}; pass an int in 0..{NUM_CLASSES - 1}.")
+  if tuple(shape) != ():
+    raise ValueError(
+        f"{name} must be a scalar class index, got shape {tuple(shape)}; "
+        "use jax.vmap over targets for several.")
+  try:
+    value = int(target)
+  except (jax.errors.ConcretizationTypeError,
+          jax.errors.TracerIntegerConversionError):
+    return  # Traced (e.g. under vmap): the range cannot be checked here.
+  if not 0 <= value < NUM_CLASSES:
+    raise ValueError(
+        f"{name}={value} is out of range; pass a class index in "
+        f"0..{NUM_CLASSES - 1}.")
+
+
+def check_mask(mask: jax.Array) -> None:
+  ok = mask.ndim == 3
+  if ok:
+    try:
+      ok = np.broadcast_shapes(mask.shape, IMAGE_SHAPE) == IMAGE_SHAPE
+    except ValueError:
+      ok = False
+  if not ok:
+    raise ValueError(
+        f"mask must have shape (32, 32, 1) or (32, 32, 3), got {mask.shape}; "
+        "load it with blurnet_jax.data.masks.get_mask.")
+
+
+def check_noise(noise: jax.Array) -> None:
+  if tuple(noise.shape) != IMAGE_SHAPE:
+    raise ValueError(
+        f"noise must have shape {IMAGE_SHAPE}, got {noise.shape}; build it "
+        "with init_noise(key, (32, 32, 3), cfg).")
+
+
+def check_colors(colors: np.ndarray, name: str) -> None:
+  if colors.ndim != 2 or colors.shape[1] != 3 or not len(colors):
+    raise ValueError(
+        f"{name} must be a non-empty (K, 3) list of RGB triplets, got shape "
+        f"{colors.shape}.")
+  if not np.all(np.isfinite(colors)) or colors.min() < 0 or colors.max() > 1:
+    raise ValueError(f"{name} holds values outside [0, 1]; give RGB in [0, 1].")
+
+
+def check_images(images: jax.Array, name: str = "images") -> None:
+  """Raises ValueError unless `images` is (N, 32, 32, 3)."""
+  if images.ndim != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE:
+    h, w, c = IMAGE_SHAPE
+    raise ValueError(
+        f"{name} must have shape (N, {h}, {w}, {c}), got {images.shape}; "
+        "add the batch axis or resize to 32x32 RGB.")

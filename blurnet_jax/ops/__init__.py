@@ -1,0 +1,1 @@
+"""Numerical kernels below the models: convolutions and their CPU forms."""

@@ -1,0 +1,165 @@
+"""The BlurNet study end to end (the application behind `launch.reproduce`,
+see configs/reproduce.py):
+
+  config = configs.reproduce.get_config("quick")
+  run(config, "/tmp/blurnet_quick")
+
+Stages, each timed: data, train (every Table 2 variant, reused or resumed
+from WORKDIR/models), table1 (black-box transfer of a camouflage
+perturbation to fixed filters inserted in the undefended model), table2
+(the white-box RP2 grid on every trained variant and on the RP2 model),
+spectral, sweep (vmapped alpha populations, each member attacked),
+robustness (the checklist on every variant), report (rendered from the
+JSON results the stages wrote, by `report.render`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from etils import epath
+import flax
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from blurnet_jax import models
+from blurnet_jax import plots
+from blurnet_jax.classes import CLASS_NAMES
+from blurnet_jax.data import datasets
+from blurnet_jax.data import rp2_assets
+from blurnet_jax.jsonio import write_json
+from blurnet_jax.study import report
+from blurnet_jax.study import robustness
+from blurnet_jax.study import spectra
+from blurnet_jax.study import sweeps
+from blurnet_jax.study import table1
+from blurnet_jax.study import table2
+from blurnet_jax.study import zoo
+from blurnet_jax.study.stages import Stages
+
+STAGES = ("data", "train", "table1", "table2", "spectral", "sweep",
+          "robustness", "report")
+
+
+def environment() -> dict[str, str]:
+  """Versions and the device the run used."""
+  return {"jax": jax.__version__, "flax": flax.__version__,
+          "optax": optax.__version__, "backend": jax.default_backend(),
+          "device_kind": jax.devices()[0].device_kind}
+
+
+def _victims_figure(baseline: zoo.TrainedModel, synth, path) -> None:
+  n = 10
+  clean = models.predict(baseline.apply_fn, baseline.params,
+                         synth["images"][:n])
+  adv = models.predict(baseline.apply_fn, baseline.params,
+                       synth["adversarial"][:n])
+  plots.image_grid([synth["images"][:n], synth["adversarial"][:n]],
+                   ["natural", "perturbed"],
+                   [[CLASS_NAMES[c] for c in clean],
+                    [CLASS_NAMES[c] for c in adv]], path)
+
+
+def run(config: ml_collections.ConfigDict,
+        workdir: epath.PathLike) -> dict[str, Any]:
+  """Runs every stage, writes the JSON results and renders the report."""
+  workdir = epath.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  figdir = workdir / "figures"
+  figdir.mkdir(exist_ok=True)
+  if "baseline" not in config.models:
+    raise ValueError("config.models needs a 'baseline' entry: Table 1 and the "
+                     "spectra are measured on the undefended model")
+  write_json(workdir / "config.json", config.to_dict())
+  key = jax.random.key(config.seed)
+  stage = Stages(STAGES)
+  results: dict[str, Any] = {}
+  figures: dict[str, list[tuple[str, str]]] = {}
+  real = zoo.rp2_data(config.rp2_dir)
+  packaged = real.assets.root == rp2_assets.PACKAGED_DIR
+  study = {"rp2_dir": ("the assets shipped with the package" if packaged
+                       else str(real.assets.root)),
+           "environment": environment(),
+           "figures": figures, "rp2_synthetic_accuracy": None}
+
+  with stage("data"):
+    builder = datasets.prepare(config.data)
+    print(f"data: {builder.info.full_name} at {builder.data_dir}")
+  with stage("train"):
+    trained = zoo.train_models(config, workdir)
+    for name, m in trained.items():
+      print(f"  {name:10s} test accuracy {m.test_accuracy:.2%}")
+  baseline = trained["baseline"]
+
+  with stage("table1"):
+    variants = table1.filter_variants(config.table1)
+    synth = table1.synthetic_transfer_perturbation(
+        config.table1.attack_steps, baseline, jax.random.fold_in(key, 1))
+    rows = table1.transfer_rows(baseline.params, synth["images"],
+                                synth["adversarial"], variants,
+                                dataset="synthetic")
+    real_rows = table1.transfer_rows(real.params, real.images,
+                                     real.adversarial, variants,
+                                     dataset="rp2")
+    results["table1"] = real_rows + rows
+    test_images, test_labels = datasets.load_split(builder, "test")
+    pred = models.predict(real.apply_fn, real.params, test_images)
+    study["rp2_synthetic_accuracy"] = float(np.mean(pred == test_labels))
+    path = figdir / "table1_synthetic_victims.png"
+    _victims_figure(baseline, synth, path)
+    figures["table1"] = [(str(path), "Synthetic victims before (top) and "
+                          "after (bottom) the project's camouflage "
+                          "perturbation, with the baseline's labels.")]
+    print(report.table1_text(results["table1"]))
+  with stage("table2"):
+    results["table2"] = table2.table2_rows(config, trained,
+                                           jax.random.fold_in(key, 2), real)
+    print(report.table2_text(results["table2"]))
+  with stage("spectral"):
+    padding = config.table1.padding
+    filt_model, filt_params = models.insert_filter(
+        baseline.params, filter_where="l1", filter_kernel="box",
+        filter_size=5, filter_padding=padding)
+    rm, rp = models.insert_filter(real.params, filter_where="l1",
+                                  filter_kernel="box", filter_size=5,
+                                  filter_padding=padding)
+    candidates = [("baseline + l1 5x5 box (inserted)", filt_model,
+                   filt_params)] + [(n, m.model, m.params)
+                                    for n, m in trained.items()]
+    results["spectral"] = spectra.spectral_rows(
+        [("RP2 model", real.model, real.params),
+         ("RP2 + l1 5x5 box (inserted)", rm, rp)],
+        real.images, real.adversarial, radius=config.spectral_radius,
+        dataset="rp2") + spectra.spectral_rows(
+            candidates, synth["images"], synth["adversarial"],
+            radius=config.spectral_radius, dataset="synthetic")
+    figures["spectral"] = spectra.spectral_figures(
+        real.model, real.params, rm, rp, real.images, real.adversarial,
+        figdir, "rp2", "RP2 model, real victims") + spectra.spectral_figures(
+            baseline.model, baseline.params, filt_model, filt_params,
+            synth["images"], synth["adversarial"], figdir, "synthetic",
+            "synthetic victims")
+  with stage("sweep"):
+    results["sweep"] = sweeps.run_sweeps(config, workdir,
+                                         jax.random.fold_in(key, 3))
+    figures["sweep"] = sweeps.sweep_figures(results["sweep"], figdir)
+  with stage("robustness"):
+    results["robustness"] = robustness.evaluate_trained(
+        config, trained, jax.random.fold_in(key, 4), real)
+    figures["robustness"] = plots.robustness_figures(results["robustness"],
+                                                     figdir)
+    print(report.robustness_text(results["robustness"]))
+  with stage("report"):
+    for name, value in results.items():
+      write_json(workdir / report.RESULT_FILES[name], value)
+    study["figures"] = {
+        section: [(str(epath.Path(p).relative_to(workdir)), c)
+                  for p, c in items] for section, items in figures.items()}
+    write_json(workdir / "study.json", study)
+    write_json(workdir / "stages.json", stage.seconds)
+    md = report.render(workdir)
+  write_json(workdir / "stages.json", stage.seconds)  # with the report's
+  print(f"\nreport: {md.parent / 'index.html'} and {md}")
+  return results

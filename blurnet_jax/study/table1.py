@@ -1,0 +1,107 @@
+"""Table 1: a perturbation made on the undefended model, shown to fixed
+blur filters inserted into that model without retraining (black-box
+transfer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from blurnet_jax import models
+from blurnet_jax.attacks import grid
+from blurnet_jax.attacks import rp2
+from blurnet_jax.classes import RP2_TARGET, STOP
+from blurnet_jax.data import masks as masks_lib
+from blurnet_jax.data import synthetic
+from blurnet_jax.study import slides
+from blurnet_jax.study.zoo import TrainedModel
+
+#: The two readings of success, by row key.
+READINGS = {"attack_success_rate": "prediction changed vs clean",
+            "misclassification_rate": "perturbed victim not classified "
+                                      "as stop"}
+
+
+def filter_variants(table1) -> list[tuple[str, str, dict[str, Any]]]:
+  """(name, slides row, LisaCNN fields) of the baseline and every fixed
+  filter of Table 1 (`config.table1`): on the input and on the L1 maps,
+  each size and kernel."""
+  out = [("baseline", "baseline", {})]
+  for where in ("input", "l1"):
+    for size in table1.sizes:
+      for kernel in table1.kernels:
+        fields = dict(filter_where=where, filter_kernel=kernel,
+                      filter_size=int(size), filter_padding=table1.padding)
+        if where == "l1":
+          fields["filter_position"] = table1.position
+        out.append((f"{where}_{size}x{size}_{kernel}",
+                    f"{where}_{size}x{size}", fields))
+  return out
+
+
+def transfer_rows(params, images, adversarial, variants, *,
+                  dataset: str) -> list[dict[str, Any]]:
+  """Table 1: the perturbed victims shown to each inserted filter.
+
+  `attack_success_rate` is the slides' formula (prediction changed against
+  the clean one); `misclassification_rate` counts perturbed victims not
+  classified as stop (their true class).
+  """
+  rows = []
+  for name, slides_row, fields in variants:
+    model, p = models.insert_filter(params, **fields)
+    f = models.apply_fn_for(model)
+    clean = models.predict(f, p, images)
+    adv = models.predict(f, p, adversarial)
+    row = {"dataset": dataset, "variant": name,
+           "accuracy": float(np.mean(clean == STOP)),
+           "attack_success_rate": float(np.mean(clean != adv)),
+           "misclassification_rate": float(np.mean(adv != STOP))}
+    if slides_row in slides.TABLE1:
+      acc, success = slides.TABLE1[slides_row]
+      row |= {"slides_variant": slides_row, "slides_accuracy": acc,
+              "slides_attack_success_rate": success}
+    rows.append(row)
+  return rows
+
+
+def slides_reading(rows: list[dict[str, Any]]) -> dict[str, Any]:
+  """Which success reading the slides' Table 1 follows, on these rows.
+
+  For each reading, the largest distance (points) between a row with a
+  slides value and that value, taking per slides row the closer of the
+  box and Gaussian kernels. Also: whether every cell is within 5 points.
+  """
+  worst = {}
+  for key in READINGS:
+    per_slide: dict[str, float] = {}
+    for r in rows:
+      if "slides_variant" not in r:
+        continue
+      d = max(abs(r["accuracy"] - r["slides_accuracy"]),
+              abs(r[key] - r["slides_attack_success_rate"]))
+      per_slide[r["slides_variant"]] = min(
+          d, per_slide.get(r["slides_variant"], np.inf))
+    worst[key] = max(per_slide.values()) * 100 if per_slide else float("nan")
+  follows = min(worst, key=worst.get)
+  beyond = [r["variant"] for r in rows if "slides_variant" in r and max(
+      abs(r["accuracy"] - r["slides_accuracy"]),
+      abs(r[follows] - r["slides_attack_success_rate"])) > 0.05 + 1e-9]
+  return {"follows": follows, "follows_text": READINGS[follows],
+          "max_distance_points": {k: round(v, 2) for k, v in worst.items()},
+          "within_5_points": bool(worst[follows] <= 5.0 + 1e-9),
+          "kernels_beyond_5_points": beyond}
+
+
+def synthetic_transfer_perturbation(attack_steps: int, baseline: TrainedModel,
+                                    key) -> dict[str, Any]:
+  """The project's camouflage RP2 on the synthetic baseline (target 12)."""
+  images = synthetic.synthetic_victims(40, seed=0)
+  mask = masks_lib.get_mask("camouflage")
+  cfg = rp2.RP2Config(steps=attack_steps, target=RP2_TARGET)
+  out = grid.attack_targets(
+      baseline.apply_fn, baseline.params, images, mask, [RP2_TARGET], key,
+      cfg=cfg, desc="camouflage RP2 on the synthetic baseline")
+  return {"images": images, "adversarial": out["adversarial"][0],
+          "noise": out["noise"][0], "mask": mask}

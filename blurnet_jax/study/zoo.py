@@ -1,0 +1,153 @@
+"""The variant zoo: every model the study attacks, trained or loaded.
+
+  zoo = train_models(config, workdir)     # {name: TrainedModel}
+  real = rp2_data(config.rp2_dir)         # the RP2 model and its victims
+  apply_fn, params, description = load_model("/tmp/blurnet/l1_5x5")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from etils import epath
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from blurnet_jax import checkpoint
+from blurnet_jax import models
+from blurnet_jax import train
+from blurnet_jax.attacks import rp2
+from blurnet_jax.attacks.checks import ApplyFn
+from blurnet_jax.data import rp2_assets
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+  """One trained variant: its module, params and training results."""
+
+  name: str
+  model: models.LisaCNN
+  params: Any
+  alpha: float
+  test_accuracy: float
+  results: dict[str, Any]
+
+  @property
+  def apply_fn(self) -> ApplyFn:
+    return models.apply_fn_for(self.model)
+
+
+@dataclasses.dataclass(frozen=True)
+class RP2Data:
+  """The RP2 authors' model, its 40 real victims, the camouflage mask and
+  the victims wearing the authors' own camouflage perturbation."""
+
+  assets: rp2_assets.RP2Assets
+  adversarial: np.ndarray
+
+  model = models.LisaCNN()
+
+  @property
+  def apply_fn(self) -> ApplyFn:
+    return models.apply_fn_for(self.model)
+
+  @property
+  def params(self):
+    return self.assets.params
+
+  @property
+  def images(self) -> np.ndarray:
+    return self.assets.victims
+
+  @property
+  def mask(self) -> np.ndarray:
+    return self.assets.camouflage_mask
+
+
+def rp2_data(rp2_dir: str = "") -> RP2Data:
+  """The RP2 data of the study ('' = the packaged assets)."""
+  assets = rp2_assets.load_rp2_assets(rp2_dir)
+  adversarial = np.asarray(rp2.apply_perturbation(
+      assets.victims, assets.camouflage_mask, assets.camouflage_noise,
+      rp2.RP2Config()))
+  return RP2Data(assets=assets, adversarial=adversarial)
+
+
+def train_models(config: ml_collections.ConfigDict,
+                 workdir: epath.Path) -> dict[str, TrainedModel]:
+  """Trains (or reuses, or resumes) every model of `config.models` into
+  `workdir/models/NAME`, each with its own train config as it stands."""
+  out = {}
+  for name, cfg in config.models.items():
+    state, results = train.train_and_evaluate(cfg, workdir / "models" / name)
+    out[name] = TrainedModel(
+        name=name, model=models.model_from_config(cfg.model),
+        params=jax.device_get(state.params), alpha=float(cfg.penalty.alpha),
+        test_accuracy=results["test"]["accuracy"], results=results)
+  return out
+
+
+def load_model(spec: str | os.PathLike[str], rp2_dir: str = ""
+               ) -> tuple[ApplyFn, Any, str]:
+  """A classifier from an RP2 `.npz` file or a training workdir.
+
+  Args:
+    spec: '' (the RP2 authors' model of the assets in `rp2_dir`, '' = the
+      packaged copy), the path of an RP2 `.npz` (loaded into the unfiltered
+      `LisaCNN`), or a workdir of `launch.train` (its `config.json` rebuilds
+      the model, the newest good checkpoint in `checkpoints/` gives the
+      params).
+
+  Returns:
+    (apply_fn, params, description): the same `apply_fn` object for every
+    model of one architecture (`models.apply_fn_for`), so the jitted attack
+    compiles once for them.
+
+  Raises:
+    FileNotFoundError: no such path, or a folder that is not a training
+      workdir or holds no checkpoint.
+    ValueError: a file that is not an RP2 LisaCNN.
+  """
+  if not os.fspath(spec):
+    root = rp2_assets.rp2_dir(rp2_dir)
+    spec = root / "rp2_lisa_cnn.npz"
+  path = Path(spec)
+  if not path.exists():
+    raise FileNotFoundError(f"model {str(path)!r} does not exist; pass an RP2 "
+                            ".npz file or a training workdir")
+  if path.is_file():
+    model = models.LisaCNN()
+    params = rp2_assets.params_from_rp2(path)
+    description = f"RP2 LisaCNN from {path}"
+  else:
+    config_file = path / "config.json"
+    if not config_file.is_file():
+      raise FileNotFoundError(
+          f"model folder {str(path)!r} has no config.json; pass a workdir of "
+          "launch.train or an RP2 .npz file")
+    try:
+      config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{config_file} is not valid JSON: {e}") from None
+    if "model" not in config:
+      raise ValueError(f"{config_file} has no 'model' block; it is not the "
+                       "config of a training run")
+    model = models.model_from_config(config.model)
+    ckpt_dir = path / "checkpoints"
+    if checkpoint.latest_step(ckpt_dir) is None:
+      raise FileNotFoundError(
+          f"training workdir {str(path)!r} has no checkpoint in {ckpt_dir}; "
+          "train it first or pass another model")
+    target = train.create_train_state(config, model, jax.random.key(0))
+    state, step = checkpoint.restore(ckpt_dir, target)
+    params = jax.tree.map(jnp.asarray, state.params)
+    fields = ", ".join(f"{k}={v}" for k, v in config.model.items())
+    description = (f"LisaCNN({fields}) from {path}, variant "
+                   f"{config.get('variant', '?')}, step {step}")
+  return models.apply_fn_for(model), params, description

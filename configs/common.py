@@ -1,0 +1,89 @@
+"""Blocks shared by the study configs (reproduce.py and robustness.py).
+
+`study_training(c, quick)` puts the training settings of the study on `c`
+and one complete train config per Table 2 variant under `c.models`, whose
+shared fields are references to `c`'s (ml_collections FieldReferences), so
+`--config.num_train_steps=1000` reaches every model, and the config a run
+prints and saves is the one each model was trained with.
+"""
+
+import ml_collections
+
+from configs import train as train_configs
+from configs.data import data_config
+
+TABLE2_VARIANTS = ("baseline", "linf_3x3", "linf_5x5", "linf_7x7", "tv_1e-4",
+                   "tv_1e-5")
+QUICK_VARIANTS = ("baseline", "linf_5x5", "tv_1e-4")
+
+
+def linked_train_config(c: ml_collections.ConfigDict, variant: str, *,
+                        steps=None) -> ml_collections.ConfigDict:
+  """The train config of `variant` with the study's shared settings linked.
+
+  Args:
+    c: the study config, holding seed, rp2_dir, data, num_train_steps,
+      warmup_steps, batch_size and learning_rate.
+    variant: a name of configs/train.py's VARIANTS.
+    steps: a FieldReference for the step budget (default: c's).
+  """
+  m = train_configs.get_config(f"variant={variant}")
+  m.data = c.data  # the same block: one data set for every model
+  m.seed = c.get_ref("seed")
+  m.rp2_dir = c.get_ref("rp2_dir")
+  steps = c.get_ref("num_train_steps") if steps is None else steps
+  m.num_train_steps = steps
+  m.warmup_steps = c.get_ref("warmup_steps")
+  m.batch_size = c.get_ref("batch_size")
+  m.learning_rate = c.get_ref("learning_rate")
+  m.eval_every = steps // 2
+  m.checkpoint_every = steps // 2
+  m.log_every = steps // 10
+  return m
+
+
+def study_training(c: ml_collections.ConfigDict, *, quick: bool,
+                   variants=None) -> ml_collections.ConfigDict:
+  """Adds the study's training block and `c.models` to `c`."""
+  c.seed = 0  # model init, attacks, evaluation draws
+  c.rp2_dir = ""  # the RP2 assets; '' = the packaged copy
+  c.data = data_config()  # --config.data.source=lisa --config.data.lisa_dir=
+  if quick:
+    c.data.train_per_class = 300
+    c.data.test_per_class = 50
+  c.num_train_steps = 300 if quick else 2000
+  c.warmup_steps = 30 if quick else 200
+  c.batch_size = 64 if quick else 128
+  c.learning_rate = 1e-3
+  if variants is None:
+    variants = QUICK_VARIANTS if quick else TABLE2_VARIANTS
+  c.models = ml_collections.ConfigDict(
+      {v: linked_train_config(c, v) for v in variants})
+  return c
+
+
+def robustness_block(size: str = "full") -> ml_collections.ConfigDict:
+  """The checklist's settings; size 'full', 'quick' or 'runlocal'."""
+  full, quick = size == "full", size == "quick"
+  r = ml_collections.ConfigDict()
+  r.victims = 40 if full else 20 if quick else 10  # synthetic stop signs
+  r.mask = "camouflage"  # where the budget attacks and the sticker act
+  # Budgets inside the mask: L-inf per pixel and channel, L2 per image.
+  r.linf_budgets = ((0.03, 0.06, 0.125, 0.25, 0.5, 1.0) if full
+                    else (0.06, 0.25, 1.0) if quick else (0.25, 1.0))
+  r.l2_budgets = ((0.25, 0.5, 1.0, 2.0, 4.0, 8.0) if full
+                  else (0.5, 2.0, 8.0) if quick else (1.0, 8.0))
+  r.reference_linf = 1.0  # transfer matrix and steps curve: a linf budget
+  # (1 = any colour inside the mask: the sticker threat model of RP2)
+  r.pgd_steps = 100 if full else 30 if quick else 10
+  r.steps_curve = ((10, 30, 100, 300) if full else (5, 15, 45) if quick
+                   else (2, 8))
+  r.square_queries = 2000 if full else 200 if quick else 60
+  r.square_p_init = 0.3  # the mask is small: windows of ~sqrt(0.3 * area)
+  r.eot_samples = 10 if full else 4
+  r.rp2_steps = 1000 if full else 60 if quick else 15  # the physical sticker
+  r.rp2_transforms = 8 if full else 2 if quick else 1
+  r.angles = ((0.0, 15.0, 30.0, 45.0, 60.0, 75.0) if full or quick
+              else (0.0, 30.0, 60.0))
+  r.distances = (32, 24, 16, 12, 8, 6, 4) if full or quick else (32, 16, 8)
+  return r

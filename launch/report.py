@@ -1,0 +1,30 @@
+"""Renders a finished study's report again from its JSON results.
+
+    python -m launch.report --workdir=/tmp/blurnet_quick
+
+Reads WORKDIR/config.json, study.json, stages.json and the stage results
+(table1.json, table2.json, spectral.json, sweep.json, robustness.json) and
+writes WORKDIR/report/index.html and report.md; trains and attacks nothing.
+"""
+
+from absl import app
+from absl import flags
+
+from blurnet_jax.cli import one_line_errors, parse_flags
+from blurnet_jax.study import report
+
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "the workdir of a launch.reproduce run")
+flags.mark_flags_as_required(["workdir"])
+
+
+@one_line_errors
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  md = report.render(_WORKDIR.value)
+  print(f"report: {md.parent / 'index.html'} and {md}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,198 @@
+"""The package's structure: imports run one way, no cycle, the RP2 assets
+and both licences ship in the wheel, nothing points outside the repo."""
+
+import ast
+from pathlib import Path
+import re
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("blurnet_jax", "configs", "launch")
+#: Modules `attacks` may never import: training, checkpoints, figures, files.
+NOT_FROM_ATTACKS = ("blurnet_jax.train", "blurnet_jax.sweep",
+                    "blurnet_jax.checkpoint", "blurnet_jax.plots",
+                    "blurnet_jax.document", "blurnet_jax.jsonio",
+                    "blurnet_jax.data", "blurnet_jax.study")
+
+
+def _module_name(path: Path) -> str:
+  parts = list(path.relative_to(REPO).with_suffix("").parts)
+  if parts[-1] == "__init__":
+    parts = parts[:-1]
+  return ".".join(parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+  """module -> the project modules it imports (at any depth of the file),
+  from the source text alone (ast)."""
+  files = [p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")]
+  modules = {_module_name(p): p for p in files}
+  graph = {}
+  for name, path in modules.items():
+    deps = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+      if isinstance(node, ast.Import):
+        targets = [a.name for a in node.names]
+      elif isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:
+          base = ".".join(package.split(".")[:len(package.split(".")) -
+                                              node.level + 1] +
+                          ([base] if base else []))
+        targets = [base] + [f"{base}.{a.name}" for a in node.names]
+      else:
+        continue
+      for t in targets:
+        # The module itself, or the deepest project module that holds it.
+        while t and t not in modules:
+          t = t.rpartition(".")[0]
+        if t and t != name:
+          deps.add(t)
+    graph[name] = deps
+  return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+  """Every strongly connected group of more than one module (Tarjan)."""
+  index, low, stack, on, out = {}, {}, [], set(), []
+
+  def visit(v):
+    index[v] = low[v] = len(index)
+    stack.append(v)
+    on.add(v)
+    for w in graph.get(v, ()):
+      if w not in index:
+        visit(w)
+        low[v] = min(low[v], low[w])
+      elif w in on:
+        low[v] = min(low[v], index[w])
+    if low[v] == index[v]:
+      group = []
+      while True:
+        w = stack.pop()
+        on.discard(w)
+        group.append(w)
+        if w == v:
+          break
+      if len(group) > 1:
+        out.append(sorted(group))
+
+  for v in sorted(graph):
+    if v not in index:
+      visit(v)
+  return out
+
+
+def _parent_packages(name: str) -> set[str]:
+  parts = name.split(".")
+  return {".".join(parts[:i]) for i in range(1, len(parts))}
+
+
+def test_the_cycle_finder_finds_a_cycle():
+  graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+  assert cycles(graph) == [["a", "b", "c"]]
+  assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_in_the_package_or_the_configs():
+  graph = import_graph()
+  assert "blurnet_jax.study.reproduce" in graph  # the walk saw the tree
+  # A package's __init__ importing its own submodules is not a cycle.
+  pruned = {m: {d for d in deps if d not in _parent_packages(m)}
+            for m, deps in graph.items()}
+  assert cycles(pruned) == []
+
+
+def test_imports_run_one_way():
+  graph = import_graph()
+  for module, deps in graph.items():
+    if module.startswith("blurnet_jax.") and not module.startswith(
+        "blurnet_jax.study"):
+      assert not {d for d in deps if d.startswith("blurnet_jax.study")}, (
+          f"{module} imports the study layer")
+    if module.startswith("blurnet_jax.attacks"):
+      bad = {d for d in deps for banned in NOT_FROM_ATTACKS
+             if d == banned or d.startswith(banned + ".")}
+      assert not bad, f"{module} imports {sorted(bad)}"
+  # Only the launchers import the study (and the study itself).
+  users = {m for m, deps in graph.items()
+           if any(d.startswith("blurnet_jax.study") for d in deps)}
+  assert all(m.startswith(("blurnet_jax.study", "launch.")) for m in users), (
+      sorted(users))
+
+
+def test_no_test_file_imports_another_test_file():
+  for path in (REPO / "tests").glob("test_*.py"):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+               else [node.module or ""] if isinstance(node, ast.ImportFrom)
+               else [])
+      for n in names:
+        assert not re.match(r"(tests\.)?(test_\w+|conftest)$", n), (
+            f"{path.name} imports {n}; shared helpers go in tests/helpers.py")
+
+
+def test_nothing_points_outside_the_repository():
+  """No code, config, test or README line reads ../shared or REFERENCE.md
+  (the benchmark may offer ../shared/bench as an optional reference)."""
+  allowed = {REPO / "configs" / "benchmark.py", REPO / "README.md"}
+  files = [p for d in (*PACKAGES, "tests", "notebooks")
+           for p in (REPO / d).rglob("*") if p.suffix in (".py", ".ipynb")]
+  for path in files + [REPO / "README.md"]:
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+      if path.name == "test_architecture.py":
+        continue
+      assert "REFERENCE.md" not in line, f"{path}:{number}"
+      if '"shared"' in line or "../shared" in line:
+        assert path in allowed and "bench" in line, f"{path}:{number}: {line}"
+
+
+def test_docstrings_hold_no_measured_figures():
+  """Measured speeds live in the README and benchmark.json, not in code."""
+  pattern = re.compile(r"\d[\d,.]*\s*(images/s|GFLOP/s|TFLOP/s|steps/s|"
+                       r"ms per|x faster|% faster|% slower)")
+  for path in (REPO / "blurnet_jax").rglob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef,
+                           ast.AsyncFunctionDef)):
+        doc = ast.get_docstring(node) or ""
+        assert not pattern.search(doc), (path, pattern.search(doc)[0])
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+  out = tmp_path_factory.mktemp("wheel")
+  proc = subprocess.run(
+      [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+       "-q", "-w", str(out), str(REPO)], capture_output=True, text=True,
+      timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  (path,) = out.glob("blurnet_jax-*.whl")
+  return path
+
+
+def test_the_wheel_ships_the_rp2_assets_and_both_licences(wheel):
+  names = set(zipfile.ZipFile(wheel).namelist())
+  rp2 = "blurnet_jax/data/rp2/"
+  for f in ("rp2_lisa_cnn.npz", "LICENSE", "NOTICE", "mapping.txt",
+            "printable_colors.txt", "masks/octagon.png",
+            "masks/mask_l1loss_uniform_rectangles.png"):
+    assert rp2 + f in names, f
+  assert len([n for n in names if n.startswith(rp2 + "victim-set/")
+              and n.endswith(".png")]) == 40
+  licences = [n for n in names if ".dist-info/licenses/" in n]
+  assert any(n.endswith("licenses/LICENSE") for n in licences), licences
+  assert any(n.endswith("rp2/LICENSE") for n in licences), licences
+  with zipfile.ZipFile(wheel) as z:
+    top = next(n for n in licences if n.endswith("licenses/LICENSE"))
+    assert b"Apache License" in z.read(top)
+    assert b"MIT License" in z.read(rp2 + "LICENSE")
+  for pkg in ("blurnet_jax/study/reproduce.py", "launch/report.py",
+              "configs/reproduce.py", "blurnet_jax/ops/conv.py"):
+    assert pkg in names, pkg
