@@ -206,3 +206,24 @@ def test_targets_shard_over_two_devices_with_the_same_results():
   assert (two["devices"], two["size"]) == (2, 4)  # padded to split evenly
   np.testing.assert_allclose(one["noise"], two["noise"], rtol=1e-5,
                              atol=1e-6)
+
+
+def test_grid_program_has_no_host_callback_so_it_can_be_cached(capsys):
+  """JAX's persistent compilation cache skips programs with host callbacks;
+  the grid reports its progress between programs instead."""
+  def apply_fn(params, x):  # a linear classifier
+    return x.reshape(x.shape[0], -1) @ params
+
+  params = jnp.zeros((32 * 32 * 3, NUM_CLASSES))
+  images = np.full((2, 32, 32, 3), 0.5, np.float32)
+  mask = np.ones((32, 32, 1), np.float32)
+  cfg = run.rp2_config(rp2_configs.get_config("runlocal"))
+  grid.attack_targets(apply_fn, params, images, mask, [1, 5], jax.random.key(0),
+                      cfg=cfg, chunk=1, desc="probe")
+  assert "probe: 2 target(s) in 2 program(s): 10/10" in capsys.readouterr().err
+  program = grid._grid_program(  # pylint: disable=protected-access
+      apply_fn, cfg, params, jnp.asarray(images), jnp.asarray(mask), 1)
+  text = program.as_text()
+  assert "custom_call_target=\"xla_python" not in text
+  assert "callback" not in " ".join(
+      l for l in text.splitlines() if "custom-call" in l).lower()

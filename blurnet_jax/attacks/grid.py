@@ -71,23 +71,6 @@ def parse_targets(targets) -> list[int]:
   return sorted(set(out))
 
 
-class _StepReporter:
-  """The host end of the attack's progress callback.
-
-  One object for every run, so that the compiled grid (for which it is a
-  static argument) is reused; `attack_targets` points it at its Progress.
-  """
-
-  def __init__(self):
-    self.progress: Progress | None = None
-    self.offset = 0  # steps of the chunks already finished
-
-  def __call__(self, steps_done) -> None:
-    if self.progress is not None:
-      self.progress.update(self.offset + int(steps_done))
-
-
-_REPORTER = _StepReporter()
 _COMPILED: dict[Any, Any] = {}
 
 
@@ -124,20 +107,22 @@ def _check_chunk(chunk: Any) -> None:
                      "program, 0 for all, -1 to choose by backend")
 
 
-def _grid_program(apply_fn, cfg, report, params, images, mask, size):
-  """The compiled `size`-target grid, cached by architecture and shapes."""
+def _grid_program(apply_fn, cfg, params, images, mask, size):
+  """The compiled `size`-target grid, cached by architecture and shapes.
+
+  The program holds no host callback, so JAX's persistent compilation
+  cache (turned on by the launchers) can keep it across processes; progress
+  is reported between programs."""
   signature = jax.tree.map(lambda x: (x.shape, x.dtype), (params, images,
                                                           mask))
   sharding = target_sharding(size)
-  cache_key = (apply_fn, cfg, report, size, jax.tree.structure(signature),
+  cache_key = (apply_fn, cfg, size, jax.tree.structure(signature),
                tuple(jax.tree.leaves(signature)), sharding)
   if cache_key not in _COMPILED:
     def one(params, images, mask, target, key):
       return rp2.rp2_attack(
           apply_fn, params, images, mask, target,
-          jax.random.fold_in(key, target), cfg=cfg,
-          on_step=_REPORTER if report else None,
-          report_every=max(1, min(50, cfg.steps // 20)))
+          jax.random.fold_in(key, target), cfg=cfg)
 
     if size == 1:
       # One target: the unbatched program. XLA:CPU runs the vmapped one
@@ -173,8 +158,7 @@ def attack_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
 
   Args:
     desc: if given, a progress line with this label counts the attack
-      steps (chunks x `cfg.steps`), updated from inside the compiled loop
-      every few steps.
+      steps (chunks x `cfg.steps`), updated after each chunk's program.
     timings: if given, receives 'compile_s' (ahead-of-time compilation of
       the chunk program) and 'run_s' (executing every chunk).
 
@@ -195,23 +179,19 @@ def attack_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
       chunks * cfg.steps, f"{desc}: {len(targets)} target(s) in {chunks} "
       "program(s)", unit="step")
   t0 = time.perf_counter()
-  grid = _grid_program(apply_fn, cfg, progress is not None, params, images,
-                       mask, size)
+  grid = _grid_program(apply_fn, cfg, params, images, mask, size)
   t1 = time.perf_counter()
-  _REPORTER.progress, _REPORTER.offset = progress, 0
   parts = []
-  try:
-    for start in range(0, len(targets), size):
-      part = targets[start:start + size]
-      padded = part + part[-1:] * (size - len(part))
-      chunk_targets = jnp.asarray(padded, jnp.int32)
-      if sharding is not None:
-        chunk_targets = jax.device_put(chunk_targets, sharding)
-      out = jax.device_get(grid(params, images, mask, chunk_targets, key))
-      parts.append({k: np.asarray(v)[:len(part)] for k, v in out.items()})
-      _REPORTER.offset += cfg.steps
-  finally:
-    _REPORTER.progress = None
+  for start in range(0, len(targets), size):
+    part = targets[start:start + size]
+    padded = part + part[-1:] * (size - len(part))
+    chunk_targets = jnp.asarray(padded, jnp.int32)
+    if sharding is not None:
+      chunk_targets = jax.device_put(chunk_targets, sharding)
+    out = jax.device_get(grid(params, images, mask, chunk_targets, key))
+    parts.append({k: np.asarray(v)[:len(part)] for k, v in out.items()})
+    if progress is not None:
+      progress.update(len(parts) * cfg.steps)
   if progress is not None:
     progress.close()
   if timings is not None:
