@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from blurnet_jax import host_memory
 from blurnet_jax import models
 from blurnet_jax import train
 from blurnet_jax.attacks import rp2
@@ -68,6 +69,8 @@ def environment() -> dict[str, Any]:
       "jax": jax.__version__,
       "flax": flax.__version__,
       "optax": optax.__version__,
+      # Whether glibc keeps freed host memory (cli.setup_process).
+      "host_memory_reuse": host_memory.applied(),
   }
 
 

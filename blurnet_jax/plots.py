@@ -252,6 +252,10 @@ def plot_sweep(rows: list[dict], path: epath.PathLike, *, title: str,
   xs = {a: (a if a > 0 else zero_x) for a in alphas}
   fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
   for r in rows:
+    if f"{key}_ci_low" in r:  # the member's 95% interval
+      ax.errorbar(xs[r["alpha"]], r[key], color="0.7", capsize=3,
+                  yerr=[[max(0.0, r[key] - r[f"{key}_ci_low"])],
+                        [max(0.0, r[f"{key}_ci_high"] - r[key])]])
     ax.plot(xs[r["alpha"]], r[key], "o", color="0.7", ms=4)
   means = [np.mean([r[key] for r in rows if r["alpha"] == a]) for a in alphas]
   ax.plot([xs[a] for a in alphas], means, "-o", color="C0", label="mean")

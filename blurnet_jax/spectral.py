@@ -318,3 +318,22 @@ def mean_log_spectra(model: models.LisaCNN, params: Any,
     means["difference"] = means["perturbed"] - means["natural"]
     out[rep] = means
   return out
+
+
+def per_image_shares(model: models.LisaCNN, params: Any,
+                     images: jax.typing.ArrayLike, *,
+                     radius: float = 0.5) -> dict[str, np.ndarray]:
+  """Per image, the mean high-frequency share of each representation's
+  maps that carry power (as `layer_spectra`, one number per image instead
+  of one per batch): {representation: float (N,)}."""
+  radius = _check_radius(radius)
+  images, _ = _check_batches(images, images)
+  reps = _representations(model, params, images)
+  out = {}
+  for rep in REPRESENTATIONS:
+    high, total = _band_powers(reps[rep], radius, remove_mean=True)
+    live = total > 0
+    shares = jnp.where(live, high / jnp.where(live, total, 1.0), 0.0)
+    out[rep] = np.asarray(jnp.sum(shares, -1) /
+                          jnp.maximum(jnp.sum(live, -1), 1))
+  return out

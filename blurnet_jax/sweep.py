@@ -122,7 +122,24 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: epath.PathLike, *,
   (one object per member: alpha, seed, test accuracy, victims).
 
   `on_member(params) -> dict`, if given, adds its fields to each member's
-  row (e.g. the white-box attack results of `reproduce`).
+  row (e.g. the white-box attack results of the study).
+  """
+  rows, params, summary = train_population(config, workdir)
+  if on_member is not None:
+    rows = [r | on_member(p) for r, p in zip(rows, params)]
+    write_json(epath.Path(workdir) / "sweep.json", summary | {"members": rows})
+  return rows
+
+
+def train_population(config: ml_collections.ConfigDict,
+                     workdir: epath.PathLike
+                     ) -> tuple[list[dict], list[Any], dict]:
+  """Trains (or resumes) the population of `config.sweep` in `workdir`.
+
+  Returns:
+    (rows, params, summary): one row per member (alpha, seed, test
+    accuracy and loss, victims classified as stop), each member's params
+    as host arrays, and the `sweep.json` written.
   """
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -149,21 +166,21 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: epath.PathLike, *,
       train_images, train_labels,
       desc=f"sweep {config.penalty.kind} x{len(pairs)}")
   final = population_evaluate(state, test_images, test_labels)
-  rows = []
+  rows, params = [], []
   host = jax.device_get(state)
   sets = train.victim_sets(config)  # rendered / read once for all members
   for i, (alpha, seed) in enumerate(pairs):
-    params = member(host, i).params
+    params.append(member(host, i).params)
     rows.append({"penalty": config.penalty.kind, "alpha": alpha, "seed": seed,
                  "test_accuracy": final["accuracy"][i],
                  "test_loss": final["loss"][i],
-                 **train.victim_results(models.apply_fn_for(model), params, sets),
-                 **(on_member(params) if on_member is not None else {})})
+                 **train.victim_results(models.apply_fn_for(model), params[-1],
+                                        sets)})
   summary = {"members": rows, "train_seconds_this_run": round(seconds, 1),
              "devices": len(jax.local_devices()),
              "num_train_steps": config.num_train_steps}
   write_json(workdir / "sweep.json", summary)
-  return rows
+  return rows, params, summary
 
 
 def benchmark(config: ml_collections.ConfigDict, *, steps: int = 20) -> dict:

@@ -42,6 +42,14 @@ from blurnet_jax.data import victims as victims_lib
 from blurnet_jax.progress import Progress
 
 PENALTIES = ("none", "linf", "tv")
+#: Where the weights start: 'scratch' (random init) or 'rp2' (the RP2
+#: authors' LISA-trained weights, the variant's filter inserted; a learned
+#: kernel starts as the box of its size).
+INITS = ("scratch", "rp2")
+#: What trains: 'all', or 'added' (from rp2 weights: only what the variant
+#: adds, the learned kernel; for a TV variant, which adds no layer, the
+#: first layer, which its penalty acts on).
+TRAINABLE = ("all", "added")
 
 
 class TrainState(train_state.TrainState):
@@ -54,28 +62,63 @@ class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or Inf loss."""
 
 
+def trainable_layers(config: ml_collections.ConfigDict) -> tuple[str, ...] | None:
+  """The layers that train under `config.trainable` (None: all of them)."""
+  init, trainable = config.get("init", "scratch"), config.get("trainable",
+                                                              "all")
+  if init not in INITS:
+    raise ValueError(f"init={init!r}; use one of {INITS}")
+  if trainable not in TRAINABLE:
+    raise ValueError(f"trainable={trainable!r}; use one of {TRAINABLE}")
+  if trainable == "all":
+    return None
+  if init != "rp2":
+    raise ValueError("trainable='added' freezes pretrained layers; it needs "
+                     "init='rp2'")
+  if config.model.filter_kernel == "learned" and (
+      config.model.filter_where != "none"):
+    return ("blur",)
+  if config.penalty.kind == "tv":
+    return ("conv1",)
+  raise ValueError(f"variant {config.get('variant', '?')!r} adds nothing to "
+                   "train; trainable='added' needs a learned filter or a TV "
+                   "penalty (the control is the RP2 model itself)")
+
+
 def make_optimizer(config: ml_collections.ConfigDict
                    ) -> optax.GradientTransformation:
-  """Adam with linear warm-up then cosine decay over `num_train_steps`."""
+  """Adam with linear warm-up then cosine decay over `num_train_steps`;
+  layers outside `trainable_layers(config)` get zero updates."""
   schedule = optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=config.learning_rate,
       warmup_steps=config.warmup_steps,
       decay_steps=max(config.num_train_steps, config.warmup_steps + 1),
       end_value=config.learning_rate * 0.01)
-  return optax.adam(schedule)
+  layers = trainable_layers(config)
+  if layers is None:
+    return optax.adam(schedule)
+  return optax.multi_transform(
+      {"train": optax.adam(schedule), "freeze": optax.set_to_zero()},
+      lambda params: {k: ("train" if k in layers else "freeze")
+                      for k in params})
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: models.LisaCNN,
                        rng: jax.Array, *, alpha: float | None = None,
                        tx: optax.GradientTransformation | None = None
                        ) -> TrainState:
-  """Initialises params (from `rng`), the optimiser and the penalty weight.
+  """Initialises params (from `rng`, or the RP2 weights with
+  `config.init='rp2'`), the optimiser and the penalty weight.
 
   `tx` and `model.apply` are static parts of the state: states built with
   the same `tx` object share one compiled `train_step`; pass it when making
   several states of one config.
   """
   params = model.init(rng, jnp.zeros((1, 32, 32, 3), jnp.float32))["params"]
+  if config.get("init", "scratch") == "rp2":
+    pretrained = rp2_assets.params_from_rp2(
+        rp2_assets.rp2_dir(config.get("rp2_dir", "")) / "rp2_lisa_cnn.npz")
+    _, params = models.insert_filter(pretrained, **config.model.to_dict())
   alpha = config.penalty.alpha if alpha is None else alpha
   return TrainState.create(apply_fn=model.apply, params=params,
                            tx=make_optimizer(config) if tx is None else tx,

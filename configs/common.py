@@ -18,14 +18,18 @@ QUICK_VARIANTS = ("baseline", "linf_5x5", "tv_1e-4")
 
 
 def linked_train_config(c: ml_collections.ConfigDict, variant: str, *,
-                        steps=None) -> ml_collections.ConfigDict:
+                        steps=None, learning_rate=None, warmup=None
+                        ) -> ml_collections.ConfigDict:
   """The train config of `variant` with the study's shared settings linked.
 
   Args:
     c: the study config, holding seed, rp2_dir, data, num_train_steps,
       warmup_steps, batch_size and learning_rate.
     variant: a name of configs/train.py's VARIANTS.
-    steps: a FieldReference for the step budget (default: c's).
+    steps, learning_rate, warmup: FieldReferences (or values) for the step
+      budget, the learning rate and the warm-up (default: c's). Set here,
+      on a fresh config: assigning to a field that already holds a
+      reference would change the study-wide value behind it.
   """
   m = train_configs.get_config(f"variant={variant}")
   m.data = c.data  # the same block: one data set for every model
@@ -33,19 +37,64 @@ def linked_train_config(c: ml_collections.ConfigDict, variant: str, *,
   m.rp2_dir = c.get_ref("rp2_dir")
   steps = c.get_ref("num_train_steps") if steps is None else steps
   m.num_train_steps = steps
-  m.warmup_steps = c.get_ref("warmup_steps")
+  m.warmup_steps = c.get_ref("warmup_steps") if warmup is None else warmup
   m.batch_size = c.get_ref("batch_size")
-  m.learning_rate = c.get_ref("learning_rate")
+  m.learning_rate = (c.get_ref("learning_rate") if learning_rate is None
+                     else learning_rate)
   m.eval_every = steps // 2
   m.checkpoint_every = steps // 2
   m.log_every = steps // 10
+  # The seeds of the variant: one vmapped population (blurnet_jax.sweep),
+  # member i exactly a single run with seed i.
+  m.sweep = ml_collections.ConfigDict(dict(
+      alphas=(m.penalty.alpha,), seeds=c.get_ref("seeds"), chunk=0))
   return m
+
+
+def lisa_arm(c: ml_collections.ConfigDict, *, quick: bool
+             ) -> ml_collections.ConfigDict:
+  """The LISA-initialised arm: each Table 2 variant fine-tuned from the RP2
+  authors' weights (`c.lisa_models`), in two forms, beside a baseline
+  fine-tuned the same way (the control of the 'full' form; the control of
+  the 'frozen' form is the RP2 model itself), attacked on the 40 real
+  victims. `c.lisa` holds the arm's settings."""
+  c.lisa = ml_collections.ConfigDict()
+  c.lisa.variants = (("linf_5x5", "tv_1e-4") if quick
+                     else TABLE2_VARIANTS[1:])
+  # full: every layer trains; frozen: only what the variant adds (the
+  # learned kernel; for TV the first layer).
+  c.lisa.forms = ("full", "frozen")
+  c.lisa.num_train_steps = 60 if quick else 300
+  c.lisa.learning_rate = 1e-4
+  c.lisa.grid = ml_collections.ConfigDict()
+  c.lisa.grid.targets = (12,) if quick else (12, 5, 1)
+  c.lisa.grid.num_transforms = 2 if quick else 8
+  c.lisa.grid.steps = 40 if quick else 300
+  c.lisa.grid.eval_transforms = 4 if quick else 10
+  c.lisa.grid.chunk = -1
+  steps = c.lisa.get_ref("num_train_steps")
+  models = {}
+  for form in c.lisa.forms:
+    for variant in (("baseline",) if form == "full" else ()) + tuple(
+        c.lisa.variants):
+      m = linked_train_config(
+          c, variant, steps=steps, warmup=steps // 10,
+          learning_rate=c.lisa.get_ref("learning_rate"))
+      m.init = "rp2"
+      m.trainable = "all" if form == "full" else "added"
+      models[f"{form}_{variant}"] = m
+  c.lisa_models = ml_collections.ConfigDict(models)
+  return c
 
 
 def study_training(c: ml_collections.ConfigDict, *, quick: bool,
                    variants=None) -> ml_collections.ConfigDict:
   """Adds the study's training block and `c.models` to `c`."""
-  c.seed = 0  # model init, attacks, evaluation draws
+  c.seed = 0  # attacks and evaluation draws (the root key)
+  # Training seeds of every model (and the attack keys of the RP2 model):
+  # each figure's interval spans them. Member i of a variant and of the
+  # baseline share attack key i, so their differences are paired.
+  c.seeds = (0, 1) if quick else (0, 1, 2)
   c.rp2_dir = ""  # the RP2 assets; '' = the packaged copy
   c.data = data_config()  # --config.data.source=lisa --config.data.lisa_dir=
   if quick:
@@ -78,7 +127,7 @@ def robustness_block(size: str = "full") -> ml_collections.ConfigDict:
   r.pgd_steps = 100 if full else 30 if quick else 10
   r.steps_curve = ((10, 30, 100, 300) if full else (5, 15, 45) if quick
                    else (2, 8))
-  r.square_queries = 2000 if full else 200 if quick else 60
+  r.square_queries = 2000 if full else 120 if quick else 60
   r.square_p_init = 0.3  # the mask is small: windows of ~sqrt(0.3 * area)
   r.eot_samples = 10 if full else 4
   r.rp2_steps = 1000 if full else 60 if quick else 15  # the physical sticker

@@ -36,6 +36,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.name = "runlocal" if arg.runlocal else "quick" if quick else "full"
   common.study_training(c, quick=quick, variants=variants)
+  c.seeds = (0,)  # the checklist attacks one model per variant
   if arg.runlocal:
     c.data.train_per_class = 60
     c.data.test_per_class = 10

@@ -14,6 +14,11 @@ Variants (the rows of the slides' Tables 1 and 2):
   tv_1e-4, tv_1e-5                total-variation penalty on the L1 maps
 Default budget: 2,000 steps of 128 images on the synthetic set (~7 epochs);
 `runlocal` shrinks data and steps to a run of seconds (for tests).
+`init=rp2` starts from the RP2 authors' LISA-trained weights (the variant's
+filter inserted, a learned kernel as the box of its size), and with
+`trainable=added` trains only what the variant adds (the learned kernel; for
+a TV variant the first layer).
+
 Every run reports how many of the 40 real RP2 victims (the packaged assets,
 or `--config.rp2_dir`) and of 40 synthetic stop signs it classifies as stop.
 """
@@ -66,6 +71,8 @@ def get_config(arg=None):
   c.learning_rate = 1e-3
   c.warmup_steps = 10 if arg.runlocal else 200
   c.augment = True  # on-device shifts and brightness/contrast jitter
+  c.init = "scratch"  # scratch | rp2 (the RP2 authors' LISA weights)
+  c.trainable = "all"  # all | added (rp2 init: only what the variant adds)
   c.log_every = 10 if arg.runlocal else 50
   c.eval_every = 30 if arg.runlocal else 500
   c.checkpoint_every = 30 if arg.runlocal else 500

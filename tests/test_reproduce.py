@@ -88,6 +88,13 @@ def _tiny_config(data_dir):
   config.grid.eval_transforms = 1
   config.sweep.num_train_steps = 4
   config.sweep.steps = 2
+  config.lisa.variants = ("tv_1e-4",)
+  del config.lisa_models["full_linf_5x5"]
+  del config.lisa_models["frozen_linf_5x5"]
+  config.lisa.num_train_steps = 4
+  config.lisa.grid.steps = 2
+  config.lisa.grid.num_transforms = 1
+  config.lisa.grid.eval_transforms = 1
   tiny_robustness(config.robustness)
   return config
 
@@ -95,7 +102,7 @@ def _tiny_config(data_dir):
 def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
                                                           tmp_path):
   config = _tiny_config(tiny_data_dir)
-  first = reproduce.run(config, tmp_path)
+  reproduce.run(config, tmp_path)
   tables = {n: json.loads((tmp_path / f"{n}.json").read_text())
             for n in ("table1", "table2", "spectral", "sweep")}
   variants = ["baseline", "input_5x5_box", "input_5x5_gaussian",
@@ -109,8 +116,38 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   assert set(t2) == {"baseline", "tv_1e-4"}
   assert t2["tv_1e-4"]["slides_avg_success"] == 0.0792
   for r in tables["table2"]:
-    assert [p["target"] for p in r["per_target"]] == [12, 17]
+    assert r["n_seeds"] == len(config.seeds) == 2  # seeds, or RP2 keys
+    for per_seed in r["per_target"]:
+      assert [p["target"] for p in per_seed] == [12, 17]
     assert 0 <= r["avg_success"] <= r["worst_success"] <= 1
+    for key in ("legit_acc", "avg_success", "worst_success"):
+      assert r[f"{key}_ci_low"] <= r[key] <= r[f"{key}_ci_high"], key
+    outcomes = np.asarray(r["outcomes"])  # (seeds, targets, victims)
+    assert outcomes.shape[:2] == (2, 2)
+    assert r["avg_success"] == pytest.approx(outcomes.mean())
+  # Defended rows: paired against the baseline, with a verdict; these tiny
+  # models are far below 90% test accuracy, so the verdict says so.
+  tv = t2["tv_1e-4"]
+  assert {"difference", "ci_low", "ci_high", "p_value"} <= set(
+      tv["vs_baseline"])
+  assert tv["vs_baseline"]["difference"] == pytest.approx(
+      tv["avg_success"] - t2["baseline"]["avg_success"])
+  assert tv["verdict"]["verdict"] == "undertrained"
+  # The LISA-initialised arm: each form beside its control, on the 40 real
+  # victims, the defended row paired against the control.
+  lisa = {(r["dataset"], r["variant"]): r for r in json.loads(
+      (tmp_path / "lisa.json").read_text())}
+  assert set(lisa) == {("lisa-full", "baseline"), ("lisa-full", "tv_1e-4"),
+                       ("lisa-frozen", "baseline"), ("lisa-frozen", "tv_1e-4")}
+  for (dataset, variant), r in lisa.items():
+    assert np.asarray(r["outcomes"]).shape == (2, 1, 40), (dataset, variant)
+    assert ("verdict" in r) == (variant != "baseline")
+  claims = json.loads((tmp_path / "findings.json").read_text())
+  assert [c["claim"] for c in claims][-1].startswith("spectral")
+  assert {c["verdict"] for c in claims} <= {"supported", "contradicted",
+                                            "inconclusive", "undertrained"}
+  assert any(c["claim"] == "Table 1: l1_5x5 box filter"
+             and c["verdict"] == "supported" for c in claims)
   assert [r["alpha"] for r in tables["sweep"]] == [0.0, 1e-4]
   assert {"avg_success", "test_accuracy"} <= set(tables["sweep"][0])
   html = (tmp_path / "report" / "index.html").read_text()
@@ -120,6 +157,7 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   assert figures == 1 + 8 + 2 + 5
   assert html.count("data:image/png;base64,") == figures
   assert "Table 1: black-box transfer" in html
+  assert html.index("Findings") < html.index("Table 1: black-box transfer")
   assert "Robustness checks (beyond the slides)" in html
   rob = json.loads((tmp_path / "robustness.json").read_text())
   assert set(rob["models"]) == {"baseline", "tv_1e-4", "rp2"}
@@ -139,13 +177,12 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   assert model_cfg["num_train_steps"] == 6
   # A second run reuses the trained models and gives the same numbers.
   stages = json.loads((tmp_path / "stages.json").read_text())
-  second = reproduce.run(config, tmp_path)
+  reproduce.run(config, tmp_path)
   again = json.loads((tmp_path / "stages.json").read_text())
   assert again["train"] < stages["train"]
   for name in ("table1", "table2", "spectral", "sweep", "robustness"):
     assert json.loads((tmp_path / f"{name}.json").read_text()) == (
         tables.get(name) or rob), name
-  assert second["table1"] == first["table1"]
   # The report renders again from the JSON alone (launch.report's path).
   (tmp_path / "report" / "index.html").unlink()
   report.render(tmp_path)
@@ -173,3 +210,27 @@ def test_the_report_renders_in_a_headless_browser(tiny_data_dir, tmp_path):
   figures = len(list((tmp_path / "run" / "figures").glob("*.png")))
   counts = browser_image_counts(chromium, page, tmp_path)
   assert counts == (figures, 0)
+
+
+def test_each_model_config_links_to_the_study_fields_it_shares():
+  """The study's fields reach every model, and the LISA arm's own learning
+  rate and steps leave the study's untouched (a FieldReference assigned
+  through would change the value for everyone)."""
+  config = reproduce_configs.get_config("quick")
+  assert config.learning_rate == 1e-3 and config.warmup_steps == 30
+  for name, m in config.models.items():
+    assert (m.learning_rate, m.warmup_steps, m.num_train_steps) == (
+        1e-3, 30, 300), name
+    assert tuple(m.sweep.seeds) == config.seeds
+  for name, m in config.lisa_models.items():
+    assert m.learning_rate == config.lisa.learning_rate == 1e-4, name
+    assert m.num_train_steps == config.lisa.num_train_steps, name
+    assert m.init == "rp2"
+  config.num_train_steps, config.lisa.learning_rate = 1000, 3e-5
+  config.seeds = (0, 1, 2)
+  assert config.models.linf_5x5.num_train_steps == 1000
+  assert config.models.linf_5x5.eval_every == 500
+  assert config.models.linf_5x5.learning_rate == 1e-3
+  assert config.lisa_models.full_baseline.learning_rate == 3e-5
+  assert tuple(config.models.baseline.sweep.seeds) == (0, 1, 2)
+  assert tuple(config.sweeps.linf.sweep.seeds) == (0,)  # quick: one seed

@@ -144,3 +144,41 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_checkpoints(
   target = train.create_train_state(config, model, jax.random.key(0))
   _, step = checkpoint.restore(ckpt, target)
   assert step == last
+
+
+@pytest.mark.parametrize("variant,trains", [("linf_5x5", {"blur"}),
+                                            ("tv_1e-4", {"conv1"})])
+def test_rp2_init_and_the_frozen_form_train_only_what_the_variant_adds(
+    tiny_data_dir, tmp_path, variant, trains):
+  """init='rp2' starts from the RP2 authors' weights (a learned kernel as
+  the box filter); trainable='added' leaves every other layer as it was."""
+  from blurnet_jax.data import rp2_assets  # pylint: disable=g-import-not-at-top
+  config = tiny_train_config(variant, tiny_data_dir, num_train_steps=3,
+                             learning_rate=1e-2)
+  config.init, config.trainable = "rp2", "added"
+  model = models.model_from_config(config.model)
+  start = train.create_train_state(config, model, jax.random.key(0))
+  rp2 = rp2_assets.load_rp2_assets().params
+  for layer in rp2:
+    np.testing.assert_array_equal(start.params[layer]["kernel"],
+                                  rp2[layer]["kernel"])
+  if "blur" in start.params:
+    np.testing.assert_allclose(start.params["blur"]["kernel"], 1 / 25)
+  state, _ = train.train_and_evaluate(config, tmp_path)
+  changed = {layer for layer in state.params
+             if not np.array_equal(np.asarray(state.params[layer]["kernel"]),
+                                   np.asarray(start.params[layer]["kernel"]))}
+  assert changed == trains
+
+
+def test_bad_init_settings_are_one_clear_error(tiny_data_dir):
+  config = tiny_train_config("baseline", tiny_data_dir)
+  config.trainable = "added"
+  with pytest.raises(ValueError, match="needs init='rp2'"):
+    train.make_optimizer(config)
+  config.init = "rp2"
+  with pytest.raises(ValueError, match="adds nothing to train"):
+    train.make_optimizer(config)
+  config.init = "imagenet"
+  with pytest.raises(ValueError, match="init='imagenet'"):
+    train.make_optimizer(config)

@@ -20,9 +20,11 @@ from etils import epath
 import ml_collections
 
 from blurnet_jax import document as R
+from blurnet_jax import stats
 from blurnet_jax.attacks import grid
 from blurnet_jax.classes import CLASS_NAMES
 from blurnet_jax.jsonio import read_json
+from blurnet_jax.study import findings as findings_lib
 from blurnet_jax.study import slides
 from blurnet_jax.study import table1
 
@@ -30,14 +32,36 @@ from blurnet_jax.study import table1
 RESULT_FILES = {"table1": "table1.json", "table2": "table2.json",
                 "spectral": "spectral.json", "sweep": "sweep.json",
                 "robustness": "robustness.json", "stages": "stages.json",
-                "study": "study.json"}
+                "study": "study.json", "findings": "findings.json",
+                "lisa": "lisa.json"}
 #: Sections a report leaves out (saying so) when their stage has not run.
-OPTIONAL = ("spectral", "sweep", "robustness")
+OPTIONAL = ("spectral", "sweep", "robustness", "findings", "lisa")
 
 
 def _csv(values) -> str:
   return ",".join(f"{v:g}" if isinstance(v, float) else str(v)
                   for v in values)
+
+
+def findings_blocks(entries) -> list[Any]:
+  """The report's opening: one paragraph per claim of the slides."""
+  if entries is None:
+    return [_not_run("findings")]
+  counts = findings_lib.summary_counts(entries)
+  return [R.Paragraph(
+      "One paragraph per claim of the slides: the verdict, the figures with "
+      "95% intervals, the data and what remains confounded. Verdicts: "
+      "supported when the interval of the paired difference excludes zero in "
+      "the slides' direction and the effect is at least half the slides'; "
+      "contradicted when it excludes zero the other way or excludes half the "
+      "slides' effect; inconclusive otherwise; undertrained when a model "
+      "behind it is below 90% test accuracy. Intervals: Wilson where only "
+      "victims vary (Table 1, one model); a two-way t-interval over seeds "
+      "and victims elsewhere (Table 2: per-victim outcomes averaged over "
+      "targets, seed i of every variant attacked with the same key); paired "
+      "tests are exact McNemar on the discordant (seed, victim, target) "
+      "cells. Counts: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+      + ".")] + [R.Paragraph(findings_lib.text(e)) for e in entries]
 
 
 def _not_run(stage: str) -> R.Paragraph:
@@ -53,48 +77,58 @@ def _pct(x):
   return None if x is None else 100.0 * x
 
 
+def _ci(r, key) -> str:
+  """'[lo, hi]' in percent of `key`'s interval in row `r`, '' if none."""
+  lo, hi = r.get(f"{key}_ci_low"), r.get(f"{key}_ci_high")
+  return "" if lo is None else f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
 def _table1_block(rows, caption) -> R.Table:
-  columns = ["variant", "accuracy", "slides accuracy", "diff acc.",
-             "success (changed)", "success (not stop)",
-             "slides success", "diff (changed)", "diff (not stop)"]
+  columns = ["variant", "accuracy", "95% CI", "slides accuracy",
+             "success (changed)", "95% CI ", "success (not stop)",
+             "95% CI  ", "slides success", "diff (changed)",
+             "diff (not stop)"]
   out = []
   for r in rows:
     s_acc, s_succ = r.get("slides_accuracy"), r.get("slides_attack_success_rate")
-    out.append([r["variant"], _pct(r["accuracy"]), _pct(s_acc),
-                None if s_acc is None else _pct(r["accuracy"] - s_acc),
-                _pct(r["attack_success_rate"]),
-                _pct(r["misclassification_rate"]), _pct(s_succ),
+    out.append([r["variant"], _pct(r["accuracy"]), _ci(r, "accuracy"),
+                _pct(s_acc), _pct(r["attack_success_rate"]),
+                _ci(r, "attack_success_rate"),
+                _pct(r["misclassification_rate"]),
+                _ci(r, "misclassification_rate"), _pct(s_succ),
                 None if s_succ is None else
                 _pct(r["attack_success_rate"] - s_succ),
                 None if s_succ is None else
                 _pct(r["misclassification_rate"] - s_succ)])
-  fmt = {c: ".1f" for c in columns[1:]}
+  fmt = {c: ".1f" for c in columns[1:] if not c.startswith("95%")}
   return R.Table(columns, out, caption=caption, formats=fmt)
 
 
-def _diff(ours, slides):
-  return None if ours is None or slides is None else ours - slides
-
-
 def _table2_block(rows, caption) -> R.Table:
-  columns = ["variant", "data", "alpha"]
-  for name in ("acc.", "avg success", "worst success", "L2"):
-    columns += [name, f"slides {name}", f"diff {name}"]
-  columns += ["avg targeted", "avg under transforms"]
+  columns = ["variant", "data", "alpha", "seeds", "acc.", "95% CI",
+             "slides acc.", "avg success", "95% CI ", "slides avg",
+             "worst success", "95% CI  ", "slides worst", "L2", "slides L2",
+             "vs baseline [95% CI]", "McNemar p", "verdict"]
   out = []
   for r in rows:
-    line = [r["variant"], r["dataset"], r["alpha"]]
-    for key, scale in (("legit_acc", 100.0), ("avg_success", 100.0),
-                       ("worst_success", 100.0), ("l2_distortion", 1.0)):
-      ours, slides = r[key], r.get(f"slides_{key}")
-      line += [None if ours is None else scale * ours,
-               None if slides is None else scale * slides,
-               None if _diff(ours, slides) is None
-               else scale * _diff(ours, slides)]
-    line += [_pct(r["avg_targeted_success"]), _pct(r["avg_transform_success"])]
-    out.append(line)
-  fmt = {c: ".1f" for c in columns[3:]} | {
-      "alpha": "g", "L2": ".3f", "slides L2": ".3f", "diff L2": "+.3f"}
+    d = r.get("vs_baseline")
+    out.append([
+        r["variant"], r["dataset"], r["alpha"], r.get("n_seeds", 1),
+        100 * r["legit_acc"], _ci(r, "legit_acc"),
+        _pct(r.get("slides_legit_acc")), 100 * r["avg_success"],
+        _ci(r, "avg_success"), _pct(r.get("slides_avg_success")),
+        100 * r["worst_success"], _ci(r, "worst_success"),
+        _pct(r.get("slides_worst_success")), r["l2_distortion"],
+        r.get("slides_l2_distortion"),
+        "" if d is None else (f"{100 * d['difference']:+.1f} "
+                              f"[{100 * d['ci_low']:+.1f}, "
+                              f"{100 * d['ci_high']:+.1f}]"),
+        None if d is None else d["p_value"],
+        r.get("verdict", {}).get("verdict", "")])
+  fmt = {"alpha": "g", "acc.": ".1f", "slides acc.": ".1f",
+         "avg success": ".1f", "slides avg": ".1f", "worst success": ".1f",
+         "slides worst": ".1f", "L2": ".3f", "slides L2": ".3f",
+         "McNemar p": ".2g"}
   return R.Table(columns, out, caption=caption, formats=fmt)
 
 
@@ -110,10 +144,11 @@ def _spectral_block(rows, caption) -> R.Table:
 
 
 def _sweep_block(rows) -> R.Table:
-  columns = ["penalty", "alpha", "test accuracy", "avg success",
-             "worst success", "L2"]
-  out = [[r["penalty"], r["alpha"], _pct(r["test_accuracy"]),
-          _pct(r["avg_success"]), _pct(r["worst_success"]),
+  columns = ["penalty", "alpha", "seed", "test accuracy", "95% CI",
+             "avg success", "95% CI ", "worst success", "L2"]
+  out = [[r["penalty"], r["alpha"], r.get("seed", 0), _pct(r["test_accuracy"]),
+          _ci(r, "test_accuracy"), _pct(r["avg_success"]),
+          _ci(r, "avg_success"), _pct(r["worst_success"]),
           r["l2_distortion"]] for r in rows]
   return R.Table(columns, out, caption="Alpha sweeps",
                           formats={"alpha": "g", "test accuracy": ".1f",
@@ -124,6 +159,14 @@ def _sweep_block(rows) -> R.Table:
 def reductions(config) -> list[str]:
   """What the run leaves out of the slides' full protocol, in words."""
   out = []
+  if len(config.seeds) < 3:
+    out.append(f"seeds: {len(config.seeds)} per Table 2 variant (and attack "
+               "keys on the RP2 model), fewer than 3: the intervals are wide "
+               "and the verdicts rest on few seeds")
+  if any(len(s.sweep.seeds) < 3 for s in config.sweeps.values()):
+    out.append("sweeps: one seed per member, intervals over victims only")
+  out.append("Table 1 synthetic rows and the robustness checklist: the first "
+             "seed's model, Wilson intervals over victims only")
   g = config.grid
   targets = grid.parse_targets(g.targets)
   if config.name == "quick" or len(targets) < len(grid.ALL_TARGETS):
@@ -167,6 +210,8 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
                   f"optax {env['optax']}, backend {env['backend']} "
                   f"({env['device_kind']}). Real RP2 data: "
                   f"{meta['rp2_dir']}."),
+      R.Heading("Findings"),
+      *findings_blocks(results.get("findings")),
       R.Heading("Settings that differ from the slides"),
       R.Bullets(reductions(config)),
       R.Heading("Table 1: black-box transfer"),
@@ -225,6 +270,25 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
       _table2_block(results["table2"], "White-box grid per variant"),
   ]
   blocks += _figures(figures, "table2")
+  blocks += [R.Heading("Table 2, LISA-initialised arm")]
+  if "lisa" in results:
+    L = config.lisa
+    blocks += [R.Paragraph(
+        "Each variant fine-tuned from the RP2 authors' LISA-trained weights "
+        "(the filter inserted; a learned kernel starting as the box of its "
+        f"size) on the synthetic set, {L.num_train_steps} steps at lr "
+        f"{L.learning_rate:g}, one member per seed, attacked with the "
+        "white-box grid on the 40 real victims (targets "
+        f"{', '.join(map(str, L.grid.targets))}, {L.grid.steps} steps, "
+        f"{L.grid.num_transforms} transforms). lisa-full: every layer "
+        "trains; its control is the baseline fine-tuned the same way. "
+        "lisa-frozen: only what the variant adds trains (the learned kernel; "
+        "for TV the first layer); its control is the RP2 model itself. "
+        "Accuracy: real victims classified as stop. Paired differences "
+        "against each form's control, seed by seed on the same keys."),
+        _table2_block(results["lisa"], "LISA-initialised arm")]
+  else:
+    blocks.append(_not_run("lisa"))
   blocks += [R.Heading("Spectral analysis")]
   if "spectral" in results:
     blocks += [
@@ -264,12 +328,20 @@ def summary_rows(results) -> list[dict[str, Any]]:
   """One row per model: the robustness figures and its flags."""
   rows = []
   for name, r in results["models"].items():
+    n = r["victims"]
+
+    def ci(rate, n=n):  # one model, one attack: only the victims vary
+      low, high = stats.wilson_interval(int(round(rate * n)), n)
+      return f"[{100 * low:.0f}, {100 * high:.0f}]"
+
     row = {"variant": name, "data": r["data"], "clean not stop": r["clean"]}
     for key, c in r["budgets"].items():
       row[f"{key} @max"] = c["success"][-1]
+      row[f"{key} 95% CI"] = ci(c["success"][-1])
     row["pgd_linf @max, EOT"] = r["budgets"]["pgd_linf"]["eot_success"][-1]
     p = r["physical"]
     row["sticker"] = r["sticker"]
+    row["sticker 95% CI"] = ci(r["sticker"])
     row["sticker, EOT"] = r["sticker_eot"]
     for axis, where in (("angle", "max angle"), ("distance", "min px")):
       row[f"sticker / clean @{where}"] = (
@@ -284,7 +356,7 @@ def robustness_blocks(results, figures, rc) -> list[Any]:
   rows = summary_rows(results)
   columns = list(rows[0])
   fmt = {c: ".0%" for c in columns if c not in ("variant", "data", "flags")
-         and "/" not in c}
+         and "/" not in c and "CI" not in c}
   any_model = next(iter(results["models"].values()))
   blocks = [
       R.Paragraph(

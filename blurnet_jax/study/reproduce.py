@@ -30,6 +30,7 @@ from blurnet_jax.classes import CLASS_NAMES
 from blurnet_jax.data import datasets
 from blurnet_jax.data import rp2_assets
 from blurnet_jax.jsonio import write_json
+from blurnet_jax.study import findings
 from blurnet_jax.study import report
 from blurnet_jax.study import robustness
 from blurnet_jax.study import spectra
@@ -39,7 +40,7 @@ from blurnet_jax.study import table2
 from blurnet_jax.study import zoo
 from blurnet_jax.study.stages import Stages
 
-STAGES = ("data", "train", "table1", "table2", "spectral", "sweep",
+STAGES = ("data", "train", "table1", "table2", "lisa", "spectral", "sweep",
           "robustness", "report")
 
 
@@ -88,7 +89,7 @@ def run(config: ml_collections.ConfigDict,
     builder = datasets.prepare(config.data)
     print(f"data: {builder.info.full_name} at {builder.data_dir}")
   with stage("train"):
-    trained = zoo.train_models(config, workdir)
+    trained = zoo.train_models(config.models, workdir / "models")
     for name, m in trained.items():
       print(f"  {name:10s} test accuracy {m.test_accuracy:.2%}")
   baseline = trained["baseline"]
@@ -115,8 +116,14 @@ def run(config: ml_collections.ConfigDict,
     print(report.table1_text(results["table1"]))
   with stage("table2"):
     results["table2"] = table2.table2_rows(config, trained,
-                                           jax.random.fold_in(key, 2), real)
+                                           jax.random.fold_in(key, 2), real,
+                                           (test_images, test_labels))
     print(report.table2_text(results["table2"]))
+  with stage("lisa"):
+    lisa_models = zoo.train_models(config.lisa_models, workdir / "lisa")
+    results["lisa"] = table2.lisa_rows(config, lisa_models,
+                                       jax.random.fold_in(key, 5), real)
+    print(report.table2_text(results["lisa"]))
   with stage("spectral"):
     padding = config.table1.padding
     filt_model, filt_params = models.insert_filter(
@@ -135,6 +142,9 @@ def run(config: ml_collections.ConfigDict,
         dataset="rp2") + spectra.spectral_rows(
             candidates, synth["images"], synth["adversarial"],
             radius=config.spectral_radius, dataset="synthetic")
+    claim = findings.spectral_claim(real.model, real.params, rm, rp,
+                                    real.images, real.adversarial,
+                                    radius=config.spectral_radius)
     figures["spectral"] = spectra.spectral_figures(
         real.model, real.params, rm, rp, real.images, real.adversarial,
         figdir, "rp2", "RP2 model, real victims") + spectra.spectral_figures(
@@ -152,6 +162,8 @@ def run(config: ml_collections.ConfigDict,
                                                      figdir)
     print(report.robustness_text(results["robustness"]))
   with stage("report"):
+    results["findings"] = findings.findings(
+        results["table1"], results["table2"] + results["lisa"], claim)
     for name, value in results.items():
       write_json(workdir / report.RESULT_FILES[name], value)
     study["figures"] = {

@@ -418,7 +418,7 @@ def run(config, workdir: epath.PathLike) -> dict[str, Any]:
   stage = Stages(("train", "robustness", "report"))
   real = zoo.rp2_data(config.rp2_dir)
   with stage("train"):
-    trained = zoo.train_models(config, workdir)
+    trained = zoo.train_models(config.models, workdir / "models")
   with stage("robustness"):
     results = evaluate_trained(config, trained, jax.random.key(config.seed),
                                real)

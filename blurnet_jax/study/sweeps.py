@@ -11,7 +11,9 @@ import jax
 
 from blurnet_jax import models
 from blurnet_jax import plots
+from blurnet_jax import stats
 from blurnet_jax import sweep as sweep_lib
+from blurnet_jax.classes import NUM_CLASSES
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
 from blurnet_jax.study import table2
@@ -33,12 +35,21 @@ def run_sweeps(config, workdir: epath.Path, key) -> list[dict[str, Any]]:
           steps=s.steps, num_transforms=s.num_transforms,
           eval_transforms=config.grid.eval_transforms,
           chunk=config.grid.chunk, desc="member grid")
+      ci = stats.interval(result["outcomes"].T[None])  # victims vary
       return {k: v for k, v in result.items()
-              if k != "per_target" and not k.startswith("_")}
+              if k not in ("per_target", "outcomes") and not k.startswith("_")
+              } | {"avg_success_ci_low": ci["ci_low"],
+                   "avg_success_ci_high": ci["ci_high"]}
 
     members = sweep_lib.run_sweep(cfg, workdir / "sweeps" / penalty,
                                   on_member=on_member)
-    rows += [{"variant": f"sweep_{penalty}", **m} for m in members]
+    n_test = cfg.data.test_per_class * NUM_CLASSES
+    for m in members:
+      low, high = stats.wilson_interval(
+          int(round(m["test_accuracy"] * n_test)), n_test)
+      rows.append({"variant": f"sweep_{penalty}", **m,
+                   "test_accuracy_ci_low": low,
+                   "test_accuracy_ci_high": high})
   return rows
 
 

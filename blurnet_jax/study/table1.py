@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from blurnet_jax import models
+from blurnet_jax import stats
 from blurnet_jax.attacks import grid
 from blurnet_jax.attacks import rp2
 from blurnet_jax.classes import RP2_TARGET, STOP
@@ -46,7 +47,8 @@ def transfer_rows(params, images, adversarial, variants, *,
 
   `attack_success_rate` is the slides' formula (prediction changed against
   the clean one); `misclassification_rate` counts perturbed victims not
-  classified as stop (their true class).
+  classified as stop (their true class). One model and one perturbation:
+  only the victims vary, so each figure has its 95% Wilson interval.
   """
   rows = []
   for name, slides_row, fields in variants:
@@ -54,10 +56,16 @@ def transfer_rows(params, images, adversarial, variants, *,
     f = models.apply_fn_for(model)
     clean = models.predict(f, p, images)
     adv = models.predict(f, p, adversarial)
-    row = {"dataset": dataset, "variant": name,
-           "accuracy": float(np.mean(clean == STOP)),
-           "attack_success_rate": float(np.mean(clean != adv)),
-           "misclassification_rate": float(np.mean(adv != STOP))}
+    row = {"dataset": dataset, "variant": name}
+    for key, hits in (("accuracy", clean == STOP),
+                      ("attack_success_rate", clean != adv),
+                      ("misclassification_rate", adv != STOP)):
+      low, high = stats.wilson_interval(int(hits.sum()), len(hits))
+      row |= {key: float(hits.mean()), f"{key}_ci_low": low,
+              f"{key}_ci_high": high}
+    # Per victim, for the paired comparisons of `verdicts`.
+    row["outcomes"] = {"changed": (clean != adv).astype(int),
+                       "misclassified": (adv != STOP).astype(int)}
     if slides_row in slides.TABLE1:
       acc, success = slides.TABLE1[slides_row]
       row |= {"slides_variant": slides_row, "slides_accuracy": acc,
@@ -105,3 +113,27 @@ def synthetic_transfer_perturbation(attack_steps: int, baseline: TrainedModel,
       cfg=cfg, desc="camouflage RP2 on the synthetic baseline")
   return {"images": images, "adversarial": out["adversarial"][0],
           "noise": out["noise"][0], "mask": mask}
+
+
+def verdicts(rows: list[dict[str, Any]], reading: str) -> list[dict[str, Any]]:
+  """The slides' Table 1 claims on the RP2 data: each fixed box filter
+  against the undefended model, success in `reading`, paired on the same
+  40 victims (exact McNemar on the discordant victims)."""
+  real = {r["variant"]: r for r in rows if r["dataset"] == "rp2"}
+  if "baseline" not in real:
+    return []
+  key = {"attack_success_rate": "changed",
+         "misclassification_rate": "misclassified"}[reading]
+  base = np.asarray(real["baseline"]["outcomes"][key])[None]
+  out = []
+  for name, (_, slides_success) in slides.TABLE1.items():
+    r = real.get(f"{name}_box")
+    if r is None:
+      continue
+    diff = stats.paired_difference(base, np.asarray(r["outcomes"][key])[None])
+    effect = slides_success - slides.TABLE1["baseline"][1]
+    out.append({"claim": f"Table 1: {name} box filter", "variant": r["variant"],
+                "data": "rp2", "reading": reading,
+                "slides_difference": effect, **diff,
+                **stats.verdict(diff, effect)})
+  return out

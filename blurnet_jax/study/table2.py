@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from blurnet_jax import models
+from blurnet_jax import stats
 from blurnet_jax.attacks import grid
 from blurnet_jax.attacks import rp2
 from blurnet_jax.attacks.transforms import TransformConfig
@@ -34,9 +35,11 @@ def whitebox(apply_fn, params, images, mask, key, *, targets, steps: int,
   attack_key, eval_key = jax.random.split(key)
   out = grid.attack_targets(apply_fn, params, images, mask, targets,
                             attack_key, cfg=cfg, chunk=chunk, desc=desc)
-  rows, _ = grid.evaluate_targets(apply_fn, params, images,
-                                  out["adversarial"], targets, eval_key,
-                                  eval_transforms=eval_transforms)
+  rows, predictions = grid.evaluate_targets(apply_fn, params, images,
+                                            out["adversarial"], targets,
+                                            eval_key,
+                                            eval_transforms=eval_transforms)
+  clean = models.predict(apply_fn, params, images)
   s = grid.summarize(rows)
   return {"avg_success": s["average_success"],
           "worst_success": s["worst_success"],
@@ -44,7 +47,10 @@ def whitebox(apply_fn, params, images, mask, key, *, targets, steps: int,
           "avg_targeted_success": s["average_targeted_success"],
           "worst_targeted_success": s["worst_targeted_success"],
           "avg_transform_success": s["average_transform_success"],
-          "per_target": rows, "_noise": out["noise"],
+          "per_target": rows,
+          # (targets, victims): 1 where the victim's prediction changed.
+          "outcomes": (predictions != clean[None]).astype(int),
+          "_noise": out["noise"],
           "_adversarial": out["adversarial"]}
 
 
@@ -55,31 +61,146 @@ def grid_settings(g) -> dict[str, Any]:
               eval_transforms=g.eval_transforms, chunk=g.chunk)
 
 
-def row(name: str, dataset: str, alpha: float, legit_acc: float,
-        result: dict[str, Any]) -> dict[str, Any]:
-  """A Table 2 row: the result beside the slides' row of `name`."""
-  out = {"dataset": dataset, "variant": name, "alpha": alpha,
-         "legit_acc": legit_acc, **result}
+def combine(name: str, dataset: str, alpha: float, results: list[dict],
+            correct: np.ndarray) -> dict[str, Any]:
+  """A Table 2 row from one `whitebox` result per seed (or attack key).
+
+  Args:
+    results: `whitebox` results, seed by seed, on the same victims and
+      targets.
+    correct: (seeds, examples) 1 where the seed's model classified a test
+      example (or a clean victim) right: the legitimate accuracy.
+
+  Returns:
+    The slides' columns as means over the seeds, each with its 95%
+    interval (`stats.interval`: seeds and victims), the per-seed figures,
+    the outcomes (seeds, targets, victims) for paired comparisons, and the
+    slides' row.
+  """
+  outcomes = np.stack([r["outcomes"] for r in results])  # (S, T, N)
+  per_target = outcomes.mean(axis=(0, 2))
+  worst = int(np.argmax(per_target))
+  acc = stats.interval(correct)
+  avg = stats.interval(outcomes.transpose(0, 2, 1))
+  worst_ci = stats.interval(outcomes[:, worst])
+  out = {
+      "dataset": dataset, "variant": name, "alpha": alpha,
+      "legit_acc": acc["mean"], "legit_acc_ci_low": acc["ci_low"],
+      "legit_acc_ci_high": acc["ci_high"],
+      "avg_success": avg["mean"], "avg_success_ci_low": avg["ci_low"],
+      "avg_success_ci_high": avg["ci_high"],
+      "worst_success": float(per_target[worst]),
+      "worst_success_ci_low": worst_ci["ci_low"],
+      "worst_success_ci_high": worst_ci["ci_high"],
+      "worst_target": int(results[0]["per_target"][worst]["target"]),
+      "l2_distortion": float(np.mean([r["l2_distortion"] for r in results])),
+      "avg_targeted_success": float(np.mean(
+          [r["avg_targeted_success"] for r in results])),
+      "avg_transform_success": float(np.mean(
+          [r["avg_transform_success"] for r in results])),
+      "n_seeds": len(results), "interval": avg["method"],
+      "per_seed": [{k: r[k] for k in ("avg_success", "worst_success",
+                                      "l2_distortion")} for r in results],
+      "per_target": [r["per_target"] for r in results],
+      "outcomes": outcomes,
+  }
   out |= {f"slides_{k}": v for k, v in slides.table2_row(name).items()}
   return out
 
 
+def compare(rows: list[dict[str, Any]], dataset: str = "synthetic") -> None:
+  """Adds to each defended row of `dataset` its paired difference in
+  average white-box success against that dataset's baseline row (same
+  victims, targets and attack keys) and the verdict on the slides' claim
+  for it."""
+  base = next((r for r in rows if r["dataset"] == dataset
+               and r["variant"] == "baseline"), None)
+  if base is None:
+    return
+  slides_base = slides.table2_row("baseline")["avg_success"]
+  for r in rows:
+    if r is base or r["dataset"] != dataset:
+      continue
+    diff = stats.paired_difference(base["outcomes"].transpose(0, 2, 1),
+                                   r["outcomes"].transpose(0, 2, 1))
+    r["vs_baseline"] = diff
+    if "slides_avg_success" in r:
+      effect = r["slides_avg_success"] - slides_base
+      r["vs_baseline"]["slides_difference"] = effect
+      r["verdict"] = stats.verdict(
+          diff, effect, accuracy=min(r["legit_acc"], base["legit_acc"]))
+
+
 def table2_rows(config, trained: dict[str, TrainedModel], key,
-                real: RP2Data | None = None) -> list[dict[str, Any]]:
-  """Table 2: every trained variant (and the RP2 model) attacked white-box."""
+                real: RP2Data, test_split) -> list[dict[str, Any]]:
+  """Table 2: every trained variant, seed by seed, and the RP2 model, key
+  by key (`config.seeds`), attacked white-box; defended rows compared with
+  the baseline.
+
+  Seed i of every variant is attacked with the key `fold_in(key, seed)`,
+  so the variants' outcomes pair cell by cell.
+  """
   rows = []
-  if real is not None:  # first: the row that compares digit for digit
-    result = whitebox(real.apply_fn, real.params, real.images, real.mask,
-                      jax.random.fold_in(key, len(trained)),
-                      desc="grid RP2 model", **grid_settings(config.grid))
-    clean = models.predict(real.apply_fn, real.params, real.images)
-    rows.append(row("baseline", "rp2", 0.0, float(np.mean(clean == STOP)),
-                    result))
+  settings = grid_settings(config.grid)
+  results = [whitebox(real.apply_fn, real.params, real.images, real.mask,
+                      jax.random.fold_in(key, seed),
+                      desc=f"grid RP2 model, key {seed}", **settings)
+             for seed in config.seeds]
+  clean = models.predict(real.apply_fn, real.params, real.images) == STOP
+  rows.append(combine("baseline", "rp2", 0.0, results,
+                      np.tile(clean, (len(results), 1)).astype(int)))
   images = synthetic.synthetic_victims(config.grid.victims, seed=0)
   mask = masks_lib.get_mask("camouflage")
-  for i, (name, m) in enumerate(trained.items()):
-    result = whitebox(m.apply_fn, m.params, images, mask,
-                      jax.random.fold_in(key, i), desc=f"grid {name}",
-                      **grid_settings(config.grid))
-    rows.append(row(name, "synthetic", m.alpha, m.test_accuracy, result))
+  test_images, test_labels = test_split
+  for name, m in trained.items():
+    results = [whitebox(m.apply_fn, p, images, mask,
+                        jax.random.fold_in(key, seed),
+                        desc=f"grid {name}, seed {seed}", **settings)
+               for seed, p in zip(m.seeds, m.members)]
+    correct = np.stack([models.predict(m.apply_fn, p, test_images)
+                        == test_labels for p in m.members]).astype(int)
+    rows.append(combine(name, "synthetic", m.alpha, results, correct))
+  compare(rows)
+  return rows
+
+
+def lisa_rows(config, trained: dict[str, TrainedModel], key,
+              real: RP2Data) -> list[dict[str, Any]]:
+  """The LISA-initialised arm: every fine-tuned variant, seed by seed, on
+  the 40 real victims, each form beside its control, paired per seed.
+
+  Datasets 'lisa-full' (every layer fine-tuned; control: the baseline
+  fine-tuned the same way) and 'lisa-frozen' (only what the variant adds;
+  control: the RP2 model itself, attacked with the same keys). The
+  legitimate accuracy is the share of the 40 real (LISA) stop signs
+  classified as stop.
+  """
+  settings = grid_settings(config.lisa.grid)
+  seeds = tuple(config.seeds)
+
+  def attack(apply_fn, members, name):
+    results = [whitebox(apply_fn, p, real.images, real.mask,
+                        jax.random.fold_in(key, seed),
+                        desc=f"grid {name}, seed {seed}", **settings)
+               for seed, p in zip(seeds, members)]
+    correct = np.stack([models.predict(apply_fn, p, real.images) == STOP
+                        for p in members]).astype(int)
+    return results, correct
+
+  rows = []
+  for form in config.lisa.forms:
+    dataset = f"lisa-{form}"
+    if form == "full":
+      control = trained["full_baseline"]
+      results, correct = attack(control.apply_fn, control.members,
+                                "full_baseline")
+    else:
+      results, correct = attack(real.apply_fn, [real.params] * len(seeds),
+                                "RP2 model")
+    rows.append(combine("baseline", dataset, 0.0, results, correct))
+    for variant in config.lisa.variants:
+      m = trained[f"{form}_{variant}"]
+      results, correct = attack(m.apply_fn, m.members, f"{form}_{variant}")
+      rows.append(combine(variant, dataset, m.alpha, results, correct))
+    compare(rows, dataset)
   return rows

@@ -1,6 +1,6 @@
 """The variant zoo: every model the study attacks, trained or loaded.
 
-  zoo = train_models(config, workdir)     # {name: TrainedModel}
+  zoo = train_models(config.models, workdir / "models")  # {name: ...}
   real = rp2_data(config.rp2_dir)         # the RP2 model and its victims
   apply_fn, params, description = load_model("/tmp/blurnet/l1_5x5")
 """
@@ -21,6 +21,7 @@ import numpy as np
 
 from blurnet_jax import checkpoint
 from blurnet_jax import models
+from blurnet_jax import sweep
 from blurnet_jax import train
 from blurnet_jax.attacks import rp2
 from blurnet_jax.attacks.checks import ApplyFn
@@ -29,18 +30,34 @@ from blurnet_jax.data import rp2_assets
 
 @dataclasses.dataclass(frozen=True)
 class TrainedModel:
-  """One trained variant: its module, params and training results."""
+  """One trained variant: its module and one trained member per seed.
+
+  Attributes:
+    members: the params of each seed, in the order of `seeds`.
+    results: one row per seed (test accuracy and loss, victims -> stop).
+  """
 
   name: str
   model: models.LisaCNN
-  params: Any
+  seeds: tuple[int, ...]
+  members: tuple[Any, ...]
   alpha: float
-  test_accuracy: float
-  results: dict[str, Any]
+  results: tuple[dict[str, Any], ...]
 
   @property
   def apply_fn(self) -> ApplyFn:
     return models.apply_fn_for(self.model)
+
+  @property
+  def params(self) -> Any:
+    """The first seed's params: for what one model stands for (Table 1's
+    synthetic perturbation, the spectra, the robustness checklist)."""
+    return self.members[0]
+
+  @property
+  def test_accuracy(self) -> float:
+    """The mean test accuracy over the seeds."""
+    return float(np.mean([r["test_accuracy"] for r in self.results]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,17 +96,18 @@ def rp2_data(rp2_dir: str = "") -> RP2Data:
   return RP2Data(assets=assets, adversarial=adversarial)
 
 
-def train_models(config: ml_collections.ConfigDict,
-                 workdir: epath.Path) -> dict[str, TrainedModel]:
-  """Trains (or reuses, or resumes) every model of `config.models` into
-  `workdir/models/NAME`, each with its own train config as it stands."""
+def train_models(models_block: ml_collections.ConfigDict,
+                 root: epath.Path) -> dict[str, TrainedModel]:
+  """Trains (or reuses, or resumes) every model of `models_block` (e.g.
+  `config.models`) into `root/NAME`, each with its own train config as it
+  stands: the seeds of `cfg.sweep.seeds` as one vmapped population."""
   out = {}
-  for name, cfg in config.models.items():
-    state, results = train.train_and_evaluate(cfg, workdir / "models" / name)
+  for name, cfg in models_block.items():
+    rows, params, _ = sweep.train_population(cfg, epath.Path(root) / name)
     out[name] = TrainedModel(
         name=name, model=models.model_from_config(cfg.model),
-        params=jax.device_get(state.params), alpha=float(cfg.penalty.alpha),
-        test_accuracy=results["test"]["accuracy"], results=results)
+        seeds=tuple(r["seed"] for r in rows), members=tuple(params),
+        alpha=float(cfg.penalty.alpha), results=tuple(rows))
   return out
 
 
