@@ -87,11 +87,14 @@ def tiny_robustness(rc):
   return rc
 
 
-def browser() -> str | None:
+def browser() -> str:
+  """The path of a headless Chromium; skips the calling test without one."""
+  import pytest  # pylint: disable=g-import-not-at-top
   for name in ("chromium", "chromium-browser", "google-chrome"):
     if path := shutil.which(name):
       return path
-  return None
+  pytest.skip("no chromium, chromium-browser or google-chrome on PATH; "
+              "install one (apt-get install -y chromium) to run this test")
 
 
 def browser_image_counts(browser: str, page: Path,
