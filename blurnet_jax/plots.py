@@ -244,21 +244,34 @@ def plot_spectra(spectra: Mapping[str, np.ndarray], path: epath.PathLike, *,
 def plot_sweep(rows: list[dict], path: epath.PathLike, *, title: str,
                key: str = "test_accuracy", ylabel: str = "test accuracy"
                ) -> epath.Path:
-  """Mean (and every seed) of `key` against alpha; alpha 0 drawn at the left."""
+  """Every seed of `key` against alpha (grey points), and the mean over the
+  seeds with its 95% interval (the rows with seed 'all', from
+  `study.sweeps.by_alpha`; without them, the plain mean); alpha 0 drawn at
+  the left."""
   plt = _plt()
+  members = [r for r in rows if r.get("seed") != "all"]
+  pooled = {r["alpha"]: r for r in rows if r.get("seed") == "all"}
   alphas = sorted({r["alpha"] for r in rows})
   positive = [a for a in alphas if a > 0]
   zero_x = min(positive) / 10 if positive else 1.0
   xs = {a: (a if a > 0 else zero_x) for a in alphas}
   fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-  for r in rows:
-    if f"{key}_ci_low" in r:  # the member's 95% interval
-      ax.errorbar(xs[r["alpha"]], r[key], color="0.7", capsize=3,
-                  yerr=[[max(0.0, r[key] - r[f"{key}_ci_low"])],
-                        [max(0.0, r[f"{key}_ci_high"] - r[key])]])
-    ax.plot(xs[r["alpha"]], r[key], "o", color="0.7", ms=4)
-  means = [np.mean([r[key] for r in rows if r["alpha"] == a]) for a in alphas]
-  ax.plot([xs[a] for a in alphas], means, "-o", color="C0", label="mean")
+  for r in members:
+    ax.plot(xs[r["alpha"]], r[key], "o", color="0.6", ms=4)
+  means = [pooled[a][key] if a in pooled else
+           np.mean([r[key] for r in members if r["alpha"] == a])
+           for a in alphas]
+  ax.plot([xs[a] for a in alphas], means, "-o", color="C0",
+          label="mean over seeds")
+  if pooled and all(f"{key}_ci_low" in r for r in pooled.values()):
+    have = [a for a in alphas if a in pooled]
+    ax.errorbar([xs[a] for a in have], [pooled[a][key] for a in have],
+                color="C0", capsize=4, ls="none",
+                yerr=[[max(0.0, pooled[a][key] - pooled[a][f"{key}_ci_low"])
+                       for a in have],
+                      [max(0.0, pooled[a][f"{key}_ci_high"] - pooled[a][key])
+                       for a in have]], label="95% interval")
+  ax.legend(fontsize=8)
   ax.set_xscale("log")
   ax.set_xticks([xs[a] for a in alphas])
   ax.set_xticklabels([("0" if a == 0 else f"{a:g}") for a in alphas],
@@ -297,6 +310,14 @@ def _model_legend(fig, names, styles) -> None:
              fontsize=8, frameon=False)
 
 
+def _band(ax, xs, c, prefix: str, colour: str) -> None:
+  """The 95% interval of a curve as a light band, where the JSON has one
+  ('ci_low'/'ci_high', or with `prefix`, e.g. 'eot_')."""
+  low, high = c.get(f"{prefix}ci_low"), c.get(f"{prefix}ci_high")
+  if low is not None and high is not None:
+    ax.fill_between(xs, low, high, color=colour, alpha=0.12, lw=0)
+
+
 def plot_budgets(results, path) -> None:
   """Success against budget, one panel per norm, a colour per model;
   PGD solid, Square dashed, PGD under EOT dotted."""
@@ -308,6 +329,8 @@ def plot_budgets(results, path) -> None:
       for attack, style in (("pgd", "-o"), ("square", "--s")):
         c = r["budgets"][f"{attack}_{norm}"]
         ax.plot(c["budgets"], c["success"], style, color=colour, ms=4)
+        if attack == "pgd":
+          _band(ax, c["budgets"], c, "", colour)
       c = r["budgets"][f"pgd_{norm}"]
       ax.plot(c["budgets"], c["eot_success"], ":", color=colour)
     _log_ticks(ax, next(iter(results["models"].values()))["budgets"][
@@ -333,6 +356,7 @@ def plot_steps(results, path) -> None:
   for k, (name, r) in enumerate(results["models"].items()):
     s = r["steps"]
     ax.plot(s["steps"], s["success"], "-o", color=f"C{k % 10}", label=name)
+    _band(ax, s["steps"], s, "", f"C{k % 10}")
   _log_ticks(ax, next(iter(results["models"].values()))["steps"]["steps"])
   ax.set_ylim(-0.03, 1.03)
   ax.set_xlabel("PGD steps")
@@ -388,6 +412,7 @@ def plot_physical(results, path, data: str) -> bool:
     for ax, axis in ((axes[0], "angle"), (axes[1], "distance")):
       xs = p["angles"] if axis == "angle" else p["distances"]
       ax.plot(xs, p[f"perturbed_{axis}"], "-o", color=colour, ms=4)
+      _band(ax, xs, p, f"perturbed_{axis}_", colour)
       ax.plot(xs, p[f"clean_{axis}"], "--", color=colour)
   axes[0].set_xlabel("viewing angle (yaw, degrees)")
   axes[1].set_xlabel("distance: sign width on the sensor (pixels)")
@@ -414,11 +439,13 @@ def robustness_figures(results, figdir: epath.Path) -> list[tuple[str, str]]:
   path = figdir / "robustness_budgets.png"
   plot_budgets(results, path)
   out.append((str(path), "Success against budget inside the sticker mask: "
-              "PGD (solid), Square Attack (dashed, gradient-free), PGD's "
-              "images under fresh physical transforms (dotted)."))
+              "PGD (solid, its 95% interval shaded), Square Attack (dashed, "
+              "gradient-free), PGD's images under fresh physical transforms "
+              "(dotted)."))
   path = figdir / "robustness_steps.png"
   plot_steps(results, path)
-  out.append((str(path), "PGD success against its number of steps."))
+  out.append((str(path), "PGD success against its number of steps (95% "
+              "intervals shaded)."))
   path = figdir / "robustness_transfer.png"
   plot_transfer(results, path)
   out.append((str(path), "Transfer: perturbations made on the row model, "

@@ -137,18 +137,22 @@ def interval(outcomes, *, level: float = LEVEL) -> dict[str, Any]:
 
   Outcomes are averaged over the axes after the victims (targets, attack
   keys) first. The interval is the two-way t-interval of `_two_way`,
-  clipped to [0, 1]; where it has no width (every outcome alike), the
-  Wilson interval of the pooled outcomes stands in. 'method' says which.
+  clipped to [0, 1]; where it has no width (every outcome alike), or where
+  one seed measured one binary outcome per victim (a plain proportion),
+  the Wilson interval of the pooled outcomes stands in. 'method' says
+  which.
   """
   x = _per_victim(outcomes)
   mean, half, df = _two_way(x, level)
   out = {"mean": mean, "n_seeds": int(x.shape[0]),
          "n_victims": int(x.shape[1])}
-  if half > 0:
+  raw = np.asarray(outcomes, np.float64)
+  proportion = (x.shape[0] == 1 and raw.size == x.size
+                and bool(np.all((raw == 0) | (raw == 1))))
+  if half > 0 and not proportion:
     return out | {"ci_low": max(0.0, mean - half),
                   "ci_high": min(1.0, mean + half), "df": round(df, 2),
                   "method": "two-way t (seeds x victims)"}
-  raw = np.asarray(outcomes, np.float64)
   low, high = wilson_interval(int(round(raw.sum())), raw.size)
   return out | {"ci_low": low, "ci_high": high, "method": "Wilson (pooled)"}
 

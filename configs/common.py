@@ -116,6 +116,10 @@ def robustness_block(size: str = "full") -> ml_collections.ConfigDict:
   full, quick = size == "full", size == "quick"
   r = ml_collections.ConfigDict()
   r.victims = 40 if full else 20 if quick else 10  # synthetic stop signs
+  # Seeds of each trained model the checklist runs on (member j attacked
+  # with key j; the RP2 model gets as many attack keys): every rate's
+  # interval spans them. Quick: the first seed, one key.
+  r.members = 3 if full else 1
   r.mask = "camouflage"  # where the budget attacks and the sticker act
   # Budgets inside the mask: L-inf per pixel and channel, L2 per image.
   r.linf_budgets = ((0.03, 0.06, 0.125, 0.25, 0.5, 1.0) if full

@@ -148,8 +148,15 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
                                             "inconclusive", "undertrained"}
   assert any(c["claim"] == "Table 1: l1_5x5 box filter"
              and c["verdict"] == "supported" for c in claims)
-  assert [r["alpha"] for r in tables["sweep"]] == [0.0, 1e-4]
-  assert {"avg_success", "test_accuracy"} <= set(tables["sweep"][0])
+  # The members (one seed each here), then one row per alpha over its
+  # seeds, whose figures are then the member's own.
+  assert [(r["alpha"], r["seed"]) for r in tables["sweep"]] == [
+      (0.0, 0), (1e-4, 0), (0.0, "all"), (1e-4, "all")]
+  member, pooled = tables["sweep"][0], tables["sweep"][2]
+  assert pooled["seeds"] == [0]
+  for k in ("avg_success", "test_accuracy"):
+    assert pooled[k] == pytest.approx(member[k], abs=1e-6)
+    assert pooled[f"{k}_ci_low"] <= pooled[k] <= pooled[f"{k}_ci_high"]
   html = (tmp_path / "report" / "index.html").read_text()
   figures = len(list((tmp_path / "figures").glob("*.png")))
   # victims, 4 spectra each of the RP2 and the synthetic victims, tv

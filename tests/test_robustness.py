@@ -172,6 +172,54 @@ def test_physical_curves_start_from_the_images_as_they_are():
   assert curves["perturbed_distance"][0] == pytest.approx(fooled(stickered))
 
 
+def test_members_pool_into_means_with_intervals():
+  """Two members (seeds) of one model: every rate is the mean of the two
+  members' own rates, and its interval is the two-way t over members and
+  victims of the same per-victim outcomes (recomputed here by hand)."""
+  from blurnet_jax import stats
+  x, mask, rc = images(6), stripe_mask(), tiny_block()
+  rc.steps_curve, rc.angles, rc.distances = (3,), (0.0, 45.0), (32, 8)
+  members = [linear_params(scale=0.1), linear_params(scale=0.1, seed=1)]
+  key = jax.random.key(3)
+  pooled = robustness.evaluate_members(linear_apply, members, x, mask, key,
+                                       rc, sticker=x)
+  singles = [robustness.measure(linear_apply, p, x, mask,
+                                jax.random.fold_in(key, j), rc, sticker=x)
+             for j, p in enumerate(members)]
+  assert pooled["members"] == 2 and pooled["victims"] == 6
+  for get, got in (
+      (lambda o: o["budgets"]["pgd_linf"]["success"][-1],
+       lambda r: (r["budgets"]["pgd_linf"]["success"][-1],
+                  r["budgets"]["pgd_linf"]["ci_low"][-1],
+                  r["budgets"]["pgd_linf"]["ci_high"][-1])),
+      (lambda o: o["physical"]["clean_angle"][1],
+       lambda r: (r["physical"]["clean_angle"][1],
+                  r["physical"]["clean_angle_ci_low"][1],
+                  r["physical"]["clean_angle_ci_high"][1])),
+      (lambda o: o["clean"],
+       lambda r: (r["clean"], r["clean_ci_low"], r["clean_ci_high"]))):
+    stack = np.stack([get(m["outcomes"]) for m in singles])  # (2, victims)
+    want = stats.interval(stack)
+    assert got(pooled) == pytest.approx(
+        (stack.mean(), want["ci_low"], want["ci_high"]), abs=1e-6)
+  # One member of 0/1 outcomes: the Wilson interval over the victims.
+  one = robustness.evaluate_model(linear_apply, members[0], x, mask, key, rc,
+                                  sticker=x)
+  k = int(round(one["budgets"]["pgd_linf"]["success"][-1] * 6))
+  assert (one["budgets"]["pgd_linf"]["ci_low"][-1],
+          one["budgets"]["pgd_linf"]["ci_high"][-1]) == pytest.approx(
+              stats.wilson_interval(k, 6), abs=1e-6)
+  assert one["unbounded"]["linf"]["ci_low"] <= one["unbounded"]["linf"][
+      "success"] <= one["unbounded"]["linf"]["ci_high"]
+
+
+def test_members_setting_must_be_positive(tiny_data_dir):
+  config = robustness_configs.get_config("runlocal")
+  config.robustness.members = 0
+  with pytest.raises(ValueError, match="robustness.members=0 must be >= 1"):
+    robustness.evaluate_trained(config, {}, jax.random.key(0))
+
+
 @pytest.mark.parametrize("field,value,match", [
     ("linf_budgets", (0.1, -1.0), r"linf_budgets=\(0.1, -1.0\) must be a "
      "tuple of numbers >= 0"),

@@ -57,6 +57,20 @@ def test_two_way_interval_by_hand():
   assert flat["ci_high"] == pytest.approx(stats.wilson_interval(0, 40)[1])
 
 
+def test_one_seed_of_binary_outcomes_is_a_wilson_proportion():
+  x = np.zeros((1, 40))
+  x[0, :8] = 1
+  ci = stats.interval(x)
+  assert ci["method"].startswith("Wilson")
+  assert (ci["ci_low"], ci["ci_high"]) == pytest.approx(
+      stats.wilson_interval(8, 40))
+  # Averaged over targets first, a victim's outcome is a share, not 0/1:
+  # then the t-interval over victims stands.
+  shares = np.zeros((1, 40, 2))
+  shares[0, :8, 0] = 1
+  assert stats.interval(shares)["method"].startswith("two-way")
+
+
 def test_paired_difference_counts_discordant_cells():
   a = np.zeros((2, 10), int)
   b = np.zeros((2, 10), int)
@@ -116,3 +130,30 @@ def test_nominal_95_intervals_cover_the_truth_in_the_study_shape():
   assert covered_boot / trials >= 0.90, covered_boot / trials
   assert covered_wilson < covered_boot
   assert np.median(widths) < 0.6  # informative, not [0, 1]
+
+
+def test_sweep_rows_pool_seeds_per_alpha():
+  """`by_alpha`: one row per (penalty, alpha) whose figures are the means
+  over its seeds and whose intervals are the two-way ones of the stacked
+  per-victim outcomes and test correctness."""
+  from blurnet_jax.study import sweeps  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  rows, outcomes, correct = [], [], []
+  for alpha in (0.0, 0.1):
+    for seed in (0, 1, 2):
+      o = (rng.random((40, 2)) < 0.3 + alpha).astype(float)
+      c = (rng.random(90) < 0.9).astype(float)
+      outcomes.append(o)
+      correct.append(c)
+      rows.append({"penalty": "linf", "alpha": alpha, "seed": seed,
+                   "worst_success": o.mean(0).max(), "l2_distortion": 0.2})
+  pooled = sweeps.by_alpha(rows, outcomes, correct)
+  assert [(r["alpha"], r["seeds"]) for r in pooled] == [
+      (0.0, [0, 1, 2]), (0.1, [0, 1, 2])]
+  for r, lo in zip(pooled, (0, 3)):
+    want = stats.interval(np.stack(outcomes[lo:lo + 3]))
+    assert r["avg_success"] == pytest.approx(np.mean(outcomes[lo:lo + 3]))
+    assert (r["avg_success_ci_low"], r["avg_success_ci_high"]) == (
+        pytest.approx((want["ci_low"], want["ci_high"])))
+    assert r["test_accuracy"] == pytest.approx(np.mean(correct[lo:lo + 3]))
+    assert r["seed"] == "all" and r["interval"].startswith("two-way")

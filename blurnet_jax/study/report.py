@@ -144,13 +144,18 @@ def _spectral_block(rows, caption) -> R.Table:
 
 
 def _sweep_block(rows) -> R.Table:
-  columns = ["penalty", "alpha", "seed", "test accuracy", "95% CI",
+  """One row per (penalty, alpha): the mean over its seeds (rows with seed
+  'all'); a sweep.json without them shows its members."""
+  pooled = [r for r in rows if r.get("seed") == "all"] or rows
+  columns = ["penalty", "alpha", "seeds", "test accuracy", "95% CI",
              "avg success", "95% CI ", "worst success", "L2"]
-  out = [[r["penalty"], r["alpha"], r.get("seed", 0), _pct(r["test_accuracy"]),
-          _ci(r, "test_accuracy"), _pct(r["avg_success"]),
-          _ci(r, "avg_success"), _pct(r["worst_success"]),
-          r["l2_distortion"]] for r in rows]
-  return R.Table(columns, out, caption="Alpha sweeps",
+  out = [[r["penalty"], r["alpha"],
+          len(r["seeds"]) if "seeds" in r else r.get("seed", 0),
+          _pct(r["test_accuracy"]), _ci(r, "test_accuracy"),
+          _pct(r["avg_success"]), _ci(r, "avg_success"),
+          _pct(r["worst_success"]), r["l2_distortion"]] for r in pooled]
+  return R.Table(columns, out, caption="Alpha sweeps (mean over seeds; "
+                 "intervals over seeds and victims, or test examples)",
                           formats={"alpha": "g", "test accuracy": ".1f",
                                    "avg success": ".1f",
                                    "worst success": ".1f", "L2": ".3f"})
@@ -165,8 +170,13 @@ def reductions(config) -> list[str]:
                "and the verdicts rest on few seeds")
   if any(len(s.sweep.seeds) < 3 for s in config.sweeps.values()):
     out.append("sweeps: one seed per member, intervals over victims only")
-  out.append("Table 1 synthetic rows and the robustness checklist: the first "
+  out.append("Table 1 synthetic rows and the transfer matrices: the first "
              "seed's model, Wilson intervals over victims only")
+  if int(config.robustness.members) < 3:
+    out.append(f"robustness checklist: the first "
+               f"{int(config.robustness.members)} seed(s) of each model and "
+               "as many attack keys, fewer than 3 (one: Wilson intervals "
+               "over victims only)")
   g = config.grid
   targets = grid.parse_targets(g.targets)
   if config.name == "quick" or len(targets) < len(grid.ALL_TARGETS):
@@ -328,20 +338,28 @@ def summary_rows(results) -> list[dict[str, Any]]:
   """One row per model: the robustness figures and its flags."""
   rows = []
   for name, r in results["models"].items():
-    n = r["victims"]
-
-    def ci(rate, n=n):  # one model, one attack: only the victims vary
-      low, high = stats.wilson_interval(int(round(rate * n)), n)
+    def ci(c, i=None, prefix="", n=r["victims"]):
+      """The JSON's interval of a rate; for a file written before rates
+      carried one (one member), the Wilson interval over the victims."""
+      if f"{prefix}ci_low" in c:
+        low, high = c[f"{prefix}ci_low"], c[f"{prefix}ci_high"]
+        if i is not None:
+          low, high = low[i], high[i]
+      else:
+        rate = c[prefix.rstrip("_") or "success"]
+        rate = rate if i is None else rate[i]
+        low, high = stats.wilson_interval(int(round(rate * n)), n)
       return f"[{100 * low:.0f}, {100 * high:.0f}]"
 
-    row = {"variant": name, "data": r["data"], "clean not stop": r["clean"]}
+    row = {"variant": name, "data": r["data"], "members": r.get("members", 1),
+           "clean not stop": r["clean"]}
     for key, c in r["budgets"].items():
       row[f"{key} @max"] = c["success"][-1]
-      row[f"{key} 95% CI"] = ci(c["success"][-1])
+      row[f"{key} 95% CI"] = ci(c, -1)
     row["pgd_linf @max, EOT"] = r["budgets"]["pgd_linf"]["eot_success"][-1]
     p = r["physical"]
     row["sticker"] = r["sticker"]
-    row["sticker 95% CI"] = ci(r["sticker"])
+    row["sticker 95% CI"] = ci(r, prefix="sticker_")
     row["sticker, EOT"] = r["sticker_eot"]
     for axis, where in (("angle", "max angle"), ("distance", "min px")):
       row[f"sticker / clean @{where}"] = (
@@ -355,7 +373,8 @@ def robustness_blocks(results, figures, rc) -> list[Any]:
   """Report blocks: the summary table, the checks, the figures."""
   rows = summary_rows(results)
   columns = list(rows[0])
-  fmt = {c: ".0%" for c in columns if c not in ("variant", "data", "flags")
+  fmt = {c: ".0%" for c in columns
+         if c not in ("variant", "data", "members", "flags")
          and "/" not in c and "CI" not in c}
   any_model = next(iter(results["models"].values()))
   blocks = [
@@ -373,7 +392,10 @@ def robustness_blocks(results, figures, rc) -> list[Any]:
           f"angle ({float(rc.angles[-1]):g} degrees) and at "
           f"the smallest size ({int(rc.distances[-1])}"
           f" px). Checks allow one victim of slack ({any_model['victims']} "
-          "victims)."),
+          "victims). 'members': the seeds of the model measured (member j "
+          "attacked with key j; on the RP2 model, attack keys); each rate "
+          "is their mean with a 95% interval (Wilson over victims for one "
+          "member, else the two-way t over members and victims)."),
       R.Table(columns, [[r[c] for c in columns] for r in rows],
               caption="Robustness per model", formats=fmt),
   ]

@@ -153,7 +153,8 @@ def run(config: ml_collections.ConfigDict,
             "synthetic victims")
   with stage("sweep"):
     results["sweep"] = sweeps.run_sweeps(config, workdir,
-                                         jax.random.fold_in(key, 3))
+                                         jax.random.fold_in(key, 3),
+                                         (test_images, test_labels))
     figures["sweep"] = sweeps.sweep_figures(results["sweep"], figdir)
   with stage("robustness"):
     results["robustness"] = robustness.evaluate_trained(

@@ -44,6 +44,7 @@ import optax
 
 from blurnet_jax import models
 from blurnet_jax import plots
+from blurnet_jax import stats
 from blurnet_jax.attacks import grid
 from blurnet_jax.attacks import pgd
 from blurnet_jax.attacks import rp2
@@ -123,8 +124,9 @@ def _curve(attack, apply_fn, params, images, masks, key, budgets, cfg):
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "samples"))
 def _misclassified(apply_fn, params, sets, key, samples):
-  """(K, N, 32, 32, 3) image sets -> (not-stop rate as they are, under
-  `samples` fresh physical transforms), each (K,)."""
+  """(K, N, 32, 32, 3) image sets -> per image, not stop as they are (0/1)
+  and the share of `samples` fresh physical transforms under which it is
+  not stop; each (K, N)."""
   physical = transforms.TransformConfig.physical()
 
   def one(x, k):
@@ -132,15 +134,22 @@ def _misclassified(apply_fn, params, sets, key, samples):
     moved = rp2.predictions_under_transforms(
         k, apply_fn, params, x, transforms=physical,
         num_samples=samples) != STOP
-    return jnp.mean(plain), jnp.mean(moved)
+    return plain.astype(jnp.float32), jnp.mean(moved, axis=0)
 
   keys = jax.random.split(key, sets.shape[0])
   return jax.lax.map(lambda a: one(*a), (sets, keys))
 
 
+def not_stop(apply_fn, params, images) -> np.ndarray:
+  """Per image of `images` (N, 32, 32, 3): 1.0 where not classified as
+  stop."""
+  return (models.predict(apply_fn, params, images) != STOP).astype(
+      np.float64)
+
+
 def misclassified(apply_fn, params, images) -> float:
   """Share of `images` (N, 32, 32, 3) not classified as stop."""
-  return float(np.mean(models.predict(apply_fn, params, images) != STOP))
+  return float(np.mean(not_stop(apply_fn, params, images)))
 
 
 # ----------------------------------------------------------- per model --
@@ -159,29 +168,8 @@ def attack_configs(rc) -> dict[str, Any]:
   return out
 
 
-def evaluate_model(apply_fn, params, images, mask, key, rc, *,
-                   sticker: np.ndarray | None = None,
-                   desc: str = "") -> dict[str, Any]:
-  """Every per-model measurement of the checklist (see the module doc).
-
-  Args:
-    apply_fn, params: the classifier.
-    images: (N, 32, 32, 3) stop-sign victims.
-    mask: the sticker region (32, 32, 1|3) of the budget attacks and RP2.
-    key: PRNG key.
-    rc: the robustness config block (configs/robustness.py).
-    sticker: optional (N, 32, 32, 3) victims already wearing a physical
-      perturbation (the authors' own, for the real RP2 data); otherwise an
-      RP2 sticker is made on this model.
-    desc: label of the progress lines.
-
-  Returns:
-    A JSON-ready dict: 'clean', 'gradients', 'unbounded', 'budgets',
-    'steps', 'physical' and, under '_adversarial' (not for JSON), the
-    images that the transfer matrix shows to other models.
-  """
-  images = np.asarray(images, np.float32)
-  keys = iter(jax.random.split(key, 16))
+def _settings(rc) -> tuple[dict[str, list[float]], float, list[int]]:
+  """The budgets, reference budget and steps of `rc`, checked."""
   budgets = {"linf": _floats(rc.linf_budgets, "linf_budgets"),
              "l2": _floats(rc.l2_budgets, "l2_budgets")}
   reference = float(rc.reference_linf)
@@ -190,10 +178,26 @@ def evaluate_model(apply_fn, params, images, mask, key, rc, *,
                      f"linf_budgets {budgets['linf']}; add it there")
   steps = _ints(rc.steps_curve, "steps_curve", 1, 100000)
   _physical_settings(rc)  # before the long part: a typo fails at once
+  return budgets, reference, steps
+
+
+def measure(apply_fn, params, images, mask, key, rc, *,
+            sticker: np.ndarray | None = None, desc: str = ""
+            ) -> dict[str, Any]:
+  """Every per-victim measurement of the checklist on one model and key.
+
+  Returns {'gradients': the gradient check, 'outcomes': a tree of arrays
+  whose last axis is the victims (1.0 = not classified as stop; under EOT
+  the share of transforms), '_adversarial': the images that the transfer
+  matrix shows to other models}. `summarize` turns the outcomes of one or
+  more members (seeds, attack keys) into figures with intervals.
+  """
+  images = np.asarray(images, np.float32)
+  budgets, reference, steps = _settings(rc)
+  keys = iter(jax.random.split(key, 16))
   cfgs = attack_configs(rc)
   x = jnp.asarray(images)
-  out: dict[str, Any] = {"victims": len(images)}
-  out["gradients"] = gradient_check(apply_fn, params, images)
+  gradients = gradient_check(apply_fn, params, images)
 
   # Each attack runs once over its budgets inside the mask; PGD also at the
   # unbounded budget on the whole image, one more member of the same vmap.
@@ -223,42 +227,138 @@ def evaluate_model(apply_fn, params, images, mask, key, rc, *,
         apply_fn, params, images, np.asarray(mask), [cfg.target], next(keys),
         cfg=cfg, desc=f"{desc} physical RP2" if desc else None)
     sticker = res["adversarial"][0]
+  else:
+    next(keys)  # the same keys for the rest, made here or given
   sticker = np.asarray(sticker, np.float32)
   # One program measures every set as it is and under EOT: the clean
   # victims first, the sticker last.
-  plain, moved = (np.asarray(v) for v in _misclassified(
+  plain, moved = (np.asarray(v, np.float64) for v in _misclassified(
       apply_fn, params,
       jnp.concatenate([x[None], *made.values(), jnp.asarray(sticker)[None]]),
       next(keys), int(rc.eot_samples)))
-  out["clean"], out["clean_eot"] = float(plain[0]), float(moved[0])
-  out["sticker"] = float(plain[-1])
-  out["sticker_eot"] = float(moved[-1])
-  out["budgets"], out["unbounded"] = {}, {}
+  out: dict[str, Any] = {"clean": plain[0], "clean_eot": moved[0],
+                         "sticker": plain[-1], "sticker_eot": moved[-1],
+                         "budgets": {}, "unbounded": {}}
   start = 1
   for name, adv in made.items():
     attack, norm = name.split("_")
     e = len(budgets[norm])
-    out["budgets"][name] = {
-        "budgets": budgets[norm],
-        "success": plain[start:start + e].round(6).tolist(),
-        "eot_success": moved[start:start + e].round(6).tolist()}
+    out["budgets"][name] = {"success": plain[start:start + e],
+                            "eot_success": moved[start:start + e]}
     if attack == "pgd":
-      out["unbounded"][norm] = {"budget": UNBOUNDED[norm],
-                                "success": float(plain[start + e])}
+      out["unbounded"][norm] = plain[start + e]
     start += len(adv)
 
-  success = []
-  for s in steps:
-    adv = _curve("pgd", apply_fn, params, x, mask[None], next(keys),
-                 jnp.asarray([reference]), pgd.PGDConfig(steps=s))
-    success.append(misclassified(apply_fn, params, adv[0]))
-  out["steps"] = {"norm": "linf", "budget": reference, "steps": steps,
-                  "success": success}
+  out["steps"] = np.stack([not_stop(apply_fn, params, _curve(
+      "pgd", apply_fn, params, x, mask[None], next(keys),
+      jnp.asarray([reference]), pgd.PGDConfig(steps=s))[0]) for s in steps])
   ref_adv = np.asarray(made["pgd_linf"][budgets["linf"].index(reference)])
+  out["physical"] = physical_outcomes(apply_fn, params, images, sticker, rc)
+  return {"gradients": gradients, "outcomes": out,
+          "_adversarial": {"pgd_linf": ref_adv, "rp2": sticker}}
 
-  out["physical"] = physical_curves(apply_fn, params, images, sticker, rc)
-  out["_adversarial"] = {"pgd_linf": ref_adv, "rp2": sticker}
+
+def _rate(stack: np.ndarray) -> tuple[list, list, list]:
+  """(members, ..., victims) outcomes -> the mean and 95% interval of each
+  index of the middle axes (`stats.interval`: Wilson for one member of
+  0/1 outcomes, else the two-way t over members and victims)."""
+  x = np.asarray(stack, np.float64)
+  flat = x.reshape(x.shape[0], -1, x.shape[-1])
+  cis = [stats.interval(flat[:, i]) for i in range(flat.shape[1])]
+  shape = x.shape[1:-1]
+  out = tuple(np.asarray([c[k] for c in cis]).reshape(shape).round(6).tolist()
+              for k in ("mean", "ci_low", "ci_high"))
+  return out  # scalars when there are no middle axes
+
+
+def summarize(measured: list[dict[str, Any]], rc) -> dict[str, Any]:
+  """The checklist's figures of one model from its members' `measure`
+  results (seeds of a trained variant, or attack keys on one model): each
+  rate the mean over members and victims with 'ci_low'/'ci_high' beside
+  it; the gradient check the worst member's."""
+  budgets, reference, steps = _settings(rc)
+  angles, distances = _physical_settings(rc)
+  trees = [m["outcomes"] for m in measured]
+  stack = lambda get: np.stack([get(t) for t in trees])
+  g = [m["gradients"] for m in measured]
+  out: dict[str, Any] = {
+      "victims": int(trees[0]["clean"].shape[-1]), "members": len(trees),
+      "gradients": {"finite": min(v["finite"] for v in g),
+                    "nonzero": min(v["nonzero"] for v in g),
+                    "median_norm": float(np.median(
+                        [v["median_norm"] for v in g]))}}
+  for name in ("clean", "clean_eot", "sticker", "sticker_eot"):
+    mean, low, high = _rate(stack(lambda t, n=name: t[n]))
+    out |= {name: mean, f"{name}_ci_low": low, f"{name}_ci_high": high}
+  out["budgets"], out["unbounded"] = {}, {}
+  for name in trees[0]["budgets"]:
+    norm = name.split("_")[1]
+    c = {"budgets": budgets[norm]}
+    for field in ("success", "eot_success"):
+      mean, low, high = _rate(stack(lambda t, n=name, f=field:
+                                    t["budgets"][n][f]))
+      prefix = "" if field == "success" else "eot_"
+      c |= {field: mean, f"{prefix}ci_low": low, f"{prefix}ci_high": high}
+    out["budgets"][name] = c
+  for norm in trees[0]["unbounded"]:
+    mean, low, high = _rate(stack(lambda t, n=norm: t["unbounded"][n]))
+    out["unbounded"][norm] = {"budget": UNBOUNDED[norm], "success": mean,
+                              "ci_low": low, "ci_high": high}
+  mean, low, high = _rate(stack(lambda t: t["steps"]))
+  out["steps"] = {"norm": "linf", "budget": reference, "steps": steps,
+                  "success": mean, "ci_low": low, "ci_high": high}
+  out["physical"] = {"angles": angles, "distances": distances}
+  for name in trees[0]["physical"]:
+    mean, low, high = _rate(stack(lambda t, n=name: t["physical"][n]))
+    out["physical"] |= {name: mean, f"{name}_ci_low": low,
+                        f"{name}_ci_high": high}
   return out
+
+
+def evaluate_members(apply_fn, members, images, mask, key, rc, *,
+                     sticker: np.ndarray | None = None, desc: str = ""
+                     ) -> dict[str, Any]:
+  """The checklist on one model: `measure` on each member (params of one
+  seed; the same params repeated for attack keys only), member j with the
+  key `fold_in(key, j)`, so member j of every model meets the same attack
+  randomness, then `summarize`. The images of member 0 go to the transfer
+  matrix ('_adversarial', not for JSON)."""
+  measured = []
+  for j, params in enumerate(members):
+    label = f"{desc} [{j + 1}/{len(members)}]" if desc and len(members) > 1 \
+        else desc
+    measured.append(measure(apply_fn, params, images, mask,
+                            jax.random.fold_in(key, j), rc, sticker=sticker,
+                            desc=label))
+  out = summarize(measured, rc)
+  out["_adversarial"] = measured[0]["_adversarial"]
+  return out
+
+
+def evaluate_model(apply_fn, params, images, mask, key, rc, *,
+                   sticker: np.ndarray | None = None,
+                   desc: str = "") -> dict[str, Any]:
+  """The checklist on one model and one key (`evaluate_members` of one).
+
+  Args:
+    apply_fn, params: the classifier.
+    images: (N, 32, 32, 3) stop-sign victims.
+    mask: the sticker region (32, 32, 1|3) of the budget attacks and RP2.
+    key: PRNG key.
+    rc: the robustness config block (configs/robustness.py).
+    sticker: optional (N, 32, 32, 3) victims already wearing a physical
+      perturbation (the authors' own, for the real RP2 data); otherwise an
+      RP2 sticker is made on this model.
+    desc: label of the progress lines.
+
+  Returns:
+    A JSON-ready dict: 'clean', 'gradients', 'unbounded', 'budgets',
+    'steps', 'physical' (each rate with its 95% interval) and, under
+    '_adversarial' (not for JSON), the images that the transfer matrix
+    shows to other models.
+  """
+  return evaluate_members(apply_fn, [params], images, mask, key, rc,
+                          sticker=sticker, desc=desc)
 
 
 def _physical_settings(rc) -> tuple[list[float], list[int]]:
@@ -268,17 +368,32 @@ def _physical_settings(rc) -> tuple[list[float], list[int]]:
   return angles, _ints(rc.distances, "distances", 1, IMAGE_SHAPE[0])
 
 
+def physical_outcomes(apply_fn, params, clean, perturbed, rc
+                      ) -> dict[str, np.ndarray]:
+  """Per victim, not stop (1.0) for the clean and the perturbed victims
+  seen from each viewing angle (yaw) and at each distance (sign width in
+  pixels): 'clean_angle', 'perturbed_angle' (angles, N), 'clean_distance',
+  'perturbed_distance' (distances, N)."""
+  angles, distances = _physical_settings(rc)
+  out = {}
+  for name, images in (("clean", clean), ("perturbed", perturbed)):
+    out[f"{name}_angle"] = np.stack([not_stop(
+        apply_fn, params, transforms.view(images, yaw_deg=a))
+        for a in angles])
+    out[f"{name}_distance"] = np.stack([not_stop(
+        apply_fn, params, transforms.at_distance(images, d))
+        for d in distances])
+  return out
+
+
 def physical_curves(apply_fn, params, clean, perturbed, rc) -> dict[str, Any]:
   """Not-stop rates of the clean and the perturbed victims, seen from each
   viewing angle (yaw) and at each distance (sign width in pixels)."""
   angles, distances = _physical_settings(rc)
   out = {"angles": angles, "distances": distances}
-  for name, images in (("clean", clean), ("perturbed", perturbed)):
-    out[f"{name}_angle"] = [misclassified(
-        apply_fn, params, transforms.view(images, yaw_deg=a)) for a in angles]
-    out[f"{name}_distance"] = [misclassified(
-        apply_fn, params, transforms.at_distance(images, d))
-        for d in distances]
+  for name, v in physical_outcomes(apply_fn, params, clean, perturbed,
+                                   rc).items():
+    out[name] = v.mean(-1).tolist()
   return out
 
 
@@ -358,23 +473,32 @@ def checks(result: dict[str, Any], slack: float) -> list[dict[str, Any]]:
 
 
 def evaluate_all(models_: list[tuple[str, Any, Any]], images, mask, key, rc,
-                 *, real: dict[str, Any] | None = None) -> dict[str, Any]:
-  """`evaluate_model` on every (name, apply_fn, params), the transfer
-  matrices between them, and the checks; plus the RP2 model on its real
-  victims when `real` (`zoo.rp2_data`) is given."""
+                 *, real: RP2Data | None = None) -> dict[str, Any]:
+  """`evaluate_members` on every (name, apply_fn, members) (members: the
+  params of each seed), the transfer matrices between their first
+  members, and the checks; plus the RP2 model on its real victims when
+  `real` (`zoo.rp2_data`) is given, with as many attack keys as the
+  largest model has members."""
   results: dict[str, Any] = {"models": {}}
   adversarial = {}
-  for i, (name, f, p) in enumerate(models_):
-    print(f"robustness: {name} ({i + 1}/{len(models_)})", flush=True)
-    r = evaluate_model(f, p, images, mask, jax.random.fold_in(key, i), rc,
-                       desc=name)
+  for i, (name, f, members) in enumerate(models_):
+    print(f"robustness: {name} ({i + 1}/{len(models_)}, "
+          f"{len(members)} member(s))", flush=True)
+    r = evaluate_members(f, members, images, mask, key, rc, desc=name)
     adversarial[name] = r.pop("_adversarial")
     results["models"][name] = r
   names = [n for n, _, _ in models_]
+  firsts = [(n, f, members[0]) for n, f, members in models_]
+  n = len(images)
   results["transfer"] = {}
   for kind in ("pgd_linf", "rp2"):
-    matrix = transfer_matrix(models_, {n: adversarial[n][kind] for n in names})
-    results["transfer"][kind] = {"sources": names, "matrix": matrix}
+    matrix = transfer_matrix(firsts, {n: adversarial[n][kind] for n in names})
+    cis = [[stats.wilson_interval(int(round(v * n)), n) for v in row]
+           for row in matrix]
+    results["transfer"][kind] = {
+        "sources": names, "matrix": matrix,
+        "ci_low": [[c[0] for c in row] for row in cis],
+        "ci_high": [[c[1] for c in row] for row in cis]}
     if len(names) > 1:
       for j, name in enumerate(names):
         others = [(matrix[i][j], names[i]) for i in range(len(names))
@@ -385,9 +509,10 @@ def evaluate_all(models_: list[tuple[str, Any, Any]], images, mask, key, rc,
             "best_source": source}
   if real is not None:
     print("robustness: RP2 model on the real victims", flush=True)
-    r = evaluate_model(real.apply_fn, real.params, real.images, real.mask,
-                       jax.random.fold_in(key, len(models_)), rc,
-                       sticker=real.adversarial, desc="rp2")
+    keys = max([len(m) for _, _, m in models_], default=1)
+    r = evaluate_members(real.apply_fn, [real.params] * keys, real.images,
+                         real.mask, jax.random.fold_in(key, 1 << 20), rc,
+                         sticker=real.adversarial, desc="rp2")
     r.pop("_adversarial")
     r["data"] = "rp2"
     results["models"]["rp2"] = r
@@ -401,11 +526,16 @@ def evaluate_all(models_: list[tuple[str, Any, Any]], images, mask, key, rc,
 def evaluate_trained(config, trained: dict[str, TrainedModel], key,
                      real: RP2Data | None = None) -> dict[str, Any]:
   """`evaluate_all` on the models of `zoo.train_models` (synthetic victims,
-  the config's mask) and, if given, the RP2 model on its real victims."""
+  the config's mask; the first `robustness.members` seeds of each) and, if
+  given, the RP2 model on its real victims."""
   rc = config.robustness
+  count = int(rc.members)
+  if count < 1:
+    raise ValueError(f"robustness.members={rc.members!r} must be >= 1 (the "
+                     "seeds of each model the checklist runs on)")
   images = synthetic.synthetic_victims(int(rc.victims), seed=0)
   mask = masks_lib.get_mask(rc.mask)
-  named = [(n, m.apply_fn, m.params) for n, m in trained.items()]
+  named = [(n, m.apply_fn, m.members[:count]) for n, m in trained.items()]
   return evaluate_all(named, images, mask, key, rc, real=real)
 
 
