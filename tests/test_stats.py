@@ -157,3 +157,38 @@ def test_sweep_rows_pool_seeds_per_alpha():
         pytest.approx((want["ci_low"], want["ci_high"])))
     assert r["test_accuracy"] == pytest.approx(np.mean(correct[lo:lo + 3]))
     assert r["seed"] == "all" and r["interval"].startswith("two-way")
+
+
+def test_table1_rows_pool_seeds():
+  """`table1.pool`: seed i's rows (its own baseline and perturbation) as
+  one row per variant with the seeds x victims interval; one seed alone
+  keeps the row's own figures and its Wilson interval."""
+  from blurnet_jax.study import table1  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+
+  def row(variant):
+    o = {k: (rng.random(40) < p).astype(int)
+         for k, p in (("correct", 0.9), ("changed", 0.4),
+                      ("misclassified", 0.5))}
+    out = {"dataset": "synthetic", "variant": variant, "outcomes": o}
+    for key, name in table1.FIGURES.items():
+      low, high = stats.wilson_interval(int(o[name].sum()), 40)
+      out |= {key: o[name].mean(), f"{key}_ci_low": low,
+              f"{key}_ci_high": high}
+    return out
+
+  seeds = [[row("baseline"), row("l1_5x5_box")] for _ in range(3)]
+  pooled = table1.pool(seeds)
+  assert [r["variant"] for r in pooled] == ["baseline", "l1_5x5_box"]
+  for j, r in enumerate(pooled):
+    stack = np.stack([s[j]["outcomes"]["changed"] for s in seeds])
+    want = stats.interval(stack)
+    assert r["attack_success_rate"] == pytest.approx(stack.mean())
+    assert (r["attack_success_rate_ci_low"],
+            r["attack_success_rate_ci_high"]) == pytest.approx(
+                (want["ci_low"], want["ci_high"]))
+    assert r["n_seeds"] == 3 and r["outcomes"]["changed"].shape == (3, 40)
+  alone = table1.pool(seeds[:1])[1]
+  for key in table1.FIGURES:
+    for f in (key, f"{key}_ci_low", f"{key}_ci_high"):
+      assert alone[f] == pytest.approx(seeds[0][1][f])

@@ -170,8 +170,8 @@ def reductions(config) -> list[str]:
                "and the verdicts rest on few seeds")
   if any(len(s.sweep.seeds) < 3 for s in config.sweeps.values()):
     out.append("sweeps: one seed per member, intervals over victims only")
-  out.append("Table 1 synthetic rows and the transfer matrices: the first "
-             "seed's model, Wilson intervals over victims only")
+  out.append("robustness transfer matrices: the first seed's models, "
+             "Wilson intervals over victims only")
   if int(config.robustness.members) < 3:
     out.append(f"robustness checklist: the first "
                f"{int(config.robustness.members)} seed(s) of each model and "

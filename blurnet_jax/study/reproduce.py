@@ -96,11 +96,19 @@ def run(config: ml_collections.ConfigDict,
 
   with stage("table1"):
     variants = table1.filter_variants(config.table1)
-    synth = table1.synthetic_transfer_perturbation(
-        config.table1.attack_steps, baseline, jax.random.fold_in(key, 1))
-    rows = table1.transfer_rows(baseline.params, synth["images"],
-                                synth["adversarial"], variants,
-                                dataset="synthetic")
+    # Seed i's baseline with its own perturbation (key i), pooled; the
+    # first seed's stands for the figures and the spectra.
+    synths = [table1.synthetic_transfer_perturbation(
+        config.table1.attack_steps, baseline.apply_fn, p,
+        jax.random.fold_in(jax.random.fold_in(key, 1), i),
+        desc=f", seed {seed}")
+              for i, (seed, p) in enumerate(zip(baseline.seeds,
+                                                baseline.members))]
+    synth = synths[0]
+    rows = table1.pool([table1.transfer_rows(p, s["images"],
+                                             s["adversarial"], variants,
+                                             dataset="synthetic")
+                        for p, s in zip(baseline.members, synths)])
     real_rows = table1.transfer_rows(real.params, real.images,
                                      real.adversarial, variants,
                                      dataset="rp2")

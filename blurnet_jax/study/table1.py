@@ -16,7 +16,6 @@ from blurnet_jax.classes import RP2_TARGET, STOP
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
 from blurnet_jax.study import slides
-from blurnet_jax.study.zoo import TrainedModel
 
 #: The two readings of success, by row key.
 READINGS = {"attack_success_rate": "prediction changed vs clean",
@@ -63,8 +62,9 @@ def transfer_rows(params, images, adversarial, variants, *,
       low, high = stats.wilson_interval(int(hits.sum()), len(hits))
       row |= {key: float(hits.mean()), f"{key}_ci_low": low,
               f"{key}_ci_high": high}
-    # Per victim, for the paired comparisons of `verdicts`.
-    row["outcomes"] = {"changed": (clean != adv).astype(int),
+    # Per victim, for the paired comparisons of `verdicts` and `pool`.
+    row["outcomes"] = {"correct": (clean == STOP).astype(int),
+                       "changed": (clean != adv).astype(int),
                        "misclassified": (adv != STOP).astype(int)}
     if slides_row in slides.TABLE1:
       acc, success = slides.TABLE1[slides_row]
@@ -72,6 +72,35 @@ def transfer_rows(params, images, adversarial, variants, *,
               "slides_attack_success_rate": success}
     rows.append(row)
   return rows
+
+
+#: Each figure of a row and the per-victim outcomes it is the mean of.
+FIGURES = {"accuracy": "correct", "attack_success_rate": "changed",
+           "misclassification_rate": "misclassified"}
+
+
+def pool(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+  """`transfer_rows` of several seeds (seed i's baseline, its own
+  perturbation made with key i) as one row per variant: each figure the
+  mean over seeds and victims with its 95% interval (`stats.interval`: the
+  two-way t over seeds and victims; for one seed, Wilson over the
+  victims), the per-seed figures, outcomes stacked (seeds, victims)."""
+  out = []
+  for rows in zip(*per_seed):
+    row = {k: v for k, v in rows[0].items()
+           if k not in FIGURES and not k.startswith(tuple(FIGURES))
+           and k != "outcomes"}
+    outcomes = {o: np.stack([np.asarray(r["outcomes"][o]) for r in rows])
+                for o in FIGURES.values()}
+    for key, o in FIGURES.items():
+      ci = stats.interval(outcomes[o])
+      row |= {key: ci["mean"], f"{key}_ci_low": ci["ci_low"],
+              f"{key}_ci_high": ci["ci_high"]}
+    row["n_seeds"] = len(rows)
+    row["per_seed"] = [{k: r[k] for k in FIGURES} for r in rows]
+    row["outcomes"] = outcomes
+    out.append(row)
+  return out
 
 
 def slides_reading(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -102,15 +131,15 @@ def slides_reading(rows: list[dict[str, Any]]) -> dict[str, Any]:
           "kernels_beyond_5_points": beyond}
 
 
-def synthetic_transfer_perturbation(attack_steps: int, baseline: TrainedModel,
-                                    key) -> dict[str, Any]:
-  """The project's camouflage RP2 on the synthetic baseline (target 12)."""
+def synthetic_transfer_perturbation(attack_steps: int, apply_fn, params,
+                                    key, desc: str = "") -> dict[str, Any]:
+  """The project's camouflage RP2 on a synthetic baseline (target 12)."""
   images = synthetic.synthetic_victims(40, seed=0)
   mask = masks_lib.get_mask("camouflage")
   cfg = rp2.RP2Config(steps=attack_steps, target=RP2_TARGET)
   out = grid.attack_targets(
-      baseline.apply_fn, baseline.params, images, mask, [RP2_TARGET], key,
-      cfg=cfg, desc="camouflage RP2 on the synthetic baseline")
+      apply_fn, params, images, mask, [RP2_TARGET], key, cfg=cfg,
+      desc=f"camouflage RP2 on the synthetic baseline{desc}")
   return {"images": images, "adversarial": out["adversarial"][0],
           "noise": out["noise"][0], "mask": mask}
 
