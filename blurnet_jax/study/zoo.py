@@ -50,8 +50,9 @@ class TrainedModel:
 
   @property
   def params(self) -> Any:
-    """The first seed's params: for what one model stands for (Table 1's
-    synthetic perturbation, the spectra, the robustness checklist)."""
+    """The first seed's params: for what one model stands for (the
+    figures of Table 1's synthetic victims, the spectra, the transfer
+    matrices)."""
     return self.members[0]
 
   @property
