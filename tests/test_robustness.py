@@ -178,7 +178,8 @@ def test_members_pool_into_means_with_intervals():
   victims of the same per-victim outcomes (recomputed here by hand)."""
   from blurnet_jax import stats
   x, mask, rc = images(6), stripe_mask(), tiny_block()
-  rc.steps_curve, rc.angles, rc.distances = (3,), (0.0, 45.0), (32, 8)
+  rc.steps_curve, rc.angles, rc.distances = (3, 8), (0.0, 45.0), (32, 8)
+  assert rc.pgd_steps == 8 and rc.reference_linf == rc.linf_budgets[-1]
   members = [linear_params(scale=0.1), linear_params(scale=0.1, seed=1)]
   key = jax.random.key(3)
   pooled = robustness.evaluate_members(linear_apply, members, x, mask, key,
@@ -202,6 +203,11 @@ def test_members_pool_into_means_with_intervals():
     want = stats.interval(stack)
     assert got(pooled) == pytest.approx(
         (stack.mean(), want["ci_low"], want["ci_high"]), abs=1e-6)
+  # The steps curve's point at pgd_steps is the budget curve's own run.
+  for m in singles:
+    np.testing.assert_array_equal(m["outcomes"]["steps"][1],
+                                  m["outcomes"]["budgets"]["pgd_linf"][
+                                      "success"][-1])
   # One member of 0/1 outcomes: the Wilson interval over the victims.
   one = robustness.evaluate_model(linear_apply, members[0], x, mask, key, rc,
                                   sticker=x)

@@ -249,10 +249,14 @@ def measure(apply_fn, params, images, mask, key, rc, *,
       out["unbounded"][norm] = plain[start + e]
     start += len(adv)
 
-  out["steps"] = np.stack([not_stop(apply_fn, params, _curve(
-      "pgd", apply_fn, params, x, mask[None], next(keys),
-      jnp.asarray([reference]), pgd.PGDConfig(steps=s))[0]) for s in steps])
+  # The steps curve: PGD at the reference budget; at the budget curves'
+  # own step count it is that curve's run, not a second one.
   ref_adv = np.asarray(made["pgd_linf"][budgets["linf"].index(reference)])
+  out["steps"] = np.stack([
+      not_stop(apply_fn, params, ref_adv if s == int(rc.pgd_steps) else
+               _curve("pgd", apply_fn, params, x, mask[None], next(keys),
+                      jnp.asarray([reference]), pgd.PGDConfig(steps=s))[0])
+      for s in steps])
   out["physical"] = physical_outcomes(apply_fn, params, images, sticker, rc)
   return {"gradients": gradients, "outcomes": out,
           "_adversarial": {"pgd_linf": ref_adv, "rp2": sticker}}
