@@ -90,12 +90,14 @@ def _octagon(fill, ring=WHITE, c=CANVAS):
 
 
 def _diamond(fill=YELLOW, c=CANVAS):
+  """A MUTCD warning diamond: the field's colour out to the edge, and a
+  black border (3/4" on a 30" sign) inset by a margin (1/2")."""
   img, d = _canvas(c, c)
   h = c / 2
-  d.polygon([(h, 0), (c, h), (h, c), (0, h)], fill=BLACK)
-  d.polygon([(h, 5), (c - 5, h), (h, c - 5), (5, h)], fill=fill)
-  d.polygon([(h, 10), (c - 10, h), (h, c - 10), (10, h)], outline=BLACK,
-            width=4)
+  d.polygon([(h, 0), (c, h), (h, c), (0, h)], fill=fill)
+  m = 3  # the margin along the diagonal, in canvas px
+  d.polygon([(h, m), (c - m, h), (h, c - m), (m, h)], outline=BLACK,
+            width=5)
   return img, d
 
 
@@ -198,11 +200,13 @@ def turn_right(v):
 
 
 def stop_ahead(v):
+  """W3-1: a red octagon (no legend, white rim) above a straight arrow; the
+  octagon is about 40% of the sign's width, the arrow half its height."""
   img, d = _diamond()
-  oct_img, _ = _octagon(RED, ring=WHITE, c=44)
-  _put_text(oct_img, "STOP", (7, 15, 37, 29), WHITE, weight=2)
-  img.alpha_composite(oct_img, (42, 22))
-  _arrow(d, [(64, 104), (64, 76)], 9, BLACK, head=13)
+  size = 52
+  oct_img, _ = _octagon(RED, ring=WHITE, c=size)
+  img.alpha_composite(oct_img, ((CANVAS - size) // 2, 16))
+  _arrow(d, [(64, 110), (64, 84)], 11, BLACK, head=15)
   return img
 
 
@@ -213,9 +217,10 @@ def school(v):
   d.polygon([(c / 2, 0), (c, 46), (c, c), (0, c), (0, 46)], fill=BLACK)
   d.polygon([(c / 2, 7), (c - 5, 49), (c - 5, c - 5), (5, c - 5), (5, 49)],
             fill=fill)
-  _person(d, 50, 82, 1.15)
-  _person(d, 80, 84, 1.05)
-  d.line([(20, 112), (108, 112)], fill=BLACK, width=5)
+  # S1-1: two children, the pair filling the field, on a ground line.
+  _person(d, 46, 78, 1.6)
+  _person(d, 84, 82, 1.4)
+  d.line([(14, 116), (114, 116)], fill=BLACK, width=6)
   return img
 
 
@@ -256,7 +261,6 @@ def keep_right(v):
   img, d = _plate(96, 120)
   d.ellipse([30, 50, 50, 92], fill=BLACK)  # the island
   _arrow(d, [(40, 104), (58, 96), (66, 70), (62, 40)], 9, BLACK, head=14)
-  d.line([(14, 108), (34, 22)], fill=BLACK, width=5)
   return _square(img)
 
 
