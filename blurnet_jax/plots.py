@@ -65,6 +65,35 @@ def contact_sheet(images: np.ndarray, labels: np.ndarray,
   return path
 
 
+def confusion_figure(confusion: np.ndarray, path: epath.PathLike, *,
+                     title: str, class_names=CLASS_NAMES) -> epath.Path:
+  """Writes a row-normalised confusion matrix (rows: true, columns:
+  predicted), each cell's share printed where it is at least 5%."""
+  confusion = np.asarray(confusion, np.float64)
+  shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+  plt = _plt()
+  n = len(class_names)
+  fig, ax = plt.subplots(figsize=(9, 8))
+  ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+  for i in range(n):
+    for j in range(n):
+      if shares[i, j] >= 0.05:
+        ax.text(j, i, f"{100 * shares[i, j]:.0f}", ha="center", va="center",
+                fontsize=7, color="white" if shares[i, j] > 0.5 else "black")
+  labels = [f"{c} {name}" for c, name in enumerate(class_names)]
+  ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
+  ax.set_yticks(range(n), labels, fontsize=7)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true class")
+  ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(str(path), dpi=110)
+  plt.close(fig)
+  return path
+
+
 def image_grid(rows: list[np.ndarray], row_titles: list[str],
                captions: list[list[str]] | None, path: epath.PathLike,
                ) -> epath.Path:

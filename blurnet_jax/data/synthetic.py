@@ -720,16 +720,68 @@ def _split_key(seed: int, split: str) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), SPLITS[split])
 
 
+#: Approximate counts of LISA's annotation tags for the 17 named classes,
+#: in class order 1..17, as recalled from the data set's paper (Mogelmose et
+#: al., 2012; this machine has no LISA to count them): stop dominates, then
+#: pedestrianCrossing and signalAhead. `lisa.read_annotations` on a LISA
+#: folder gives the exact counts. Only their ratios are used
+#: (`class_weights`).
+LISA_TAG_COUNTS: tuple[int, ...] = (
+    294, 331, 210, 266, 1085, 133, 105, 925, 349, 140, 538, 141, 132, 1821,
+    168, 92, 236)
+BALANCES: tuple[str, ...] = ("uniform", "lisa")
+
+
+def class_weights(balance: str) -> np.ndarray:
+  """float64 (18,) shares of the classes in a training split, summing to 1.
+
+  'uniform': 1/18 each. 'lisa': class 0 keeps its 1/18, the 17 named classes
+  share the rest in the ratios of `LISA_TAG_COUNTS` (stop dominates).
+  """
+  if balance not in BALANCES:
+    raise ValueError(f"balance must be one of {', '.join(BALANCES)}, got "
+                     f"{balance!r}")
+  if balance == "uniform":
+    return np.full(NUM_CLASSES, 1 / NUM_CLASSES)
+  counts = np.asarray(LISA_TAG_COUNTS, np.float64)
+  return np.concatenate([[1 / NUM_CLASSES],
+                         counts / counts.sum() * (1 - 1 / NUM_CLASSES)])
+
+
+def split_labels(num_per_class: int, balance: str = "uniform") -> np.ndarray:
+  """int64 (num_per_class * 18,) labels of a split, classes interleaved.
+
+  'uniform': example i has label i % 18. Otherwise class c gets
+  round(total * share_c) examples (at least one; the largest absorbs the
+  rounding), and the k-th example of class c sits at position
+  (k + 0.5) / n_c of the split, so that every chunk holds every class in
+  about its share.
+  """
+  total = int(num_per_class) * NUM_CLASSES
+  if balance == "uniform":
+    class_weights(balance)  # checks the name
+    return np.arange(total, dtype=np.int64) % NUM_CLASSES
+  n = np.maximum(np.rint(total * class_weights(balance)).astype(np.int64), 1)
+  n[np.argmax(n)] += total - n.sum()
+  labels = np.concatenate([np.full(k, c) for c, k in enumerate(n)])
+  place = np.concatenate([(np.arange(k) + 0.5) / k for k in n])
+  return labels[np.argsort(place, kind="stable")].astype(np.int64)
+
+
 def generate_split(num_per_class: int, *, seed: int, split: str,
-                   workers: int | None = None,
+                   workers: int | None = None, corruption: float = 1.0,
+                   balance: str = "uniform",
                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields (images uint8 (n,32,32,3), labels int64 (n,)) chunks of a split.
 
-  Example i has label i % 18 (exact class balance); chunk c holds examples
+  The split holds num_per_class * 18 examples; with `balance='uniform'`
+  example i has label i % 18 (exact class balance), with 'lisa' the classes
+  have LISA-like shares (`split_labels`). Chunk c holds examples
   [c * CHUNK, (c + 1) * CHUNK) and is rendered from the key
   fold_in(fold_in(key(seed), SPLITS[split]), c), so the bytes are the same
   for any `workers` (threads rendering chunks concurrently; None: one per
-  core) and on every run.
+  core) and on every run. `corruption` in [0, 1] scales the camera
+  corruptions (`render`).
   """
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; use one of {sorted(SPLITS)}")
@@ -738,10 +790,10 @@ def generate_split(num_per_class: int, *, seed: int, split: str,
     raise ValueError(f"num_per_class must be an integer >= 1, got "
                      f"{num_per_class!r}")
   workers = _check_workers(workers)
-  total = int(num_per_class) * NUM_CLASSES
-  labels = np.arange(total, dtype=np.int64) % NUM_CLASSES
+  corruption = check_corruption(corruption)
+  labels = split_labels(num_per_class, balance)
   chunks = _chunks(labels.astype(np.int32), _split_key(seed, split), False,
-                   workers)
+                   workers, corruption)
   for c, images in enumerate(chunks):
     yield images, labels[c * CHUNK:(c + 1) * CHUNK]
 
