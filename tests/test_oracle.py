@@ -156,3 +156,20 @@ def test_lisa_balance_keeps_size_and_mixes_every_chunk():
   np.testing.assert_allclose(first / synthetic.CHUNK, w, atol=2 / 512)
   np.testing.assert_array_equal(synthetic.split_labels(3, "uniform"),
                                 np.arange(54) % 18)
+
+
+def test_training_regime_out_of_range_fails_with_one_line():
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from blurnet_jax import train  # pylint: disable=g-import-not-at-top
+  from configs import train as train_configs  # pylint: disable=g-import-not-at-top
+  base = train_configs.get_config("variant=baseline,runlocal").to_dict()
+  train.check_regime(ml_collections.ConfigDict(base))  # the defaults pass
+  for field, bad in (("num_train_steps", 0), ("batch_size", -1),
+                     ("num_train_steps", 2.5)):
+    c = ml_collections.ConfigDict({**base, field: bad})
+    with pytest.raises(ValueError, match=f"{field} must be an integer >= 1"
+                       ) as err:
+      train.check_regime(c)
+    assert "\n" not in str(err.value)
+  with pytest.raises(ValueError, match="augment must be True or False"):
+    train.check_regime(ml_collections.ConfigDict({**base, "augment": "yes"}))

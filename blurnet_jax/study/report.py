@@ -198,6 +198,38 @@ def reductions(config) -> list[str]:
   return out
 
 
+def oracle_blocks(report: dict | None, figures: dict) -> list[Any]:
+  """The RP2 (LISA) model's accuracy on the synthetic test split: how far
+  the proxy is from LISA's look (the floor of every synthetic row)."""
+  blocks: list[Any] = [R.Heading("The synthetic proxy against the LISA model")]
+  if not report:
+    return blocks + [_not_run("table1")]
+  blocks.append(R.Paragraph(
+      "The RP2 authors' LISA-trained model (91% on LISA's own test split) "
+      "classifies the synthetic test split at "
+      f"{100 * report['accuracy']:.1f}% over classes 1-17, each class "
+      f"weighted equally ({report['images']} images; output 0 has no name "
+      "in the authors' mapping). Goal: 70% over classes 1-17 and 20% on "
+      "every class. The model is a measurement, never a training signal of "
+      "the generator."))
+  front = report.get("front_on", {})
+  rows = [[name, 100 * value,
+           (f"{front[name]['correct']}/{front[name]['templates']}"
+            if name in front else ""),
+           ("/".join(sorted({r for r in front[name]["read_as"] if r != name}))
+            if name in front else "")]
+          for name, value in report["per_class"].items()]
+  blocks.append(R.Table(
+      ["class", "accuracy %", "front-on drawings read", "read instead as"],
+      rows, formats={"accuracy %": ".0f"},
+      caption="Per class: accuracy on the test split, and how many of the "
+      "class's clean front-on drawings (no view angle, light or camera) the "
+      "model reads; a class missed there is missed for its drawing, or for "
+      "what the model learnt of it from LISA's uneven classes, not for the "
+      "camera."))
+  return blocks + _figures(figures, "oracle")
+
+
 def study_blocks(config, results: dict[str, Any]) -> list[Any]:
   """The blocks of the study's report, from its JSON results (see
   `load_results`)."""
@@ -263,12 +295,13 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
               " The rp2 row (the RP2 model and the real victims) compares "
               "digit for digit with the slides' baseline; its accuracy is "
               "on the 40 real victims (on the synthetic test split it is "
-              f"{_fmt_pct(meta.get('rp2_synthetic_accuracy')).strip()}: "
-              "the LISA-trained model does not read the synthetic renders "
-              "well)." if meta.get("rp2_synthetic_accuracy") is not None
-              else "")),
+              f"{_fmt_pct(meta.get('rp2_synthetic_accuracy')).strip()} "
+              "over classes 1-17: see 'The synthetic proxy against the "
+              "LISA model' below)." if meta.get("rp2_synthetic_accuracy")
+              is not None else "")),
       _table2_block(results["table2"], "White-box grid per variant"),
   ]
+  blocks += oracle_blocks(meta.get("rp2_oracle"), figures)
   blocks += _figures(figures, "table2")
   blocks += [R.Heading("Table 2, LISA-initialised arm")]
   if "lisa" in results:
