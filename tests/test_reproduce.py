@@ -95,6 +95,10 @@ def _tiny_config(data_dir):
   config.lisa.grid.steps = 2
   config.lisa.grid.num_transforms = 1
   config.lisa.grid.eval_transforms = 1
+  config.proxy.num_train_steps = 4
+  config.proxy.grid.steps = 2
+  config.proxy.grid.num_transforms = 1
+  config.proxy.grid.eval_transforms = 1
   tiny_robustness(config.robustness)
   return config
 
@@ -142,6 +146,26 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   for (dataset, variant), r in lisa.items():
     assert np.asarray(r["outcomes"]).shape == (2, 1, 40), (dataset, variant)
     assert ("verdict" in r) == (variant != "baseline")
+  # The proxy ablation: the RP2 model, then each setting's baseline on the
+  # same victims and keys, paired against it, with its knobs and accuracies.
+  prox = json.loads((tmp_path / "proxy.json").read_text())
+  assert [r["setting"] for r in prox] == ["RP2 model (LISA)", "default",
+                                          "clean"]
+  assert prox[0]["legit_acc"] == 1.0  # the RP2 model reads every victim
+  assert prox[1]["knobs"]["corruption"] == 1.0
+  assert prox[2]["knobs"] == {"corruption": 0.0, "balance": "uniform",
+                              "train_per_class": 4, "augment": True,
+                              "steps": 4}
+  for r in prox:
+    assert np.asarray(r["outcomes"]).shape == (1, 1, 40)
+  for r in prox[1:]:
+    assert r["vs_rp2"]["difference"] == pytest.approx(
+        r["avg_success"] - prox[0]["avg_success"])
+    assert r["closes_gap"] == (
+        100 * (prox[0]["avg_success"] - r["avg_success"]) <= 10)
+    assert 0 <= r["test_accuracy"] <= 1 and 0 <= r["oracle_accuracy"] <= 1
+  assert (tiny_data_dir / "synthetic_signs" /
+          "train4_test2_seed0_corruption0").is_dir()
   claims = json.loads((tmp_path / "findings.json").read_text())
   assert [c["claim"] for c in claims][-1].startswith("spectral")
   assert {c["verdict"] for c in claims} <= {"supported", "contradicted",
@@ -152,9 +176,10 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   assert {"avg_success", "test_accuracy"} <= set(tables["sweep"][0])
   html = (tmp_path / "report" / "index.html").read_text()
   figures = len(list((tmp_path / "figures").glob("*.png")))
-  # victims, 4 spectra each of the RP2 and the synthetic victims, tv
-  # accuracy + success, 5 robustness figures (physical: both victim sets)
-  assert figures == 1 + 8 + 2 + 5
+  # victims, oracle confusion, proxy bars, 4 spectra each of the RP2 and
+  # the synthetic victims, tv accuracy + success, 5 robustness figures
+  # (physical: both victim sets)
+  assert figures == 1 + 1 + 1 + 8 + 2 + 5
   assert html.count("data:image/png;base64,") == figures
   assert "Table 1: black-box transfer" in html
   assert html.index("Findings") < html.index("Table 1: black-box transfer")
@@ -180,9 +205,10 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   reproduce.run(config, tmp_path)
   again = json.loads((tmp_path / "stages.json").read_text())
   assert again["train"] < stages["train"]
-  for name in ("table1", "table2", "spectral", "sweep", "robustness"):
+  for name in ("table1", "table2", "spectral", "sweep", "robustness",
+               "proxy"):
     assert json.loads((tmp_path / f"{name}.json").read_text()) == (
-        tables.get(name) or rob), name
+        tables.get(name) or (prox if name == "proxy" else rob)), name
   # The report renders again from the JSON alone (launch.report's path).
   (tmp_path / "report" / "index.html").unlink()
   report.render(tmp_path)
@@ -231,3 +257,34 @@ def test_each_model_config_links_to_the_study_fields_it_shares():
   assert config.lisa_models.full_baseline.learning_rate == 3e-5
   assert tuple(config.models.baseline.sweep.seeds) == (0, 1, 2)
   assert tuple(config.sweeps.linf.sweep.seeds) == (0,)  # quick: one seed
+
+
+def test_proxy_settings_change_only_their_knobs():
+  """Each proxy baseline is the study's baseline with its setting's knobs:
+  its data block follows the study's except for them, so prepared sets
+  differ by config name only where the data differ."""
+  from blurnet_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from configs import common  # pylint: disable=g-import-not-at-top
+  config = reproduce_configs.get_config()
+  assert list(config.proxy_models) == sorted(common.PROXY_SETTINGS)
+  config.data.train_per_class, config.seeds = 123, (0, 1, 2, 3)
+  config.num_train_steps = 1000
+  names = set()
+  for name, m in config.proxy_models.items():
+    knobs = common.PROXY_SETTINGS[name]
+    assert m.data.train_per_class == 123, name
+    assert m.data.corruption == knobs.get("corruption", 1.0), name
+    assert m.data.balance == knobs.get("balance", "uniform"), name
+    assert m.augment == knobs.get("augment", True), name
+    assert m.num_train_steps == 1000 * knobs.get("steps_factor", 1), name
+    assert tuple(m.sweep.seeds) == (0, 1, 2, 3), name
+    assert m.penalty.kind == "none" and m.model.filter_where == "none"
+    names.add(datasets.config_name(m.data.train_per_class,
+                                   m.data.test_per_class, m.data.seed,
+                                   m.data.corruption, m.data.balance))
+  # default, no_augment and long share one set; clean (+no_augment) and
+  # lisa_balance each have their own.
+  assert len(names) == 3
+  assert config.data.corruption == 1.0 and config.seeds == (0, 1, 2, 3)
+  with pytest.raises(ValueError, match="unknown proxy setting 'blurry'"):
+    common.proxy_train_config(config, "blurry")
