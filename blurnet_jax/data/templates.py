@@ -97,14 +97,17 @@ def _diamond(fill=YELLOW, c=CANVAS):
   d.polygon([(h, 0), (c, h), (h, c), (0, h)], fill=fill)
   m = 3  # the margin along the diagonal, in canvas px
   d.polygon([(h, m), (c - m, h), (h, c - m), (m, h)], outline=BLACK,
-            width=5)
+            width=4)
   return img, d
 
 
 def _plate(w, h, fill=WHITE, border=BLACK):
+  """A MUTCD rectangular sign: the field out to the edge, a thin border
+  (1/2" on a 24" sign) inset by a margin (3/8"), rounded corners (1.5")."""
   img, d = _canvas(w, h)
-  d.rounded_rectangle([0, 0, w - 1, h - 1], radius=8, fill=border)
-  d.rounded_rectangle([5, 5, w - 6, h - 6], radius=6, fill=fill)
+  d.rounded_rectangle([0, 0, w - 1, h - 1], radius=7, fill=fill)
+  d.rounded_rectangle([1.5, 1.5, w - 2.5, h - 2.5], radius=6, outline=border,
+                      width=2)
   return img, d
 
 
@@ -225,23 +228,25 @@ def school(v):
 
 
 def _speed_plate(digits, *, school_top=False, blur_digits=False, v=0):
-  w, h = (96, 120) if not school_top else (96, 150)
+  """R2-1 (24" x 30"), or S5-1 (24" x 48": SCHOOL on a yellow or
+  fluorescent yellow-green panel, SPEED LIMIT 25, WHEN FLASHING)."""
+  w, h = (96, 120) if not school_top else (96, 192)
   img, d = _plate(w, h)
   y = 10
   if school_top:
-    d.rectangle([6, 6, w - 7, 44], fill=FLUOR if v == 0 else YELLOW)
-    _put_text(img, "SCHOOL", (12, 14, w - 12, 36), BLACK, weight=3)
+    d.rectangle([5, 5, w - 6, 46], fill=FLUOR if v == 0 else YELLOW)
+    _put_text(img, "SCHOOL", (12, 14, w - 12, 38), BLACK, weight=3)
     y = 50
   _put_text(img, "SPEED", (16, y + 4, w - 16, y + 20), BLACK, weight=2)
   _put_text(img, "LIMIT", (20, y + 26, w - 20, y + 42), BLACK, weight=2)
   num = Image.new("RGBA", (w, h), (0, 0, 0, 0))
-  _put_text(num, digits, (14, y + 50, w - 14, y + 100 if not school_top else
-                          y + 84), BLACK, weight=4)
+  _put_text(num, digits, (14, y + 50, w - 14, y + 100), BLACK, weight=4)
   if blur_digits:  # "urdbl": an annotator could not read the value
     num = num.filter(ImageFilter.GaussianBlur(5))
   img.alpha_composite(num)
   if school_top:
-    _put_text(img, "WHEN FLASHING", (14, 138, w - 14, 146), BLACK, weight=1)
+    _put_text(img, "WHEN", (30, 160, w - 30, 170), BLACK, weight=1)
+    _put_text(img, "FLASHING", (16, 174, w - 16, 184), BLACK, weight=1)
   return _square(img)
 
 
