@@ -143,6 +143,10 @@ def proxy_arm(c: ml_collections.ConfigDict, *, quick: bool
   c.proxy.grid.steps = 40 if quick else 300
   c.proxy.grid.eval_transforms = 4 if quick else 10
   c.proxy.grid.chunk = -1
+  # Table 2's variants trained again at a proxy setting and attacked with
+  # Table 2's grid: '' (none; quick), 'closest' (the setting whose baseline
+  # is nearest the RP2 model's success) or a setting's name.
+  c.proxy.table2 = "" if quick else "closest"
   settings = QUICK_PROXY_SETTINGS if quick else tuple(PROXY_SETTINGS)
   c.proxy_models = ml_collections.ConfigDict(
       {s: proxy_train_config(c, s) for s in settings})

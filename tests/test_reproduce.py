@@ -99,6 +99,7 @@ def _tiny_config(data_dir):
   config.proxy.grid.steps = 2
   config.proxy.grid.num_transforms = 1
   config.proxy.grid.eval_transforms = 1
+  config.proxy.table2 = "clean"  # Table 2's variants again at a setting
   tiny_robustness(config.robustness)
   return config
 
@@ -166,6 +167,19 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
     assert 0 <= r["test_accuracy"] <= 1 and 0 <= r["oracle_accuracy"] <= 1
   assert (tiny_data_dir / "synthetic_signs" /
           "train4_test2_seed0_corruption0").is_dir()
+  # Table 2 again at that setting: the same variants, seeds and keys, on
+  # the clean data, the defended row paired against its own baseline.
+  at_clean = {r["variant"]: r for r in json.loads(
+      (tmp_path / "proxy_table2.json").read_text())}
+  assert set(at_clean) == {"baseline", "tv_1e-4"}
+  assert {r["dataset"] for r in at_clean.values()} == {"synthetic (clean)"}
+  assert at_clean["tv_1e-4"]["vs_baseline"]["difference"] == pytest.approx(
+      at_clean["tv_1e-4"]["avg_success"]
+      - at_clean["baseline"]["avg_success"])
+  saved = json.loads((tmp_path / "proxy_table2" / "clean" / "tv_1e-4" /
+                      "config.json").read_text())
+  assert saved["data"]["corruption"] == 0.0 and saved["penalty"]["kind"] == (
+      "tv")
   claims = json.loads((tmp_path / "findings.json").read_text())
   assert [c["claim"] for c in claims][-1].startswith("spectral")
   assert {c["verdict"] for c in claims} <= {"supported", "contradicted",
@@ -209,6 +223,8 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
                "proxy"):
     assert json.loads((tmp_path / f"{name}.json").read_text()) == (
         tables.get(name) or (prox if name == "proxy" else rob)), name
+  assert {r["variant"]: r for r in json.loads(
+      (tmp_path / "proxy_table2.json").read_text())} == at_clean
   # The report renders again from the JSON alone (launch.report's path).
   (tmp_path / "report" / "index.html").unlink()
   report.render(tmp_path)
@@ -288,3 +304,30 @@ def test_proxy_settings_change_only_their_knobs():
   assert config.data.corruption == 1.0 and config.seeds == (0, 1, 2, 3)
   with pytest.raises(ValueError, match="unknown proxy setting 'blurry'"):
     common.proxy_train_config(config, "blurry")
+
+
+def test_table2_setting_picks_the_closest_or_the_named_one():
+  from blurnet_jax.study import proxy  # pylint: disable=g-import-not-at-top
+  config = reproduce_configs.get_config()
+  rows = [{"dataset": "rp2", "avg_success": 0.53},
+          {"dataset": "proxy", "setting": "default", "avg_success": 0.25},
+          {"dataset": "proxy", "setting": "no_augment", "avg_success": 0.29},
+          {"dataset": "proxy", "setting": "clean", "avg_success": 0.26}]
+  assert config.proxy.table2 == "closest"
+  assert proxy.table2_setting(config, rows) == "no_augment"
+  rows[1]["avg_success"] = 0.5  # the default itself is closest: Table 2
+  assert proxy.table2_setting(config, rows) is None
+  config.proxy.table2 = "clean"
+  assert proxy.table2_setting(config, rows) == "clean"
+  config.proxy.table2 = "blurry"
+  with pytest.raises(ValueError, match="proxy.table2='blurry' is not a "
+                     "setting"):
+    proxy.table2_setting(config, rows)
+  assert reproduce_configs.get_config("quick").proxy.table2 == ""
+  # Each variant keeps its own penalty and length, with the setting's data.
+  block = proxy.variant_configs(config, "long")
+  assert set(block) == set(config.models)
+  assert block["tv_1e-4"].penalty.kind == "tv"
+  assert block.linf_5x5.num_train_steps == 3 * config.num_train_steps
+  assert block.baseline.data.corruption == 1.0
+  assert proxy.variant_configs(config, "clean").linf_5x5.data.corruption == 0

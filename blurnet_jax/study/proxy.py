@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 
 from blurnet_jax import models
@@ -109,3 +110,39 @@ def closest(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
   target = rows[0]["avg_success"]
   return min(settings, key=lambda r: abs(r["avg_success"] - target))
 
+
+
+def table2_setting(config, rows: list[dict[str, Any]]) -> str | None:
+  """The setting at which Table 2's variants are trained again:
+  `config.proxy.table2` ('' = none, 'closest' = the setting whose baseline
+  is nearest the RP2 model, or a setting's name); None when that is the
+  default (Table 2 itself) or nothing."""
+  choice = config.proxy.get("table2", "")
+  if not choice:
+    return None
+  if choice == "closest":
+    best = closest(rows)
+    choice = None if best is None else best["setting"]
+  elif choice not in config.proxy_models:
+    raise ValueError(f"proxy.table2={choice!r} is not a setting of "
+                     f"proxy_models ({', '.join(config.proxy_models)}); use "
+                     "'', 'closest' or one of them")
+  return None if choice in (None, "default") else choice
+
+
+def variant_configs(config, setting: str) -> ml_collections.ConfigDict:
+  """Table 2's variants (`config.models`) at a proxy setting: each
+  variant's own train config (its length, seeds and penalty) with the
+  setting's data block, augmentation and length factor."""
+  base = config.proxy_models[setting]
+  factor = max(1, base.num_train_steps // max(1, config.proxy.num_train_steps))
+  out = {}
+  for name, m in config.models.items():
+    v = ml_collections.ConfigDict(m.to_dict())  # values, detached
+    v.data = ml_collections.ConfigDict(base.data.to_dict())
+    v.augment = bool(base.augment)
+    v.num_train_steps = int(m.num_train_steps) * factor
+    v.eval_every = v.checkpoint_every = max(1, v.num_train_steps // 2)
+    v.log_every = max(1, v.num_train_steps // 10)
+    out[name] = v
+  return ml_collections.ConfigDict(out)
