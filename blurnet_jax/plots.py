@@ -65,6 +65,69 @@ def contact_sheet(images: np.ndarray, labels: np.ndarray,
   return path
 
 
+def confusion_figure(confusion: np.ndarray, path: epath.PathLike, *,
+                     title: str, class_names=CLASS_NAMES) -> epath.Path:
+  """Writes a row-normalised confusion matrix (rows: true, columns:
+  predicted), each cell's share printed where it is at least 5%."""
+  confusion = np.asarray(confusion, np.float64)
+  shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+  plt = _plt()
+  n = len(class_names)
+  fig, ax = plt.subplots(figsize=(9, 8))
+  ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+  for i in range(n):
+    for j in range(n):
+      if shares[i, j] >= 0.05:
+        ax.text(j, i, f"{100 * shares[i, j]:.0f}", ha="center", va="center",
+                fontsize=7, color="white" if shares[i, j] > 0.5 else "black")
+  labels = [f"{c} {name}" for c, name in enumerate(class_names)]
+  ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
+  ax.set_yticks(range(n), labels, fontsize=7)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true class")
+  ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(str(path), dpi=110)
+  plt.close(fig)
+  return path
+
+
+def proxy_bars(rows: Sequence[Mapping], path: epath.PathLike, *,
+               gap_points: float) -> epath.Path:
+  """Average white-box success per row (`study.proxy.proxy_rows`): the RP2
+  model first, its level as a line and the band `gap_points` below it."""
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(1.2 * len(rows) + 2, 4))
+  x = np.arange(len(rows))
+  mean = np.array([100 * r["avg_success"] for r in rows])
+  low = np.array([100 * r["avg_success_ci_low"] for r in rows])
+  high = np.array([100 * r["avg_success_ci_high"] for r in rows])
+  colors = ["tab:red"] + ["tab:blue"] * (len(rows) - 1)
+  ax.bar(x, mean, color=colors, yerr=[mean - low, high - mean], capsize=4)
+  ax.axhline(mean[0], color="tab:red", lw=1)
+  ax.axhspan(mean[0] - gap_points, mean[0], color="tab:red", alpha=0.1)
+  labels = []
+  for r in rows:
+    label = r["setting"]
+    if r.get("test_accuracy") is not None:
+      label += (f"\ntest {100 * r['test_accuracy']:.0f}%"
+                f"\noracle {100 * r['oracle_accuracy']:.0f}%")
+    labels.append(label)
+  ax.set_xticks(x, labels, fontsize=8)
+  ax.set_ylabel("average white-box success (%)")
+  ax.set_ylim(0, 100)
+  ax.set_title("White-box RP2 grid on the 40 real victims: the RP2 model and "
+               "synthetic-trained baselines", fontsize=9)
+  fig.tight_layout()
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(str(path), dpi=110)
+  plt.close(fig)
+  return path
+
+
 def image_grid(rows: list[np.ndarray], row_titles: list[str],
                captions: list[list[str]] | None, path: epath.PathLike,
                ) -> epath.Path:

@@ -144,6 +144,7 @@ def train_population(config: ml_collections.ConfigDict,
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   write_json(workdir / "config.json", config.to_dict())
+  train.check_regime(config)
   pairs = members(config)
   alphas = [a for a, _ in pairs]
   seeds = [s for _, s in pairs]

@@ -85,6 +85,19 @@ def trainable_layers(config: ml_collections.ConfigDict) -> tuple[str, ...] | Non
                    "penalty (the control is the RP2 model itself)")
 
 
+def check_regime(config: ml_collections.ConfigDict) -> None:
+  """One-line ValueErrors for a training regime out of range: the length
+  (`num_train_steps` >= 1), `batch_size` >= 1 and `augment` (on/off)."""
+  for field in ("num_train_steps", "batch_size"):
+    value = config.get(field)
+    if (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+      raise ValueError(f"{field} must be an integer >= 1, got {value!r}; "
+                       f"pass --config.{field}=N")
+  if not isinstance(config.get("augment", True), bool):
+    raise ValueError(f"augment must be True or False, got "
+                     f"{config.get('augment')!r}")
+
+
 def make_optimizer(config: ml_collections.ConfigDict
                    ) -> optax.GradientTransformation:
   """Adam with linear warm-up then cosine decay over `num_train_steps`;
@@ -296,6 +309,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   write_json(workdir / "config.json", config.to_dict(), sort_keys=True)
+  check_regime(config)
   if config.penalty.kind not in PENALTIES:
     raise ValueError(f"unknown penalty.kind {config.penalty.kind!r}; use one "
                      f"of {PENALTIES}")

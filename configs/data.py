@@ -23,6 +23,10 @@ def data_config(*, runlocal: bool = False) -> ml_collections.ConfigDict:
   c.train_per_class = 20 if runlocal else 2000
   c.test_per_class = 5 if runlocal else 300
   c.seed = 0  # the synthetic set's seed (independent of the training seed)
+  # Camera corruption strength in [0, 1]: 0 = clean renders, 1 = the default
+  # camera (blur, low resolution, noise, JPEG, haze, shadow, occluder).
+  c.corruption = 1.0
+  c.balance = "uniform"  # train split: uniform | lisa (stop dominates)
   c.workers = 0  # rendering workers; 0 = one per core; bytes never change
   c.shuffle_seed = 0  # batch order; shared by every model of a sweep
   return c

@@ -61,6 +61,10 @@ def get_config(arg=None):
   # The LISA-initialised arm (see configs/common.py: lisa_arm).
   common.lisa_arm(c, quick=q)
 
+  # The proxy ablation: baselines under settings of the synthetic set's
+  # knobs beside the RP2 model (see configs/common.py: proxy_arm).
+  common.proxy_arm(c, quick=q)
+
   # Table 1: fixed filters inserted into the undefended model (no retraining).
   c.table1 = ml_collections.ConfigDict()
   c.table1.sizes = (3, 5, 7)

@@ -95,6 +95,11 @@ def _tiny_config(data_dir):
   config.lisa.grid.steps = 2
   config.lisa.grid.num_transforms = 1
   config.lisa.grid.eval_transforms = 1
+  config.proxy.num_train_steps = 4
+  config.proxy.grid.steps = 2
+  config.proxy.grid.num_transforms = 1
+  config.proxy.grid.eval_transforms = 1
+  config.proxy.table2 = "clean"  # Table 2's variants again at a setting
   tiny_robustness(config.robustness)
   return config
 
@@ -142,6 +147,39 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   for (dataset, variant), r in lisa.items():
     assert np.asarray(r["outcomes"]).shape == (2, 1, 40), (dataset, variant)
     assert ("verdict" in r) == (variant != "baseline")
+  # The proxy ablation: the RP2 model, then each setting's baseline on the
+  # same victims and keys, paired against it, with its knobs and accuracies.
+  prox = json.loads((tmp_path / "proxy.json").read_text())
+  assert [r["setting"] for r in prox] == ["RP2 model (LISA)", "default",
+                                          "clean"]
+  assert prox[0]["legit_acc"] == 1.0  # the RP2 model reads every victim
+  assert prox[1]["knobs"]["corruption"] == 1.0
+  assert prox[2]["knobs"] == {"corruption": 0.0, "balance": "uniform",
+                              "train_per_class": 4, "augment": True,
+                              "steps": 4}
+  for r in prox:
+    assert np.asarray(r["outcomes"]).shape == (1, 1, 40)
+  for r in prox[1:]:
+    assert r["vs_rp2"]["difference"] == pytest.approx(
+        r["avg_success"] - prox[0]["avg_success"])
+    assert r["closes_gap"] == (
+        100 * (prox[0]["avg_success"] - r["avg_success"]) <= 10)
+    assert 0 <= r["test_accuracy"] <= 1 and 0 <= r["oracle_accuracy"] <= 1
+  assert (tiny_data_dir / "synthetic_signs" /
+          "train4_test2_seed0_corruption0").is_dir()
+  # Table 2 again at that setting: the same variants, seeds and keys, on
+  # the clean data, the defended row paired against its own baseline.
+  at_clean = {r["variant"]: r for r in json.loads(
+      (tmp_path / "proxy_table2.json").read_text())}
+  assert set(at_clean) == {"baseline", "tv_1e-4"}
+  assert {r["dataset"] for r in at_clean.values()} == {"synthetic (clean)"}
+  assert at_clean["tv_1e-4"]["vs_baseline"]["difference"] == pytest.approx(
+      at_clean["tv_1e-4"]["avg_success"]
+      - at_clean["baseline"]["avg_success"])
+  saved = json.loads((tmp_path / "proxy_table2" / "clean" / "tv_1e-4" /
+                      "config.json").read_text())
+  assert saved["data"]["corruption"] == 0.0 and saved["penalty"]["kind"] == (
+      "tv")
   claims = json.loads((tmp_path / "findings.json").read_text())
   assert [c["claim"] for c in claims][-1].startswith("spectral")
   assert {c["verdict"] for c in claims} <= {"supported", "contradicted",
@@ -159,9 +197,10 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
     assert pooled[f"{k}_ci_low"] <= pooled[k] <= pooled[f"{k}_ci_high"]
   html = (tmp_path / "report" / "index.html").read_text()
   figures = len(list((tmp_path / "figures").glob("*.png")))
-  # victims, 4 spectra each of the RP2 and the synthetic victims, tv
-  # accuracy + success, 5 robustness figures (physical: both victim sets)
-  assert figures == 1 + 8 + 2 + 5
+  # victims, oracle confusion, proxy bars, 4 spectra each of the RP2 and
+  # the synthetic victims, tv accuracy + success, 5 robustness figures
+  # (physical: both victim sets)
+  assert figures == 1 + 1 + 1 + 8 + 2 + 5
   assert html.count("data:image/png;base64,") == figures
   assert "Table 1: black-box transfer" in html
   assert html.index("Findings") < html.index("Table 1: black-box transfer")
@@ -187,9 +226,12 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   reproduce.run(config, tmp_path)
   again = json.loads((tmp_path / "stages.json").read_text())
   assert again["train"] < stages["train"]
-  for name in ("table1", "table2", "spectral", "sweep", "robustness"):
+  for name in ("table1", "table2", "spectral", "sweep", "robustness",
+               "proxy"):
     assert json.loads((tmp_path / f"{name}.json").read_text()) == (
-        tables.get(name) or rob), name
+        tables.get(name) or (prox if name == "proxy" else rob)), name
+  assert {r["variant"]: r for r in json.loads(
+      (tmp_path / "proxy_table2.json").read_text())} == at_clean
   # The report renders again from the JSON alone (launch.report's path).
   (tmp_path / "report" / "index.html").unlink()
   report.render(tmp_path)
@@ -238,3 +280,61 @@ def test_each_model_config_links_to_the_study_fields_it_shares():
   assert config.lisa_models.full_baseline.learning_rate == 3e-5
   assert tuple(config.models.baseline.sweep.seeds) == (0, 1, 2)
   assert tuple(config.sweeps.linf.sweep.seeds) == (0,)  # quick: one seed
+
+
+def test_proxy_settings_change_only_their_knobs():
+  """Each proxy baseline is the study's baseline with its setting's knobs:
+  its data block follows the study's except for them, so prepared sets
+  differ by config name only where the data differ."""
+  from blurnet_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from configs import common  # pylint: disable=g-import-not-at-top
+  config = reproduce_configs.get_config()
+  assert list(config.proxy_models) == sorted(common.PROXY_SETTINGS)
+  config.data.train_per_class, config.seeds = 123, (0, 1, 2, 3)
+  config.num_train_steps = 1000
+  names = set()
+  for name, m in config.proxy_models.items():
+    knobs = common.PROXY_SETTINGS[name]
+    assert m.data.train_per_class == 123, name
+    assert m.data.corruption == knobs.get("corruption", 1.0), name
+    assert m.data.balance == knobs.get("balance", "uniform"), name
+    assert m.augment == knobs.get("augment", True), name
+    assert m.num_train_steps == 1000 * knobs.get("steps_factor", 1), name
+    assert tuple(m.sweep.seeds) == (0, 1, 2, 3), name
+    assert m.penalty.kind == "none" and m.model.filter_where == "none"
+    names.add(datasets.config_name(m.data.train_per_class,
+                                   m.data.test_per_class, m.data.seed,
+                                   m.data.corruption, m.data.balance))
+  # default, no_augment and long share one set; clean (+no_augment) and
+  # lisa_balance each have their own.
+  assert len(names) == 3
+  assert config.data.corruption == 1.0 and config.seeds == (0, 1, 2, 3)
+  with pytest.raises(ValueError, match="unknown proxy setting 'blurry'"):
+    common.proxy_train_config(config, "blurry")
+
+
+def test_table2_setting_picks_the_closest_or_the_named_one():
+  from blurnet_jax.study import proxy  # pylint: disable=g-import-not-at-top
+  config = reproduce_configs.get_config()
+  rows = [{"dataset": "rp2", "avg_success": 0.53},
+          {"dataset": "proxy", "setting": "default", "avg_success": 0.25},
+          {"dataset": "proxy", "setting": "no_augment", "avg_success": 0.29},
+          {"dataset": "proxy", "setting": "clean", "avg_success": 0.26}]
+  assert config.proxy.table2 == "closest"
+  assert proxy.table2_setting(config, rows) == "no_augment"
+  rows[1]["avg_success"] = 0.5  # the default itself is closest: Table 2
+  assert proxy.table2_setting(config, rows) is None
+  config.proxy.table2 = "clean"
+  assert proxy.table2_setting(config, rows) == "clean"
+  config.proxy.table2 = "blurry"
+  with pytest.raises(ValueError, match="proxy.table2='blurry' is not a "
+                     "setting"):
+    proxy.table2_setting(config, rows)
+  assert reproduce_configs.get_config("quick").proxy.table2 == ""
+  # Each variant keeps its own penalty and length, with the setting's data.
+  block = proxy.variant_configs(config, "long")
+  assert set(block) == set(config.models)
+  assert block["tv_1e-4"].penalty.kind == "tv"
+  assert block.linf_5x5.num_train_steps == 3 * config.num_train_steps
+  assert block.baseline.data.corruption == 1.0
+  assert proxy.variant_configs(config, "clean").linf_5x5.data.corruption == 0

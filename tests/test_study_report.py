@@ -25,6 +25,13 @@ def _results(workdir: Path, *, robustness: bool = True) -> None:
       workdir / "figures" / "a.png")
   write_json(workdir / "study.json", {
       "rp2_dir": "packaged", "rp2_synthetic_accuracy": 0.291,
+      "rp2_oracle": {
+          "accuracy": 0.291, "images": 900,
+          "per_class": {"stop": 0.8, "school": 0.04},
+          "front_on": {"stop": {"correct": 4, "templates": 4,
+                                "read_as": ["stop"] * 4},
+                       "school": {"correct": 0, "templates": 2,
+                                  "read_as": ["other", "yield"]}}},
       "environment": {"jax": "0", "flax": "0", "optax": "0",
                       "backend": "cpu", "device_kind": "cpu"},
       "figures": {"table2": [["figures/a.png", "A caption for a."]]}})
@@ -77,6 +84,10 @@ def test_report_renders_from_json_alone(tmp_path):
   # The values written are the values shown: 51.9 beside the slides' 49.2.
   assert "51.9" in text and "49.2" in text
   assert "29.1%" in text  # the oracle accuracy from study.json
+  # Its section: per class, and what the front-on drawings are read as.
+  assert "The synthetic proxy against the LISA model" in text
+  school = next(l for l in text.splitlines() if l.startswith("| school"))
+  assert "| 4 " in school and "0/2" in school and "other/yield" in school
   assert "A caption for a." in text
   assert html.count("data:image/png;base64,") == 1
   assert "The checklist, per model" in text

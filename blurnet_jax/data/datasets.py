@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 
 from blurnet_jax.classes import NUM_CLASSES
 from blurnet_jax.data import common
+from blurnet_jax.data import oracle
 from blurnet_jax.data import synthetic
 from blurnet_jax import plots
 from blurnet_jax.jsonio import read_json, write_json
@@ -25,30 +26,66 @@ from blurnet_jax.jsonio import read_json, write_json
 
 @dataclasses.dataclass
 class SyntheticSignsConfig(tfds.core.BuilderConfig):
-  """Size and seed of the synthetic set; the name is derived from them."""
+  """Everything that changes the synthetic set's bytes; the name is derived
+  from it, so two prepared sets of different settings never share a folder.
+
+  Attributes:
+    train_per_class, test_per_class: split sizes (images per class; with
+      balance 'lisa' the train split holds train_per_class * 18 images in
+      LISA-like shares).
+    seed: the rendering seed.
+    corruption: camera corruption strength in [0, 1] (0 = clean renders,
+      1 = the default camera); both splits.
+    balance: the train split's classes: 'uniform' or 'lisa' (stop
+      dominates; `synthetic.class_weights`). The test split stays uniform,
+      so that accuracies stay comparable.
+  """
 
   train_per_class: int = 2000
   test_per_class: int = 300
   seed: int = 0
+  corruption: float = 1.0
+  balance: str = "uniform"
 
   @staticmethod
   def make(*, train_per_class: int = 2000, test_per_class: int = 300,
-           seed: int = 0) -> "SyntheticSignsConfig":
+           seed: int = 0, corruption: float = 1.0,
+           balance: str = "uniform") -> "SyntheticSignsConfig":
     for field, value in (("train_per_class", train_per_class),
                          ("test_per_class", test_per_class)):
       if not isinstance(value, int) or value < 1:
         raise ValueError(f"{field} must be a positive integer, got {value!r}")
+    corruption = synthetic.check_corruption(corruption)
+    synthetic.class_weights(balance)  # one line naming the choices
     return SyntheticSignsConfig(
-        name=f"train{train_per_class}_test{test_per_class}_seed{seed}",
+        name=config_name(train_per_class, test_per_class, seed, corruption,
+                         balance),
         train_per_class=train_per_class, test_per_class=test_per_class,
-        seed=seed)
+        seed=seed, corruption=corruption, balance=balance)
+
+
+def config_name(train_per_class: int, test_per_class: int, seed: int,
+                corruption: float = 1.0, balance: str = "uniform") -> str:
+  """The tfds config name of a synthetic set: default knobs add nothing, any
+  other value adds its own part (`_corruption0.5`, `_lisa`)."""
+  name = f"train{train_per_class}_test{test_per_class}_seed{seed}"
+  if corruption != 1.0:
+    name += f"_corruption{corruption:g}"
+  if balance != "uniform":
+    name += f"_{balance}"
+  return name
 
 
 class SyntheticSigns(tfds.core.GeneratorBasedBuilder):
   """Procedural LISA-like 32x32 sign crops in the project's 18 classes."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release.",
+      "2.0.0": ("LISA's look: tight boxes, crops resized from the sign's "
+                "size in the frame, greyscale share, the real victims' "
+                "colours, MUTCD warning borders; corruption and balance."),
+  }
   BUILDER_CONFIGS = [SyntheticSignsConfig.make()]
   # tfds's own lookup of the code path imports `importlib_resources`, which
   # is not always installed; this is the path it would find.
@@ -80,8 +117,10 @@ class SyntheticSigns(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split, per_class):
     cfg = self.builder_config
     i = 0
-    chunks = synthetic.generate_split(per_class, seed=cfg.seed, split=split,
-                                      workers=self._workers)
+    chunks = synthetic.generate_split(
+        per_class, seed=cfg.seed, split=split, workers=self._workers,
+        corruption=cfg.corruption,
+        balance=cfg.balance if split == "train" else "uniform")
     while True:
       t = time.perf_counter()
       chunk = next(chunks, None)
@@ -95,15 +134,17 @@ class SyntheticSigns(tfds.core.GeneratorBasedBuilder):
 
 def prepare_synthetic(data_dir: epath.PathLike, *, train_per_class: int = 2000,
                       test_per_class: int = 300, seed: int = 0,
+                      corruption: float = 1.0, balance: str = "uniform",
                       workers: int | None = None) -> SyntheticSigns:
   """Prepares (or reuses) the synthetic set under `data_dir`.
 
-  A new preparation also writes `contact_sheet.png` and `summary.json` into
+  A new preparation also writes `contact_sheet.png` and `summary.json` (with
+  the RP2 model's accuracy on the test split, `oracle.oracle_report`) into
   the data set's folder (`builder.data_path`).
   """
   config = SyntheticSignsConfig.make(
       train_per_class=train_per_class, test_per_class=test_per_class,
-      seed=seed)
+      seed=seed, corruption=corruption, balance=balance)
   if config == SyntheticSigns.BUILDER_CONFIGS[0]:
     config = config.name  # tfds refuses a second object of a registered name
   builder = SyntheticSigns(data_dir=str(data_dir), config=config,
@@ -119,6 +160,7 @@ def prepare_synthetic(data_dir: epath.PathLike, *, train_per_class: int = 2000,
   plots.contact_sheet(images, labels, builder.data_path / "contact_sheet.png",
                     per_class=12)
   summary = summarize(builder)
+  summary["oracle"] = oracle.oracle_report(*load_split(builder, "test"))
   summary.update(
       prepare_seconds=round(seconds, 2),
       prepared_images_per_second=round(total / seconds, 1),
@@ -175,6 +217,8 @@ def prepare(config) -> tfds.core.DatasetBuilder:
     return prepare_synthetic(
         data_dir, train_per_class=config.train_per_class,
         test_per_class=config.test_per_class, seed=config.seed,
+        corruption=config.get("corruption", 1.0),
+        balance=config.get("balance", "uniform"),
         workers=config.workers or None)
   if config.source == "lisa":
     from blurnet_jax.data import lisa  # pylint: disable=g-import-not-at-top
@@ -214,6 +258,15 @@ def prepare_and_describe(config, workdir: epath.PathLike) -> dict:
   plots.contact_sheet(images, labels, workdir / "contact_sheet.png",
                     per_class=per_class)
   summary["contact_sheet"] = str(workdir / "contact_sheet.png")
+  # The RP2 (LISA) model on the test split: how LISA-like the set looks.
+  report = (first or {}).get("oracle") or oracle.oracle_report(
+      *load_split(builder, "test"))
+  report["front_on"] = oracle.front_on_report()
+  summary["oracle"] = report
+  plots.confusion_figure(np.asarray(report["confusion"]),
+                         workdir / "oracle_confusion.png",
+                         title=oracle.figure_title(report))
+  summary["oracle_confusion"] = str(workdir / "oracle_confusion.png")
   write_json(workdir / "summary.json", summary)
   return summary
 
@@ -234,4 +287,7 @@ def format_summary(summary: dict) -> str:
                + (f", rendering {summary['generation_images_per_second']}"
                   " images/s" if summary.get("generation_images_per_second")
                   else "") + f"); contact sheet: {summary['contact_sheet']}")
+  if "oracle" in summary:
+    lines.append(oracle.format_oracle(summary["oracle"]))
+    lines.append(f"confusion matrix: {summary['oracle_confusion']}")
   return "\n".join(lines)

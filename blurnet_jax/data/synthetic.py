@@ -5,8 +5,12 @@ Every image is a 32x32 RGB crop as a sign detector would give it: one of the
 (scale and position jitter, in-plane rotation, viewing angle), painted with
 worn paint and glare, composited over a procedural background (sky, foliage,
 road, building, dark scenes), then the camera: shadows, partial occlusion,
-illumination and colour casts, gamma, haze, defocus and motion blur, sensor
-noise and JPEG block artefacts.
+illumination and colour casts, gamma, haze, a greyscale share, defocus and
+motion blur, sensor noise, JPEG block artefacts, and the crop resized from
+the sign's size in the frame (LISA's signs are mostly small, so crops are
+often upscaled and soft). The framing is LISA's: a tight annotation box, the
+sign's outline touching the crop's borders. `corruption` in [0, 1] scales
+every camera corruption (0: clean renders of the same scenes).
 
 Rendering is vectorised over a chunk of `CHUNK` images with JAX: every random
 number comes from one jax PRNG key per chunk, the per-image scene parameters
@@ -92,6 +96,35 @@ def _upsample_matrix(g: int, n: int = SIZE) -> np.ndarray:
 
 
 _UP = {g: _upsample_matrix(g) for g in (3, 9, 17)}
+
+#: Sizes (px) of the sign in the camera frame that a crop is resampled from.
+SOURCE_MIN, SOURCE_MAX = 16, 64
+#: The camera's saturation range (1 = the paint's colours) and the share of
+#: greyscale cameras.
+CAMERA_SATURATION = (1.0, 1.0)
+GREY_SHARE = 0.03
+
+
+@functools.lru_cache(maxsize=None)
+def _resample_bank() -> np.ndarray:
+  """float32 (SIZE - SOURCE_MIN + 1, 32, 32): A_r = U_r D_r per size r.
+
+  D_r (r, 32) averages the crop's pixels over r equal cells (what a sensor
+  of r pixels across the sign records), U_r (32, r) upsamples them back
+  bilinearly (the crop resized to 32x32). A_32 is the identity.
+  """
+  out = []
+  for r in range(SOURCE_MIN, SIZE + 1):
+    edges = np.arange(r + 1) * SIZE / r
+    left, right = np.arange(SIZE), np.arange(SIZE) + 1
+    overlap = np.clip(np.minimum(right[None], edges[1:, None])
+                      - np.maximum(left[None], edges[:-1, None]), 0, None)
+    down = overlap / overlap.sum(1, keepdims=True)
+    pos = np.clip((np.arange(SIZE) + 0.5) * r / SIZE - 0.5, 0, r - 1)
+    up = np.stack([np.interp(pos, np.arange(r), np.eye(r)[j])
+                   for j in range(r)], axis=1)
+    out.append(up @ down)
+  return np.stack(out).astype(np.float32)
 _YY, _XX = np.meshgrid(np.arange(SIZE, dtype=np.float32) + 0.5,
                        np.arange(SIZE, dtype=np.float32) + 0.5, indexing="ij")
 
@@ -182,7 +215,7 @@ def _random(key, b):
   }
 
 
-def _scene(labels, rnd, offsets, counts, *, victim):
+def _scene(labels, rnd, offsets, counts, *, victim, strength=1.0):
   """Every parameter of a chunk's scenes: a dict of (B, ...) arrays.
 
   Args:
@@ -191,6 +224,11 @@ def _scene(labels, rnd, offsets, counts, *, victim):
     offsets, counts: int32 (18,) first template and number of variants of
       each class in the bank.
     victim: the victim-set look (well framed, no shadow, no occluder).
+    strength: the camera corruptions' strength in [0, 1]
+      (`check_corruption`). Every amplitude of the corruptions (blur, low
+      resolution, noise, JPEG, haze, shadow, occluder) is scaled by it and
+      their draws stay the same, so the scenes of one key at two strengths
+      differ in the corruptions only; 0 gives clean renders.
   """
   f32 = np.float32
   d = _Draws(np.asarray(rnd["uniform"]), np.asarray(rnd["normal"]))
@@ -203,21 +241,23 @@ def _scene(labels, rnd, offsets, counts, *, victim):
   s["tidx"] = tidx if victim else np.where(background_only, 0, tidx)
   s["warp"] = _geometry(d, victim)
   # Paint: desaturation, colour, fading, a shading ramp, specular glare.
-  s["desat"] = d.u(0.0, 0.3)
+  s["desat"] = d.u(0.0, 0.1)
   s["paint_cast"] = np.exp(np.stack([d.z(0.06) for _ in range(3)], -1))
-  s["fade"] = d.u(0.0, 0.12)
+  s["fade"] = d.u(0.0, 0.06)
   ang, slope = d.u(0.0, 2 * np.pi), d.u(-0.3, 0.3)
   s["ramp_x"], s["ramp_y"] = slope * np.cos(ang) / 16, slope * np.sin(ang) / 16
-  glare = d.u() < 0.35
+  glare = d.u() < 0.2
   s["glare_x"], s["glare_y"] = d.u(4.0, 28.0), d.u(4.0, 28.0)
   r = d.u(2.5, 9.0)
   s["glare_k"] = -1 / (2 * r * r)
-  s["glare_amp"] = np.where(glare, d.u(0.1, 0.5), 0.0)
+  s["glare_amp"] = np.where(glare, d.u(0.05, 0.35), 0.0)
   # Background: a kind of scene, its colours and texture (the noise grids'
   # weights: coarse, mid, fine).
   kind = np.minimum((d.u() * 6).astype(np.int32), 5)
   jit = np.stack([d.u(-0.08, 0.08) for _ in range(3)], -1)  # (B, 3)
   rand = np.asarray(rnd["colour"])
+  # Random scenes in a camera's muted colours: halfway to their grey.
+  rand = 0.5 * (rand + rand.mean(-1, keepdims=True))
   is_rand = (kind == 5)[:, None]
   s["bg_c0"] = np.where(is_rand, rand[0], _BG_LO[kind] + jit)
   s["bg_c1"] = np.where(is_rand, rand[1], _BG_HI[kind] + jit)
@@ -238,8 +278,8 @@ def _scene(labels, rnd, offsets, counts, *, victim):
   ang = d.u(0.0, 2 * np.pi)
   s["shadow_cos"], s["shadow_sin"] = np.cos(ang), np.sin(ang)
   s["shadow_off"], s["shadow_soft"] = d.u(-10.0, 10.0), d.u(0.5, 3.0)
-  s["shadow_depth"] = np.where(shade, d.u(0.25, 0.6), 0.0)
-  s["occl"] = (d.u() < 0.12) & (not victim)
+  s["shadow_depth"] = np.where(shade, d.u(0.25, 0.6), 0.0) * strength
+  s["occl"] = (d.u() < 0.12 * strength) & (not victim)
   side = np.minimum((d.u() * 4).astype(np.int32), 3)
   t, edge = d.u(4.0, 28.0), d.u(-2.0, 4.0)
   s["occl_x"] = np.select([side == 0, side == 1], [edge, SIZE - edge], t)
@@ -251,21 +291,35 @@ def _scene(labels, rnd, offsets, counts, *, victim):
   s["gain"] = gain[:, None] * np.exp(np.stack([d.z(0.07) for _ in range(3)],
                                               -1))
   s["tone"] = d.u(-0.35, 0.35)
-  s["contrast"] = d.u(0.7, 1.15)
-  s["haze"] = np.where(d.u() < 0.3, d.u(0.0, 0.2), 0.0)
+  s["contrast"] = d.u(0.85, 1.2)
+  s["haze"] = np.where(d.u() < 0.3, d.u(0.0, 0.2), 0.0) * strength
   s["haze_colour"] = d.u(0.5, 0.9)[:, None] + np.stack(
       [d.u(-0.05, 0.05) for _ in range(3)], -1)
   # Blur: defocus (75%) and motion (20%).
-  s["blur_sigma"] = np.where(d.u() < 0.25, 0.0, d.u(0.2, 1.1))
-  s["blur_length"] = np.where(d.u() < 0.2, d.u(1.0, 4.0), 0.0)
+  s["blur_sigma"] = np.where(d.u() < 0.25, 0.0, d.u(0.2, 1.1)) * strength
+  s["blur_length"] = np.where(d.u() < 0.2, d.u(1.0, 4.0), 0.0) * strength
   theta = d.u(0.0, np.pi)
   s["blur_cos"], s["blur_sin"] = np.cos(theta), np.sin(theta)
   # Sensor noise: read and shot.
-  s["noise_sigma"], s["noise_shot"] = d.u(0.003, 0.035), d.u(0.0, 0.03)
+  s["noise_sigma"] = d.u(0.003, 0.035) * strength
+  s["noise_shot"] = d.u(0.0, 0.03) * strength
   # JPEG (50%) at a random quality.
-  s["jpeg"] = d.u() < 0.5
+  s["jpeg"] = d.u() < 0.5 * strength
   quality = d.u(25.0, 90.0)
   s["jpeg_scale"] = np.where(quality < 50, 50 / quality, 2 - quality / 50)
+  # The sign's size in the camera frame: LISA's annotated signs span 6x6 to
+  # 167x168 px of 640x480 to 1024x522 frames, most of them smaller than the
+  # 32x32 crop, which is then an upscaled, soft picture of a few pixels.
+  # The crop is resampled from `src` px (log-uniform, so small signs are as
+  # common as large ones; >= 32 px is no resampling), moved toward 32 by
+  # the strength.
+  src = np.minimum(np.exp(d.u(np.log(SOURCE_MIN), np.log(SOURCE_MAX))), SIZE)
+  src = SIZE - (SIZE - src) * strength
+  s["resample"] = _resample_bank()[np.rint(src).astype(np.int32) - SOURCE_MIN]
+  # Some of LISA's cameras are greyscale, and all of them saw muted colours:
+  # a 2009 dashcam's colour response (saturation) and a greyscale share.
+  s["saturation"] = d.u(*CAMERA_SATURATION)
+  s["grey"] = d.u() < GREY_SHARE
   s = {k: v.astype(f32) if v.dtype.kind == "f" else v for k, v in s.items()}
   s = jax.device_put(s)  # once, not at each of the programs that read it
   for k in ("grid3", "grid9", "grid17", "noise_bits"):
@@ -281,22 +335,23 @@ def _geometry(d, victim):
   H = K [r0 r1 t]. A pixel (x, y) maps to the template point (q0 / q2,
   q1 / q2) with q = W (x, y, 1), W = H^-1 (in float64; cast to float32).
   """
+  # LISA's annotation boxes are tight: the sign's outline touches the
+  # crop's borders (the RP2 victims' octagons do), whatever the view.
   if victim:  # a well framed sign, as in a victim set
     half = d.u(14.0, 16.5)
     yaw = np.deg2rad(d.u(-25.0, 25.0))
   else:
-    small = d.u() < 0.15
-    half = np.where(small, d.u(9.0, 12.5), d.u(12.5, 17.0))
-    yaw = np.deg2rad(d.u(-38.0, 38.0))
+    half = d.u(14.5, 17.0)
+    yaw = np.deg2rad(d.u(-35.0, 35.0))
   pitch = np.deg2rad(d.u(-18.0, 18.0))
   roll = np.deg2rad(np.clip(d.z(5.0), -15, 15))
-  # A detector box hugs the sign seen at an angle; resizing the box to a
-  # square stretches the foreshortened sign back (partly).
-  comp = np.cos(yaw) ** d.u(0.3, 1.0)
-  sx = half * np.exp(d.z(0.05)) / comp
-  sy = half * np.exp(d.z(0.05)) / np.cos(pitch) ** 0.5
-  cx = SIZE / 2 + np.clip(d.z(1.2), -3, 3)
-  cy = SIZE / 2 + np.clip(d.z(1.2), -3, 3)
+  # A tight box hugs the sign seen at an angle; resizing the box to a
+  # square stretches the foreshortened sign back (nearly all of it).
+  comp = np.cos(yaw) ** d.u(0.7, 1.0)
+  sx = half * np.exp(d.z(0.04)) / comp
+  sy = half * np.exp(d.z(0.04)) / np.cos(pitch) ** 0.8
+  cx = SIZE / 2 + np.clip(d.z(0.6), -1.5, 1.5)
+  cy = SIZE / 2 + np.clip(d.z(0.6), -1.5, 1.5)
   dist = d.u(3.0, 8.0).astype(np.float64)
   roll, yaw, pitch = (v.astype(np.float64) for v in (roll, yaw, pitch))
   cr, sr = np.cos(roll), np.sin(roll)
@@ -457,7 +512,11 @@ def _contrast(s, img):
   mean = img.mean(axis=(1, 2, 3), keepdims=True)
   img = mean + (img - mean) * _ch(s["contrast"])
   haze = _ch(s["haze"])
-  return img * (1 - haze) + _ch(s["haze_colour"]) * haze
+  img = img * (1 - haze) + _ch(s["haze_colour"]) * haze
+  # The camera's colour response: muted saturation, or a greyscale sensor.
+  luma = (0.299 * img[:, 0:1] + 0.587 * img[:, 1:2] + 0.114 * img[:, 2:3])
+  img = luma + (img - luma) * _ch(s["saturation"])
+  return jnp.where(_ch(s["grey"]), luma, img)
 
 
 @jax.jit
@@ -481,7 +540,11 @@ def _camera(s, img):
   noise = (bits.astype(jnp.float32) * (1 / 65536) + (0.5 / 65536 - 0.5)) * (
       np.float32(12 ** 0.5))
   img = img + noise * (_ch(s["noise_sigma"]) + _ch(s["noise_shot"]) * img)
+  img = jnp.where(_ch(s["grey"]), img.mean(1, keepdims=True), img)
   img = _jpeg(img, s["jpeg"], s["jpeg_scale"])
+  # The crop resized from the sign's size in the frame (A_r X A_r^T).
+  a = s["resample"]
+  img = jnp.einsum("bij,bcjk,blk->bcil", a, img, a)
   img = jnp.rint(jnp.clip(img, 0, 1) * 255).astype(jnp.uint8)
   return img.transpose(0, 2, 3, 1)
 
@@ -510,10 +573,11 @@ def _jpeg(img, sel, scale):
   return jnp.where(_ch(sel), out, img)
 
 
-def _render_chunk(labels, key, taps, offsets, counts, *, victim):
+def _render_chunk(labels, key, taps, offsets, counts, *, victim,
+                  strength=1.0):
   """uint8 (B, 32, 32, 3) images of int32 labels (B,) from one key."""
   s = _scene(labels, _random(key, labels.shape[0]), offsets, counts,
-             victim=victim)
+             victim=victim, strength=strength)
   m = _planes(s)
   bg = _background(s, m)
   img = _compose(s, m, _sign(taps, m), bg, _flip(bg))
@@ -567,20 +631,22 @@ def _check_workers(workers) -> int:
   return int(workers)
 
 
-def _render_one(labels: np.ndarray, key, c: int, victim: bool) -> np.ndarray:
+def _render_one(labels: np.ndarray, key, c: int, victim: bool,
+                strength: float = 1.0) -> np.ndarray:
   """Chunk c of a render: labels (n <= CHUNK,) padded to CHUNK, then cut."""
   n = labels.shape[0]
   padded = np.zeros(CHUNK, np.int32)
   padded[:n] = labels
   images = _render_chunk(padded, jax.random.fold_in(key, c), *_bank_arrays(),
-                         victim=victim)
+                         victim=victim, strength=strength)
   return np.asarray(images)[:n]
 
 
 _compiled = set()  # `victim` values whose programs are compiled
 
 
-def _chunks(labels: np.ndarray, key, victim: bool, workers: int):
+def _chunks(labels: np.ndarray, key, victim: bool, workers: int,
+            strength: float = 1.0):
   """Yields the rendered chunks of `labels`, in order, from `workers` threads.
 
   Jitted calls release the GIL, so threads render chunks concurrently; at most
@@ -588,7 +654,7 @@ def _chunks(labels: np.ndarray, key, victim: bool, workers: int):
   `victim`) is rendered alone, so that one thread compiles while the others
   wait instead of compiling the same programs again.
   """
-  jobs = [(labels[c * CHUNK:(c + 1) * CHUNK], key, c, victim)
+  jobs = [(labels[c * CHUNK:(c + 1) * CHUNK], key, c, victim, strength)
           for c in range((labels.shape[0] + CHUNK - 1) // CHUNK)]
   if victim not in _compiled:
     _bank_arrays()
@@ -611,7 +677,7 @@ def _chunks(labels: np.ndarray, key, victim: bool, workers: int):
 
 
 def render(labels: np.ndarray, key_or_rng, *, victim: bool = False,
-           workers: int | None = None) -> np.ndarray:
+           workers: int | None = None, corruption: float = 1.0) -> np.ndarray:
   """Renders one synthetic crop per label.
 
   Image i is a function of `jax.random.fold_in(key, i // CHUNK)`, its label
@@ -627,6 +693,9 @@ def render(labels: np.ndarray, key_or_rng, *, victim: bool = False,
       `np.random.Generator` is also accepted and draws a key seed from it.
     victim: a victim-set look (well framed, unoccluded signs).
     workers: threads rendering chunks concurrently (None: one per core).
+    corruption: strength of the camera corruptions in [0, 1] (blur, low
+      resolution, noise, JPEG, haze, shadow, occluder): 0 renders clean
+      signs, 1 the default look; the scenes are otherwise the same.
 
   Returns:
     uint8 (B, 32, 32, 3) images.
@@ -634,23 +703,85 @@ def render(labels: np.ndarray, key_or_rng, *, victim: bool = False,
   labels = _check_labels(labels)
   key = _as_key(key_or_rng)
   return np.concatenate(list(_chunks(labels, key, victim,
-                                     _check_workers(workers))))
+                                     _check_workers(workers),
+                                     check_corruption(corruption))))
+
+
+def check_corruption(value) -> float:
+  """`value` as a float in [0, 1], or a one-line ValueError."""
+  if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+      or not 0.0 <= float(value) <= 1.0):
+    raise ValueError(f"corruption must be a number in [0, 1] (0 = clean "
+                     f"renders, 1 = the default camera), got {value!r}")
+  return float(value)
 
 
 def _split_key(seed: int, split: str) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), SPLITS[split])
 
 
+#: Approximate counts of LISA's annotation tags for the 17 named classes,
+#: in class order 1..17, as recalled from the data set's paper (Mogelmose et
+#: al., 2012; this machine has no LISA to count them): stop dominates, then
+#: pedestrianCrossing and signalAhead. `lisa.read_annotations` on a LISA
+#: folder gives the exact counts. Only their ratios are used
+#: (`class_weights`).
+LISA_TAG_COUNTS: tuple[int, ...] = (
+    294, 331, 210, 266, 1085, 133, 105, 925, 349, 140, 538, 141, 132, 1821,
+    168, 92, 236)
+BALANCES: tuple[str, ...] = ("uniform", "lisa")
+
+
+def class_weights(balance: str) -> np.ndarray:
+  """float64 (18,) shares of the classes in a training split, summing to 1.
+
+  'uniform': 1/18 each. 'lisa': class 0 keeps its 1/18, the 17 named classes
+  share the rest in the ratios of `LISA_TAG_COUNTS` (stop dominates).
+  """
+  if balance not in BALANCES:
+    raise ValueError(f"balance must be one of {', '.join(BALANCES)}, got "
+                     f"{balance!r}")
+  if balance == "uniform":
+    return np.full(NUM_CLASSES, 1 / NUM_CLASSES)
+  counts = np.asarray(LISA_TAG_COUNTS, np.float64)
+  return np.concatenate([[1 / NUM_CLASSES],
+                         counts / counts.sum() * (1 - 1 / NUM_CLASSES)])
+
+
+def split_labels(num_per_class: int, balance: str = "uniform") -> np.ndarray:
+  """int64 (num_per_class * 18,) labels of a split, classes interleaved.
+
+  'uniform': example i has label i % 18. Otherwise class c gets
+  round(total * share_c) examples (at least one; the largest absorbs the
+  rounding), and the k-th example of class c sits at position
+  (k + 0.5) / n_c of the split, so that every chunk holds every class in
+  about its share.
+  """
+  total = int(num_per_class) * NUM_CLASSES
+  if balance == "uniform":
+    class_weights(balance)  # checks the name
+    return np.arange(total, dtype=np.int64) % NUM_CLASSES
+  n = np.maximum(np.rint(total * class_weights(balance)).astype(np.int64), 1)
+  n[np.argmax(n)] += total - n.sum()
+  labels = np.concatenate([np.full(k, c) for c, k in enumerate(n)])
+  place = np.concatenate([(np.arange(k) + 0.5) / k for k in n])
+  return labels[np.argsort(place, kind="stable")].astype(np.int64)
+
+
 def generate_split(num_per_class: int, *, seed: int, split: str,
-                   workers: int | None = None,
+                   workers: int | None = None, corruption: float = 1.0,
+                   balance: str = "uniform",
                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields (images uint8 (n,32,32,3), labels int64 (n,)) chunks of a split.
 
-  Example i has label i % 18 (exact class balance); chunk c holds examples
+  The split holds num_per_class * 18 examples; with `balance='uniform'`
+  example i has label i % 18 (exact class balance), with 'lisa' the classes
+  have LISA-like shares (`split_labels`). Chunk c holds examples
   [c * CHUNK, (c + 1) * CHUNK) and is rendered from the key
   fold_in(fold_in(key(seed), SPLITS[split]), c), so the bytes are the same
   for any `workers` (threads rendering chunks concurrently; None: one per
-  core) and on every run.
+  core) and on every run. `corruption` in [0, 1] scales the camera
+  corruptions (`render`).
   """
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; use one of {sorted(SPLITS)}")
@@ -659,10 +790,10 @@ def generate_split(num_per_class: int, *, seed: int, split: str,
     raise ValueError(f"num_per_class must be an integer >= 1, got "
                      f"{num_per_class!r}")
   workers = _check_workers(workers)
-  total = int(num_per_class) * NUM_CLASSES
-  labels = np.arange(total, dtype=np.int64) % NUM_CLASSES
+  corruption = check_corruption(corruption)
+  labels = split_labels(num_per_class, balance)
   chunks = _chunks(labels.astype(np.int32), _split_key(seed, split), False,
-                   workers)
+                   workers, corruption)
   for c, images in enumerate(chunks):
     yield images, labels[c * CHUNK:(c + 1) * CHUNK]
 

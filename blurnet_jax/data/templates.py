@@ -90,19 +90,24 @@ def _octagon(fill, ring=WHITE, c=CANVAS):
 
 
 def _diamond(fill=YELLOW, c=CANVAS):
+  """A MUTCD warning diamond: the field's colour out to the edge, and a
+  black border (3/4" on a 30" sign) inset by a margin (1/2")."""
   img, d = _canvas(c, c)
   h = c / 2
-  d.polygon([(h, 0), (c, h), (h, c), (0, h)], fill=BLACK)
-  d.polygon([(h, 5), (c - 5, h), (h, c - 5), (5, h)], fill=fill)
-  d.polygon([(h, 10), (c - 10, h), (h, c - 10), (10, h)], outline=BLACK,
+  d.polygon([(h, 0), (c, h), (h, c), (0, h)], fill=fill)
+  m = 3  # the margin along the diagonal, in canvas px
+  d.polygon([(h, m), (c - m, h), (h, c - m), (m, h)], outline=BLACK,
             width=4)
   return img, d
 
 
 def _plate(w, h, fill=WHITE, border=BLACK):
+  """A MUTCD rectangular sign: the field out to the edge, a thin border
+  (1/2" on a 24" sign) inset by a margin (3/8"), rounded corners (1.5")."""
   img, d = _canvas(w, h)
-  d.rounded_rectangle([0, 0, w - 1, h - 1], radius=8, fill=border)
-  d.rounded_rectangle([5, 5, w - 6, h - 6], radius=6, fill=fill)
+  d.rounded_rectangle([0, 0, w - 1, h - 1], radius=7, fill=fill)
+  d.rounded_rectangle([1.5, 1.5, w - 2.5, h - 2.5], radius=6, outline=border,
+                      width=2)
   return img, d
 
 
@@ -198,11 +203,13 @@ def turn_right(v):
 
 
 def stop_ahead(v):
+  """W3-1: a red octagon (no legend, white rim) above a straight arrow; the
+  octagon is about 40% of the sign's width, the arrow half its height."""
   img, d = _diamond()
-  oct_img, _ = _octagon(RED, ring=WHITE, c=44)
-  _put_text(oct_img, "STOP", (7, 15, 37, 29), WHITE, weight=2)
-  img.alpha_composite(oct_img, (42, 22))
-  _arrow(d, [(64, 104), (64, 76)], 9, BLACK, head=13)
+  size = 52
+  oct_img, _ = _octagon(RED, ring=WHITE, c=size)
+  img.alpha_composite(oct_img, ((CANVAS - size) // 2, 16))
+  _arrow(d, [(64, 110), (64, 84)], 11, BLACK, head=15)
   return img
 
 
@@ -213,30 +220,33 @@ def school(v):
   d.polygon([(c / 2, 0), (c, 46), (c, c), (0, c), (0, 46)], fill=BLACK)
   d.polygon([(c / 2, 7), (c - 5, 49), (c - 5, c - 5), (5, c - 5), (5, 49)],
             fill=fill)
-  _person(d, 50, 82, 1.15)
-  _person(d, 80, 84, 1.05)
-  d.line([(20, 112), (108, 112)], fill=BLACK, width=5)
+  # S1-1: two children, the pair filling the field, on a ground line.
+  _person(d, 46, 78, 1.6)
+  _person(d, 84, 82, 1.4)
+  d.line([(14, 116), (114, 116)], fill=BLACK, width=6)
   return img
 
 
 def _speed_plate(digits, *, school_top=False, blur_digits=False, v=0):
-  w, h = (96, 120) if not school_top else (96, 150)
+  """R2-1 (24" x 30"), or S5-1 (24" x 48": SCHOOL on a yellow or
+  fluorescent yellow-green panel, SPEED LIMIT 25, WHEN FLASHING)."""
+  w, h = (96, 120) if not school_top else (96, 192)
   img, d = _plate(w, h)
   y = 10
   if school_top:
-    d.rectangle([6, 6, w - 7, 44], fill=FLUOR if v == 0 else YELLOW)
-    _put_text(img, "SCHOOL", (12, 14, w - 12, 36), BLACK, weight=3)
+    d.rectangle([5, 5, w - 6, 46], fill=FLUOR if v == 0 else YELLOW)
+    _put_text(img, "SCHOOL", (12, 14, w - 12, 38), BLACK, weight=3)
     y = 50
   _put_text(img, "SPEED", (16, y + 4, w - 16, y + 20), BLACK, weight=2)
   _put_text(img, "LIMIT", (20, y + 26, w - 20, y + 42), BLACK, weight=2)
   num = Image.new("RGBA", (w, h), (0, 0, 0, 0))
-  _put_text(num, digits, (14, y + 50, w - 14, y + 100 if not school_top else
-                          y + 84), BLACK, weight=4)
+  _put_text(num, digits, (14, y + 50, w - 14, y + 100), BLACK, weight=4)
   if blur_digits:  # "urdbl": an annotator could not read the value
     num = num.filter(ImageFilter.GaussianBlur(5))
   img.alpha_composite(num)
   if school_top:
-    _put_text(img, "WHEN FLASHING", (14, 138, w - 14, 146), BLACK, weight=1)
+    _put_text(img, "WHEN", (30, 160, w - 30, 170), BLACK, weight=1)
+    _put_text(img, "FLASHING", (16, 174, w - 16, 184), BLACK, weight=1)
   return _square(img)
 
 
@@ -256,7 +266,6 @@ def keep_right(v):
   img, d = _plate(96, 120)
   d.ellipse([30, 50, 50, 92], fill=BLACK)  # the island
   _arrow(d, [(40, 104), (58, 96), (66, 70), (62, 40)], 9, BLACK, head=14)
-  d.line([(14, 108), (34, 22)], fill=BLACK, width=5)
   return _square(img)
 
 

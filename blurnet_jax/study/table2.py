@@ -149,9 +149,21 @@ def table2_rows(config, trained: dict[str, TrainedModel], key,
   clean = models.predict(real.apply_fn, real.params, real.images) == STOP
   rows.append(combine("baseline", "rp2", 0.0, results,
                       np.tile(clean, (len(results), 1)).astype(int)))
+  rows += synthetic_rows(config, trained, key, test_split)
+  compare(rows)
+  return rows
+
+
+def synthetic_rows(config, trained: dict[str, TrainedModel], key, test_split,
+                   dataset: str = "synthetic") -> list[dict[str, Any]]:
+  """The trained variants' rows of Table 2 (`table2_rows` without the RP2
+  model): the grid on the synthetic victims, seed i with the key
+  fold_in(key, seed), accuracy on `test_split`."""
+  settings = grid_settings(config.grid)
   images = synthetic.synthetic_victims(config.grid.victims, seed=0)
   mask = masks_lib.get_mask("camouflage")
   test_images, test_labels = test_split
+  rows = []
   for name, m in trained.items():
     results = [whitebox(m.apply_fn, p, images, mask,
                         jax.random.fold_in(key, seed),
@@ -159,8 +171,7 @@ def table2_rows(config, trained: dict[str, TrainedModel], key,
                for seed, p in zip(m.seeds, m.members)]
     correct = np.stack([models.predict(m.apply_fn, p, test_images)
                         == test_labels for p in m.members]).astype(int)
-    rows.append(combine(name, "synthetic", m.alpha, results, correct))
-  compare(rows)
+    rows.append(combine(name, dataset, m.alpha, results, correct))
   return rows
 
 
