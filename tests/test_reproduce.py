@@ -10,6 +10,7 @@ from blurnet_jax.study import reproduce
 from blurnet_jax.study import slides
 from blurnet_jax.study import table1
 from blurnet_jax.study import zoo
+from configs import common
 from configs import reproduce as reproduce_configs
 from tests.helpers import (browser, browser_image_counts, tiny_data,
                            tiny_robustness)
@@ -88,6 +89,7 @@ def _tiny_config(data_dir):
   config.grid.eval_transforms = 1
   config.sweep.num_train_steps = 4
   config.sweep.steps = 2
+  common.lisa_arm(config, quick=True, forms=("full", "frozen"))
   config.lisa.variants = ("tv_1e-4",)
   del config.lisa_models["full_linf_5x5"]
   del config.lisa_models["frozen_linf_5x5"]

@@ -209,6 +209,15 @@ def reductions(config) -> list[str]:
                f"{g.num_transforms} transforms" + (
                    "; Table 2's variants not trained again at a proxy "
                    "setting" if not p.get("table2") else ""))
+  if "lisa" in config:
+    L = config.lisa
+    missing = [f for f in ("full", "frozen") if f not in L.forms]
+    out.append(f"LISA-initialised arm: variants {', '.join(L.variants)}; "
+               f"{L.num_train_steps} fine-tuning steps; grid targets "
+               f"{', '.join(map(str, L.grid.targets))}, {L.grid.steps} "
+               f"steps, {L.grid.num_transforms} transforms" + (
+                   f"; form(s) not run: {', '.join(missing)}" if missing
+                   else ""))
   rc = config.robustness
   out.append(f"robustness checklist: {rc.victims} synthetic victims, PGD "
              f"{rc.pgd_steps} steps, Square {rc.square_queries} queries, "
