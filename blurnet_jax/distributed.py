@@ -264,7 +264,10 @@ def lost_process_message(error: BaseException) -> str:
     result: dict[str, Any] = {}
 
     def ask():
-      result["live"] = client.get_live_nodes(list(range(n)))
+      try:
+        result["live"] = client.get_live_nodes(list(range(n)))
+      except Exception:  # pylint: disable=broad-except
+        pass  # the coordinator itself is gone
 
     asking = threading.Thread(target=ask, daemon=True)
     asking.start()
