@@ -132,6 +132,17 @@ _WORKER = textwrap.dedent("""
                                 jax.random.key(7), cfg=cfg, chunk=0)
       out["grid_noise"] = np.asarray(res["noise"]).ravel()[::97].tolist()
       out["grid_losses"] = np.asarray(res["losses"]).tolist()
+    if "budgets" in what:
+      from blurnet_jax.attacks import pgd
+      from blurnet_jax.study import robustness
+      victims = synthetic.synthetic_victims(4, seed=0)
+      mask = masks.get_mask("camouflage").astype(np.float32)
+      adv = robustness.budget_curve(
+          "pgd", linear_apply, linear_params(), victims,
+          np.stack([mask] * 3), jax.random.key(3), [0.1, 0.3, 1.0],
+          pgd.PGDConfig(steps=3))
+      out["budget_shape"] = list(adv.shape)
+      out["budget_l1"] = np.abs(adv - victims[None]).sum((1, 2, 3, 4)).tolist()
     if "train" in what:
       config = tiny_train_config("baseline", data, num_train_steps=6,
                                  eval_every=6, checkpoint_every=3,
@@ -169,9 +180,10 @@ def one_by_four(data_dir, tmp_path_factory):
   return _worker(tmp_path_factory.mktemp("p1"), 1, 4, data_dir, "sweep,train")
 
 
-def test_grid_of_two_processes_matches_one_process(data_dir, tmp_path):
-  (two, two_b), _ = _worker(tmp_path / "p2", 2, 2, data_dir, "grid")
-  (one,), _ = _worker(tmp_path / "p1", 1, 4, data_dir, "grid")
+def test_grid_and_budgets_of_two_processes_match_one_process(data_dir,
+                                                           tmp_path):
+  (two, two_b), _ = _worker(tmp_path / "p2", 2, 2, data_dir, "grid,budgets")
+  (one,), _ = _worker(tmp_path / "p1", 1, 4, data_dir, "grid,budgets")
   assert (two["devices"], two["processes"]) == (4, 2)
   assert (one["devices"], one["processes"]) == (4, 1)
   assert two == two_b  # every process gets every (gathered) result
@@ -182,6 +194,10 @@ def test_grid_of_two_processes_matches_one_process(data_dir, tmp_path):
   np.testing.assert_allclose(two["grid_losses"], one["grid_losses"],
                              rtol=1e-5)
   assert not np.allclose(two["grid_losses"][0], two["grid_losses"][1])
+  # robustness budgets: 3, padded to 4 over the devices and cut
+  assert two["budget_shape"] == [3, 4, 32, 32, 3]
+  np.testing.assert_allclose(two["budget_l1"], one["budget_l1"], rtol=1e-5)
+  assert two["budget_l1"][0] < two["budget_l1"][1] < two["budget_l1"][2]
 
 
 @pytest.mark.slow
@@ -248,8 +264,9 @@ def _train_cmd(data: Path, workdir: Path, port: int, n: int, i: int,
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("killed", [1, 0])
 def test_a_killed_process_stops_the_other_in_one_line_and_a_restart_resumes(
-    data_dir, tmp_path):
+    data_dir, tmp_path, killed):
   workdir = tmp_path / "work"
   port = free_port()
   steps = 400  # far more than run before the kill
@@ -261,17 +278,19 @@ def test_a_killed_process_stops_the_other_in_one_line_and_a_restart_resumes(
       assert procs[0].poll() is None, (tmp_path / "err0.txt").read_text()
       time.sleep(0.2)
     assert latest.exists()
-    procs[1].send_signal(signal.SIGKILL)
+    procs[killed].send_signal(signal.SIGKILL)
     t = time.monotonic()
-    (rc, _, err), _ = finish(procs, tmp_path, timeout=60)
+    done = finish(procs, tmp_path, timeout=60)
     seconds = time.monotonic() - t
+  rc, _, err = done[1 - killed]
   assert rc == 3, err[-3000:]
-  # The survivor stops within the bound (a collective fails at once; the
-  # heartbeat, 5 s here, names the lost process).
+  # The survivor stops within the bound: its next collective fails at once
+  # (every step has one), and the coordination service (heartbeat 5 s
+  # here) names the lost process.
   assert seconds < 30
   last = err.strip().splitlines()[-1]
-  assert last.startswith("error: process 1 was lost"), err[-3000:]
-  assert "restart" in last
+  assert last.startswith(f"error: process {killed}"), err[-3000:]
+  assert "was lost" in last and "restart" in last
   saved = int(latest.read_text().strip()[len("ckpt_"):-len(".msgpack")])
   assert 2 <= saved < steps
 
