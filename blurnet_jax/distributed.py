@@ -253,13 +253,25 @@ def same_on_every_process(value: int, what: str, fix: str) -> int:
   return value
 
 
+class _CoordinatorGone(Exception):
+  """Process 0's coordination service no longer answers."""
+
+
 def lost_process_message(error: BaseException) -> str:
   """One line for a collective that failed because a process went away,
   naming the processes the coordination service no longer hears from."""
   lost = "another process"
   try:
     from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
-    client = jax_distributed.global_state.client
+    state = jax_distributed.global_state
+    address = (_SETUP.coordinator_address if _SETUP is not None
+               and _SETUP.coordinator_address != AUTO
+               else getattr(state, "coordinator_address", None))
+    if jax.process_index() != 0 and address and not _reachable(address, 0.5):
+      # Asking a dead coordinator would wait, and JAX aborts the process as
+      # soon as its own poll notices: answer at once.
+      raise _CoordinatorGone
+    client = state.client
     n = jax.process_count()
     result: dict[str, Any] = {}
 
@@ -278,6 +290,8 @@ def lost_process_message(error: BaseException) -> str:
         lost = "process " + ", ".join(str(g) for g in gone)
     else:
       lost = "process 0 (the coordinator)"
+  except _CoordinatorGone:
+    lost = "process 0 (the coordinator)"
   except Exception:  # pylint: disable=broad-except
     pass
   first = str(error).strip().splitlines()[0][:160] if str(error) else ""
