@@ -204,16 +204,21 @@ def victim_sets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
               rp2_assets.rp2_dir(config.rp2_dir) / "victim-set")}
 
 
-def load_data(config: ml_collections.ConfigDict):
-  """(train_images, train_labels, test_images, test_labels) of a config.
-
-  Several processes: process 0 prepares the data set first (the others
-  would race on its files), then the others open what it built."""
+def prepare_data(data: ml_collections.ConfigDict):
+  """`datasets.prepare(data)`; with several processes, process 0 builds the
+  data set first (the others would race on its files), then the others
+  open what it built."""
   if distributed.is_writer():
-    builder = datasets.prepare(config.data)
+    builder = datasets.prepare(data)
   distributed.barrier("data prepared")
   if not distributed.is_writer():
-    builder = datasets.prepare(config.data)
+    builder = datasets.prepare(data)
+  return builder
+
+
+def load_data(config: ml_collections.ConfigDict):
+  """(train_images, train_labels, test_images, test_labels) of a config."""
+  builder = prepare_data(config.data)
   return (*datasets.load_split(builder, "train"),
           *datasets.load_split(builder, "test"))
 
