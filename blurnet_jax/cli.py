@@ -95,6 +95,8 @@ def one_line_errors(main):
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
       logging.debug("failed", exc_info=True)
       if distributed.multi_process():
+        if distributed.is_collective_failure(e):
+          distributed.stop_on_lost_process(e)
         distributed.stop(str(e))
       sys.stderr.write(f"error: {e}\n")
       sys.exit(2)

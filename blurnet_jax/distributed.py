@@ -300,6 +300,14 @@ def lost_process_message(error: BaseException) -> str:
           "restart every process: the run resumes from the last checkpoint")
 
 
+def is_collective_failure(error: BaseException) -> bool:
+  """Whether `error` is XLA's report of a failed collective or runtime call
+  (a status such as 'UNKNOWN: Gloo AllGather failed'), which some paths
+  raise as ValueError; the project's own errors never start so."""
+  return str(error).startswith(("UNKNOWN:", "UNAVAILABLE:", "INTERNAL:",
+                                "DEADLINE_EXCEEDED:", "ABORTED:"))
+
+
 def stop_on_lost_process(error: BaseException) -> None:
   """Ends a multi-process run at once with `lost_process_message`; returns
   (doing nothing) for a single process."""
