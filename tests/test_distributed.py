@@ -251,7 +251,7 @@ def test_data_parallel_training_matches_one_device(two_by_two, one_by_four,
 # ------------------------------------------------------- a lost process --
 
 def _train_cmd(data: Path, workdir: Path, port: int, n: int, i: int,
-               steps: int, extra=()) -> list[str]:
+               steps: int, extra=(), heartbeat: int = 5) -> list[str]:
   return [sys.executable, "-m", "launch.train",
           "--config=configs/train.py:variant=baseline,runlocal",
           f"--workdir={workdir}", "--compilation_cache=off",
@@ -260,7 +260,7 @@ def _train_cmd(data: Path, workdir: Path, port: int, n: int, i: int,
           "--config.batch_size=16", f"--config.num_train_steps={steps}",
           "--config.warmup_steps=2", "--config.log_every=1",
           "--config.eval_every=1000", "--config.checkpoint_every=2",
-          *dist_flags(port, n, i), *extra]
+          *dist_flags(port, n, i, heartbeat_timeout=heartbeat), *extra]
 
 
 @pytest.mark.slow
@@ -270,7 +270,11 @@ def test_a_killed_process_stops_the_other_in_one_line_and_a_restart_resumes(
   workdir = tmp_path / "work"
   port = free_port()
   steps = 400  # far more than run before the kill
-  cmds = [_train_cmd(data_dir, workdir, port, 2, i, steps) for i in (0, 1)]
+  # The heartbeat outlasts a training step even on a loaded machine: a
+  # survivor that is still inside a step when the heartbeat expires is
+  # aborted by JAX itself, before it reaches the collective that fails.
+  cmds = [_train_cmd(data_dir, workdir, port, 2, i, steps, heartbeat=30)
+          for i in (0, 1)]
   with processes(cmds, 2, tmp_path) as procs:
     latest = workdir / "checkpoints" / "LATEST"
     deadline = time.monotonic() + TIMEOUT_S
@@ -283,14 +287,21 @@ def test_a_killed_process_stops_the_other_in_one_line_and_a_restart_resumes(
     done = finish(procs, tmp_path, timeout=60)
     seconds = time.monotonic() - t
   rc, _, err = done[1 - killed]
-  assert rc == 3, err[-3000:]
-  # The survivor stops within the bound: its next collective fails at once
-  # (every step has one), and the coordination service (heartbeat 5 s
-  # here) names the lost process.
-  assert seconds < 30
+  # No hang: the survivor stops within the bound (its next collective fails
+  # at once; every step has one).
+  assert seconds < 45
   last = err.strip().splitlines()[-1]
-  assert last.startswith(f"error: process {killed}"), err[-3000:]
-  assert "was lost" in last and "restart" in last
+  if rc == 3:  # our line: the survivor's collective failed
+    assert last.startswith(f"error: process {killed}"), err[-3000:]
+    assert "was lost" in last and "restart" in last
+  else:
+    # JAX's own abort: the loss reached the survivor through the runtime
+    # first (the coordinator's closed connection, a heartbeat, or a peer
+    # lost while a new collective was still being set up); README,
+    # "Several hosts". Measured: process 1 killed gave our line on an idle
+    # machine, JAX's abort when a step took ~10 s under load.
+    assert rc not in (0, 3) and "JAX distributed service" in err, (
+        err[-3000:])
   saved = int(latest.read_text().strip()[len("ckpt_"):-len(".msgpack")])
   assert 2 <= saved < steps
 
