@@ -6,7 +6,10 @@ Every launcher wraps its `main` in `one_line_errors`, which first calls
 persistent compilation cache in `--compilation_cache` (default
 ~/.cache/blurnet_jax/xla, or $BLURNET_JAX_COMPILATION_CACHE; 'off' turns it
 off), so that a second run of a launcher loads its compiled programs
-instead of compiling them again.
+instead of compiling them again; and the distributed runtime when the
+config's `distributed` block or the environment names several processes
+(`blurnet_jax.distributed`), after which every process checks that the
+others run the same config and workdir.
 """
 
 import functools
@@ -15,7 +18,9 @@ import sys
 
 from absl import flags
 from absl import logging
+import jax
 
+from blurnet_jax import distributed
 from blurnet_jax import host_memory
 
 CACHE_ENV = "BLURNET_JAX_COMPILATION_CACHE"
@@ -49,27 +54,55 @@ def enable_compilation_cache(path: str) -> str | None:
   return folder
 
 
-def setup_process() -> None:
-  """What a launcher sets for the whole process, before any computation."""
+def setup_process(config=None, *same: str) -> None:
+  """What a launcher sets for the whole process, before any computation.
+
+  With a `config` whose `distributed` block (or the environment) names
+  several processes, joins them (`distributed.initialize`) and checks that
+  every process has the same config and `same` values (e.g. the workdir).
+  """
   host_memory.reuse_freed_memory()
   enable_compilation_cache(_CACHE.value)
+  block = None if config is None else config.get("distributed")
+  if distributed.initialize(distributed.Setup.from_config(block)):
+    distributed.check_same_config(config, *same)
+
+
+def _launcher_config():
+  """The launcher's `--config` and `--workdir` values (None where it has
+  no such flag)."""
+  values = []
+  for name in ("config", "workdir"):
+    values.append(flags.FLAGS[name].value if name in flags.FLAGS else None)
+  return values
 
 
 def one_line_errors(main):
   """Wraps an absl `main`: `setup_process()`, then ValueError,
   FileNotFoundError and FloatingPointError (a NaN loss) print
   `error: <message>` and exit with status 2; the full traceback goes to the
-  debug log."""
+  debug log. In a multi-process run a failed collective (a process lost)
+  ends this one with a line naming the lost process, status 3, and any
+  error ends the process at once (JAX's shutdown would wait for the
+  others)."""
 
   @functools.wraps(main)
   def wrapped(argv):
     try:
-      setup_process()
+      config, workdir = _launcher_config()
+      setup_process(config, str(workdir))
       return main(argv)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
       logging.debug("failed", exc_info=True)
+      if distributed.multi_process():
+        if distributed.is_collective_failure(e):
+          distributed.stop_on_lost_process(e)
+        distributed.stop(str(e))
       sys.stderr.write(f"error: {e}\n")
       sys.exit(2)
+    except jax.errors.JaxRuntimeError as e:
+      distributed.stop_on_lost_process(e)
+      raise
 
   return wrapped
 

@@ -3,7 +3,8 @@
 `write_json` converts numpy scalars and arrays and tuples, leaves out dict
 keys that start with '_' (in-memory extras), and writes atomically (a
 temporary file renamed over the target), so a reader never sees half a
-file. `read_json` turns a missing or corrupt file into one clear error.
+file; in a multi-process run only process 0 writes (the others return the
+path and write nothing, so they never race on a file). `read_json` turns a missing or corrupt file into one clear error.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from blurnet_jax import distributed
 
 
 def jsonable(x: Any) -> Any:
@@ -33,8 +36,11 @@ def jsonable(x: Any) -> Any:
 
 def write_json(path: str | os.PathLike[str], obj: Any, *,
                sort_keys: bool = False) -> Path:
-  """Writes `jsonable(obj)` to `path` atomically; returns the path."""
+  """Writes `jsonable(obj)` to `path` atomically (process 0 only); returns
+  the path."""
   path = Path(path)
+  if not distributed.is_writer():
+    return path
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_suffix(path.suffix + ".tmp")
   tmp.write_text(json.dumps(jsonable(obj), indent=2, sort_keys=sort_keys)

@@ -2,7 +2,8 @@
 
 Figures are drawn from host arrays and result dicts (the same dicts the
 JSON results hold), never from models, so a report can be drawn again from
-a finished run. matplotlib runs with the Agg backend (no display).
+a finished run. matplotlib runs with the Agg backend (no display). In a
+multi-process run only process 0 writes the files.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from etils import epath
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from blurnet_jax import distributed
 from blurnet_jax.attacks.pgd import NORMS
 from blurnet_jax.classes import CLASS_NAMES
 from blurnet_jax.spectral import SPECTRUM_ROWS
@@ -26,6 +28,13 @@ def _plt():
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   return plt
+
+
+def _save(save, path, **kwargs) -> None:
+  """`save(str(path), **kwargs)` on process 0 only: in a multi-process run
+  every process draws, one writes (`distributed.is_writer`)."""
+  if distributed.is_writer():
+    save(str(path), **kwargs)
 
 
 def _to_uint8(images: np.ndarray) -> np.ndarray:
@@ -61,7 +70,7 @@ def contact_sheet(images: np.ndarray, labels: np.ndarray,
       sheet.paste(tile, (left + j * cell, c * cell + _PAD // 2))
   path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  sheet.save(str(path))
+  _save(sheet.save, path)
   return path
 
 
@@ -152,7 +161,7 @@ def image_grid(rows: list[np.ndarray], row_titles: list[str],
                   fill=(0, 0, 0), font=small)
   path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  sheet.save(str(path))
+  _save(sheet.save, path)
   return path
 
 
@@ -296,7 +305,7 @@ def plot_spectra(spectra: Mapping[str, np.ndarray], path: epath.PathLike, *,
   fig.suptitle(title, fontsize=11)
   path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(str(path))
+  _save(fig.savefig, path)
   plt.close(fig)
   return path
 
@@ -346,7 +355,7 @@ def plot_sweep(rows: list[dict], path: epath.PathLike, *, title: str,
   fig.tight_layout()
   path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(str(path))
+  _save(fig.savefig, path)
   plt.close(fig)
   return path
 
@@ -409,7 +418,7 @@ def plot_budgets(results, path) -> None:
   _model_legend(fig, list(results["models"]),
                 [("-", "o", "PGD"), ("--", "s", "Square (no gradient)"),
                  (":", "", "PGD under EOT")])
-  fig.savefig(str(path), bbox_inches="tight")
+  _save(fig.savefig, path, bbox_inches="tight")
   plt.close(fig)
 
 
@@ -430,7 +439,7 @@ def plot_steps(results, path) -> None:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(str(path))
+  _save(fig.savefig, path)
   plt.close(fig)
 
 
@@ -458,7 +467,7 @@ def plot_transfer(results, path) -> None:
     ax.set_title({"pgd_linf": "PGD linf (reference budget)",
                   "rp2": "physical RP2 sticker"}.get(kind, kind), fontsize=9)
   fig.tight_layout()
-  fig.savefig(str(path))
+  _save(fig.savefig, path)
   plt.close(fig)
 
 
@@ -490,7 +499,7 @@ def plot_physical(results, path, data: str) -> bool:
   fig.tight_layout()
   _model_legend(fig, [n for n, _ in chosen],
                 [("-", "o", "with the sticker"), ("--", "", "clean")])
-  fig.savefig(str(path), bbox_inches="tight")
+  _save(fig.savefig, path, bbox_inches="tight")
   plt.close(fig)
   return True
 

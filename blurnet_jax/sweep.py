@@ -3,9 +3,10 @@
 The population is a `TrainState` whose leaves have a leading member axis;
 one step is `jax.jit(jax.vmap(train_step))` over it with the data batch
 shared by every member, so member i computes exactly what a single run with
-its (alpha, seed) computes. With several local devices the member axis is
-sharded over them (`jax.sharding`), and XLA splits the work; the numbers do
-not change.
+its (alpha, seed) computes. With several devices, local or in other
+processes (`blurnet_jax.distributed`), the member axis is sharded over all
+of them (`jax.sharding`), padded to a multiple of their count, and XLA
+splits the work; the numbers do not change. Process 0 alone writes files.
 """
 
 from collections.abc import Callable
@@ -16,10 +17,11 @@ from typing import Any
 from etils import epath
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
+from blurnet_jax import distributed
 from blurnet_jax import models
 from blurnet_jax import train
 from blurnet_jax.jsonio import write_json
@@ -36,19 +38,15 @@ def members(config: ml_collections.ConfigDict) -> list[tuple[float, int]]:
   return [(a, s) for a in alphas for s in seeds]
 
 
-def member_mesh(num_members: int) -> Mesh | None:
-  """A 1-d mesh over the local devices for the member axis (None: 1 device).
-
-  Raises ValueError when the member count is not a multiple of the devices.
-  """
-  devices = jax.local_devices()
-  if len(devices) == 1:
-    return None
-  if num_members % len(devices):
-    raise ValueError(f"{num_members} sweep members cannot be split over "
-                     f"{len(devices)} devices; use a multiple of "
-                     f"{len(devices)} (alphas x seeds)")
-  return Mesh(np.asarray(devices), ("member",))
+def member_mesh(num_members: int) -> tuple[Mesh | None, int]:
+  """A 1-d mesh over every device of the job (all processes) for the member
+  axis (None: one device), and the population size it runs: `num_members`
+  padded up to a multiple of the devices (the padding members repeat the
+  last one and are dropped from every result)."""
+  mesh = distributed.global_mesh("member")
+  if mesh is None:
+    return None, num_members
+  return mesh, distributed.padded_size(num_members)
 
 
 def create_population(config, model, alphas, seeds) -> train.TrainState:
@@ -71,7 +69,7 @@ def member_chunk(config, num_members: int) -> int:
   chunk = int(config.sweep.get("chunk", 0))
   if chunk <= 0:
     single_cpu = (jax.default_backend() == "cpu"
-                  and len(jax.local_devices()) == 1)
+                  and jax.device_count() == 1)
     # Several devices: one vmap whose member axis is sharded over them.
     chunk = 1 if single_cpu else num_members
   if num_members % chunk:
@@ -103,16 +101,19 @@ def member(state, i: int):
   return jax.tree.map(lambda x: np.asarray(x)[i], jax.device_get(state))
 
 
-def population_evaluate(state, images, labels, *, batch_size=500) -> dict:
-  """Test accuracy and loss of every member (lists).
+def population_evaluate(state, images, labels, *, batch_size=500,
+                        members: int | None = None) -> dict:
+  """Test accuracy and loss of every member (lists), of the first
+  `members` only if given (the rest pad the population).
 
   Members are fetched to the host first: slicing a sharded population on
   device compiles a cross-device program per slice, for no gain here.
   """
-  state = jax.device_get(state)
+  state = distributed.to_host(state)
+  count = state.alpha.shape[0] if members is None else members
   out = [train.evaluate(member(state, i), images, labels,
                         batch_size=batch_size)
-         for i in range(state.alpha.shape[0])]
+         for i in range(count)]
   return {k: [o[k] for o in out] for k in out[0]}
 
 
@@ -142,33 +143,37 @@ def train_population(config: ml_collections.ConfigDict,
     as host arrays, and the `sweep.json` written.
   """
   workdir = epath.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  if distributed.is_writer():
+    workdir.mkdir(parents=True, exist_ok=True)
   write_json(workdir / "config.json", config.to_dict())
   train.check_regime(config)
   pairs = members(config)
-  alphas = [a for a, _ in pairs]
-  seeds = [s for _, s in pairs]
+  mesh, size = member_mesh(len(pairs))
+  padded = pairs + pairs[-1:] * (size - len(pairs))
+  alphas = [a for a, _ in padded]
+  seeds = [s for _, s in padded]
   train_images, train_labels, test_images, test_labels = train.load_data(
       config)
   model = models.model_from_config(config.model)
   state = create_population(config, model, alphas, seeds)
-  mesh = member_mesh(len(pairs))
-  step_fn = population_step(config, len(pairs))
+  step_fn = population_step(config, size)
   step_roots = jax.vmap(lambda s: jax.random.split(jax.random.key(s))[1])(
       jnp.asarray(seeds, jnp.uint32))
   fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
-  if mesh is not None:
-    members_sharding = NamedSharding(mesh, P("member"))
-    state = jax.device_put(state, members_sharding)
-    step_roots = jax.device_put(step_roots, members_sharding)
+  state = distributed.shard_leading(state, mesh)
+  step_roots = distributed.shard_leading(step_roots, mesh)
   state, seconds = train.fit(
       config, workdir, state, step_fn, lambda step: fold(step_roots, step),
-      lambda st: population_evaluate(st, test_images, test_labels),
+      lambda st: population_evaluate(st, test_images, test_labels,
+                                     members=len(pairs)),
       train_images, train_labels,
-      desc=f"sweep {config.penalty.kind} x{len(pairs)}")
-  final = population_evaluate(state, test_images, test_labels)
+      desc=f"sweep {config.penalty.kind} x{len(pairs)}",
+      place=lambda host: distributed.shard_leading(host, mesh),
+      members=len(pairs))
+  final = population_evaluate(state, test_images, test_labels,
+                              members=len(pairs))
   rows, params = [], []
-  host = jax.device_get(state)
+  host = distributed.to_host(state)
   sets = train.victim_sets(config)  # rendered / read once for all members
   for i, (alpha, seed) in enumerate(pairs):
     params.append(member(host, i).params)
@@ -178,7 +183,8 @@ def train_population(config: ml_collections.ConfigDict,
                  **train.victim_results(models.apply_fn_for(model), params[-1],
                                         sets)})
   summary = {"members": rows, "train_seconds_this_run": round(seconds, 1),
-             "devices": len(jax.local_devices()),
+             "devices": jax.device_count(),
+             "processes": jax.process_count(),
              "num_train_steps": config.num_train_steps}
   write_json(workdir / "sweep.json", summary)
   return rows, params, summary
@@ -196,13 +202,17 @@ def benchmark(config: ml_collections.ConfigDict, *, steps: int = 20) -> dict:
   alphas = [a for a, _ in pairs]
   seeds = [s for _, s in pairs]
 
-  mesh = member_mesh(len(pairs))
-  keys = jax.vmap(jax.random.key)(jnp.arange(len(pairs), dtype=jnp.uint32))
+  mesh, _ = member_mesh(len(pairs))
+  if mesh is not None and len(pairs) % jax.device_count():
+    raise ValueError(f"{len(pairs)} sweep members cannot be split over "
+                     f"{jax.device_count()} devices; use a multiple of "
+                     f"{jax.device_count()} (alphas x seeds)")
+  keys = distributed.shard_leading(jax.vmap(jax.random.key)(
+      jnp.arange(len(pairs), dtype=jnp.uint32)), mesh)
   population_s = {}
   for chunk in [c for c in range(1, len(pairs) + 1) if len(pairs) % c == 0]:
-    pop = create_population(config, model, alphas, seeds)
-    if mesh is not None:
-      pop = jax.device_put(pop, NamedSharding(mesh, P("member")))
+    pop = distributed.shard_leading(
+        create_population(config, model, alphas, seeds), mesh)
     step_fn = population_step(config, len(pairs), chunk)
     pop, m = step_fn(pop, batch, keys)  # compile
     jax.block_until_ready(m)
@@ -231,7 +241,8 @@ def benchmark(config: ml_collections.ConfigDict, *, steps: int = 20) -> dict:
   one = singles_s / len(pairs)
   return {"penalty": config.penalty.kind, "members": len(pairs),
           "steps": steps, "batch_size": config.batch_size,
-          "backend": jax.default_backend(), "devices": len(jax.local_devices()),
+          "backend": jax.default_backend(), "devices": jax.device_count(),
+          "processes": jax.process_count(),
           "default_chunk": default,
           "population_seconds": round(population_s[default], 3),
           "population_seconds_by_chunk": {

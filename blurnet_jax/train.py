@@ -18,6 +18,7 @@ the accuracy targets on both the synthetic set and LISA within a few epochs
 
 import functools
 import json
+import os
 import time
 
 from absl import logging
@@ -30,6 +31,7 @@ import numpy as np
 import optax
 
 from blurnet_jax import checkpoint
+from blurnet_jax import distributed
 from blurnet_jax.jsonio import write_json
 from blurnet_jax import losses
 from blurnet_jax import models
@@ -215,16 +217,28 @@ def victim_sets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
               rp2_assets.rp2_dir(config.rp2_dir) / "victim-set")}
 
 
+def prepare_data(data: ml_collections.ConfigDict):
+  """`datasets.prepare(data)`; with several processes, process 0 builds the
+  data set first (the others would race on its files), then the others
+  open what it built."""
+  if distributed.is_writer():
+    builder = datasets.prepare(data)
+  distributed.barrier("data prepared")
+  if not distributed.is_writer():
+    builder = datasets.prepare(data)
+  return builder
+
+
 def load_data(config: ml_collections.ConfigDict):
   """(train_images, train_labels, test_images, test_labels) of a config."""
-  builder = datasets.prepare(config.data)
+  builder = prepare_data(config.data)
   return (*datasets.load_split(builder, "train"),
           *datasets.load_split(builder, "test"))
 
 
 def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
         step_fn, rng_for_step, evaluate_fn, train_images, train_labels, *,
-        desc: str):
+        desc: str, place=jax.device_put, members: int | None = None):
   """The training loop shared by single runs and vmapped populations.
 
   Resumes from `workdir/checkpoints`, feeds `config.num_train_steps` batches
@@ -232,16 +246,29 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
   `workdir/metrics.jsonl`, evaluates with `evaluate_fn(state) -> dict` every
   `eval_every` steps, checkpoints every `checkpoint_every`, and stops with
   `NonFiniteLossError` (keeping every saved checkpoint) on a NaN/Inf loss.
-  Metrics of a population are lists, one value per member.
+  Metrics of a population are lists, one value per member (the first
+  `members` if given: the rest pad the population).
+
+  With several processes every one runs this loop on the same batches;
+  values are gathered (`distributed.to_host`) before they are checked or
+  logged, process 0 alone writes metrics and checkpoints while the others
+  wait at a barrier, and every process resumes from the same checkpoint
+  (`place(host_state)` lays a restored state out as `state` was).
 
   Returns:
     (state, seconds spent in this call's steps).
   """
   ckpt_dir = workdir / "checkpoints"
-  state, start = checkpoint.restore_or_init(ckpt_dir, state)
-  state = jax.device_put(state)
+  restored, start = checkpoint.restore_or_init(ckpt_dir,
+                                               distributed.to_host(state))
+  start = distributed.same_on_every_process(
+      start, "the checkpoint step to resume from",
+      f"put {workdir} on a filesystem that every process shares")
   if start:
+    state = place(restored)
     logging.info("resuming %s from step %d", desc, start)
+  trim = (lambda v: v) if members is None else (
+      lambda v: v[:members] if np.ndim(v) else v)
   total = config.num_train_steps
   log_every = max(1, config.log_every)
   eval_every = max(1, config.eval_every)
@@ -253,11 +280,13 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
   progress = Progress(total, desc, start=start, unit="step")
   t0 = time.perf_counter()
   step = start
-  with (workdir / "metrics.jsonl").open("a") as metrics_file:
+  writer = distributed.is_writer()
+  with ((workdir / "metrics.jsonl").open("a") if writer
+        else open(os.devnull, "w", encoding="utf-8")) as metrics_file:
     while step < total:
       state, metrics = step_fn(state, next(batches), rng_for_step(step))
       step += 1
-      loss = np.asarray(metrics["loss"])
+      loss = trim(np.asarray(distributed.to_host(metrics["loss"])))
       if not np.isfinite(loss).all():
         bad = np.flatnonzero(~np.isfinite(loss.ravel())).tolist()
         raise NonFiniteLossError(
@@ -267,8 +296,9 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
             f"{checkpoint.latest_step(ckpt_dir)} in {ckpt_dir}")
       record = None
       if step % log_every == 0 or step == total:
-        record = {"step": step} | {k: np.asarray(v).tolist() for k, v in
-                                   jax.device_get(metrics).items()}
+        record = {"step": step} | {
+            k: trim(np.asarray(v)).tolist()
+            for k, v in distributed.to_host(metrics).items()}
       if step % eval_every == 0 or step == total:
         record = (record or {"step": step}) | {
             "test_" + k: v for k, v in evaluate_fn(state).items()}
@@ -278,8 +308,11 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
         progress.update(step, loss=float(np.mean(loss)), acc=float(
             np.mean(record.get("accuracy", np.nan))))
       if step % checkpoint_every == 0 or step == total:
-        checkpoint.save(ckpt_dir, state, step=step, config=config,
-                        keep=config.keep_checkpoints)
+        host = distributed.to_host(state)
+        if writer:
+          checkpoint.save(ckpt_dir, host, step=step, config=config,
+                          keep=config.keep_checkpoints)
+        distributed.barrier(f"checkpoint {step}")
   progress.close()
   return state, time.perf_counter() - t0
 
@@ -294,6 +327,25 @@ def victim_results(apply_fn, params, sets: dict[str, np.ndarray]) -> dict:
   return out
 
 
+def data_parallel_mesh(batch_size: int):
+  """The mesh over which one model's batch is split (None: one device).
+
+  Every device of the job (all processes) takes `batch_size / devices`
+  examples of each batch; the train state is replicated, and the compiled
+  step averages the gradients over the devices (XLA inserts the all-reduce
+  that the sharding annotations call for), so the step computes what one
+  device computes on the whole batch, up to the order of float sums.
+  """
+  mesh = distributed.global_mesh("batch")
+  if mesh is not None and batch_size % jax.device_count():
+    raise ValueError(
+        f"batch_size={batch_size} cannot be split over {jax.device_count()} "
+        f"devices ({jax.process_count()} process(es)); use a multiple of "
+        f"{jax.device_count()}, e.g. --config.batch_size="
+        f"{-(-batch_size // jax.device_count()) * jax.device_count()}")
+  return mesh
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: epath.PathLike) -> tuple[TrainState, dict]:
   """Trains one variant, resuming from `workdir`, and evaluates it.
@@ -301,29 +353,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   Writes into workdir: `config.json`, `metrics.jsonl` (one JSON object per
   logged step: train metrics, and test metrics every `eval_every` steps),
   `checkpoints/`, and `results.json` (test accuracy, victims recognised as
-  stop, seconds).
+  stop, seconds). With several devices (local, or over processes) training
+  is data-parallel (`data_parallel_mesh`); the returned state is then on
+  the host.
 
   Returns:
     The final state and the results dict.
   """
   workdir = epath.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  if distributed.is_writer():
+    workdir.mkdir(parents=True, exist_ok=True)
   write_json(workdir / "config.json", config.to_dict(), sort_keys=True)
   check_regime(config)
   if config.penalty.kind not in PENALTIES:
     raise ValueError(f"unknown penalty.kind {config.penalty.kind!r}; use one "
                      f"of {PENALTIES}")
+  mesh = data_parallel_mesh(config.batch_size)
   train_images, train_labels, test_images, test_labels = load_data(config)
   model = models.model_from_config(config.model)
   init_rng, step_root = jax.random.split(jax.random.key(config.seed))
-  state = create_train_state(config, model, init_rng)
+  state = distributed.replicate(create_train_state(config, model, init_rng),
+                                mesh)
   step_fn = functools.partial(train_step, penalty_kind=config.penalty.kind,
                               augment=config.augment)
+  if mesh is not None:
+    unsharded_step = step_fn
+
+    def step_fn(state, batch, rng):  # pylint: disable=function-redefined
+      return unsharded_step(state, distributed.shard_leading(batch, mesh),
+                            rng)
+
+    step_root = distributed.replicate(step_root, mesh)
+
   state, seconds = fit(
       config, workdir, state, step_fn,
       lambda step: jax.random.fold_in(step_root, step),
-      lambda st: evaluate(st, test_images, test_labels),
-      train_images, train_labels, desc=config.get("variant", "train"))
+      lambda st: evaluate(distributed.to_host(st), test_images, test_labels),
+      train_images, train_labels, desc=config.get("variant", "train"),
+      place=lambda host: distributed.replicate(host, mesh))
+  if mesh is not None:
+    state = distributed.to_host(state)
   results = {"variant": config.get("variant", ""),
              "steps": config.num_train_steps,
              "penalty": config.penalty.to_dict(),

@@ -21,6 +21,7 @@ from pathlib import Path
 import ml_collections
 
 from blurnet_jax.config_args import parse_arg
+from configs.distributed import distributed_config
 
 # Optional: the reference benchmarks beside the repository, when present.
 _BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "bench"
@@ -65,4 +66,5 @@ def get_config(arg=None):
     c.grid_steps = 2
     c.num_transforms = 2
     c.data_per_class = 20
+  c.distributed = distributed_config()  # several processes: see there
   return c

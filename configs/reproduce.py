@@ -46,6 +46,7 @@ from blurnet_jax.attacks.grid import ALL_TARGETS
 from blurnet_jax.config_args import parse_arg
 from configs import common
 from configs import sweep as sweep_configs
+from configs.distributed import distributed_config
 
 TABLE2_VARIANTS = common.TABLE2_VARIANTS
 
@@ -112,4 +113,5 @@ def get_config(arg=None):
   # Beyond the slides: the robustness checklist on every trained variant
   # and the RP2 model; see configs/robustness.py.
   c.robustness = common.robustness_block("quick" if q else "full")
+  c.distributed = distributed_config()  # several processes: see there
   return c

@@ -22,6 +22,7 @@ import ml_collections
 
 from blurnet_jax.config_args import parse_arg
 from configs import common
+from configs.distributed import distributed_config
 
 
 def get_config(arg=None):
@@ -45,4 +46,5 @@ def get_config(arg=None):
     c.batch_size = 32
   c.robustness = common.robustness_block(
       "runlocal" if arg.runlocal else "quick" if arg.quick else "full")
+  c.distributed = distributed_config()  # several processes: see there
   return c

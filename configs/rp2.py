@@ -36,6 +36,7 @@ import ml_collections
 from blurnet_jax.attacks.grid import ALL_TARGETS
 from blurnet_jax.classes import RP2_TARGET
 from blurnet_jax.config_args import parse_arg
+from configs.distributed import distributed_config
 
 
 def get_config(arg=None):
@@ -66,4 +67,5 @@ def get_config(arg=None):
     c.steps = 5
     c.num_transforms = min(c.num_transforms, 2)
     c.eval_transforms = 2
+  c.distributed = distributed_config()  # several processes: see there
   return c

@@ -9,7 +9,8 @@ Default: the L-inf penalty on a learned 5x5 L1 filter, 8 alphas x 1 seed,
 8 single steps, so the full sweep is ~8x one short run on a 2-core CPU and
 ~1x on a GPU). `penalty=tv` sweeps the total-variation weight instead.
 `--config.sweep.alphas='(0., 1e-3)'` and `--config.sweep.seeds='(0, 1)'` pick
-the members; members must be a multiple of the local devices.
+the members; with several devices (local, or of several processes) the
+member axis is split over them, padded to a multiple of their count.
 """
 
 import ml_collections

@@ -27,6 +27,7 @@ import ml_collections
 
 from blurnet_jax.config_args import parse_arg
 from configs.data import data_config
+from configs.distributed import distributed_config
 
 # name -> (model fields, penalty kind, alpha)
 VARIANTS = {
@@ -78,4 +79,5 @@ def get_config(arg=None):
   c.checkpoint_every = 30 if arg.runlocal else 500
   c.keep_checkpoints = 3
   c.rp2_dir = ""  # RP2 assets whose real victims are reported; '' = packaged
+  c.distributed = distributed_config()  # several processes: see there
   return c

@@ -9,16 +9,20 @@ import json
 from absl import app
 from ml_collections import config_flags
 
-from blurnet_jax.cli import parse_flags
+from blurnet_jax import distributed
 from blurnet_jax import sweep
+from blurnet_jax.cli import one_line_errors, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 
 
+@one_line_errors
 def main(argv):
   del argv
   config = _CONFIG.value
-  print(json.dumps(sweep.benchmark(config, steps=config.benchmark_steps)))
+  result = sweep.benchmark(config, steps=config.benchmark_steps)
+  if distributed.is_writer():
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

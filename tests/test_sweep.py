@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from blurnet_jax import checkpoint
+from blurnet_jax import distributed
 from blurnet_jax import models
 from blurnet_jax import plots
 from blurnet_jax import sweep
@@ -102,7 +103,10 @@ def test_sharded_over_two_devices_gives_the_same_numbers(tiny_data_dir,
   np.testing.assert_allclose(one["sums"], two["sums"], rtol=1e-5)
 
 
-def test_member_count_must_divide_devices(monkeypatch):
-  monkeypatch.setattr(jax, "local_devices", lambda: [0, 1])
-  with pytest.raises(ValueError, match="multiple of 2"):
-    sweep.member_mesh(3)
+def test_a_member_count_the_devices_do_not_divide_is_padded(monkeypatch):
+  assert sweep.member_mesh(3) == (None, 3)  # one device: nothing to pad
+  monkeypatch.setattr(jax, "device_count", lambda: 4)
+  assert [distributed.padded_size(n) for n in (1, 4, 6, 9)] == [4, 4, 8, 12]
+  padded = distributed.pad_leading({"a": np.arange(3), "b": np.eye(3)}, 4)
+  np.testing.assert_array_equal(padded["a"], [0, 1, 2, 2])
+  np.testing.assert_array_equal(padded["b"][3], [0, 0, 1])

@@ -8,7 +8,9 @@
   summarize(rows)  # average and worst success over the targets
 
 Targets go through one compiled program per chunk (`jax.vmap` over the
-target axis, split over the local devices), and each target's result
+target axis, split over every device of the job: the local ones, and those
+of the other processes in a multi-process run, `blurnet_jax.distributed`;
+every process gets every result), and each target's result
 depends only on its own key `fold_in(key, target)`. The metrics follow the
 slides: success is a prediction changed against the clean one; the
 transform figures count victims not classified as stop under fresh
@@ -23,9 +25,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 
+from blurnet_jax import distributed
 from blurnet_jax.attacks import rp2
 from blurnet_jax.attacks.checks import ApplyFn
 from blurnet_jax.attacks.transforms import TransformConfig
@@ -75,13 +78,13 @@ _COMPILED: dict[Any, Any] = {}
 
 
 def target_sharding(size: int):
-  """How a chunk of `size` targets is laid out: split over the local devices
-  (like a sweep's members) when there are several and they divide it, else
-  None (one device)."""
-  devices = jax.local_devices()
-  if len(devices) == 1 or size % len(devices):
+  """How a chunk of `size` targets is laid out: split over every device of
+  the job (like a sweep's members) when there are several and they divide
+  it, else None (one device)."""
+  mesh = distributed.global_mesh("target")
+  if mesh is None or size % mesh.size:
     return None
-  return NamedSharding(Mesh(np.asarray(devices), ("target",)), P("target"))
+  return NamedSharding(mesh, P("target"))
 
 
 #: Targets per program when `chunk` is -1, by backend, the faster choice in
@@ -93,8 +96,8 @@ AUTO_CHUNK = {"cpu": 1}
 def chunk_size(num_targets: int, chunk: int) -> int:
   """Targets per compiled program: `chunk` (0: all; -1: by backend, see
   `AUTO_CHUNK`, all where not listed), rounded up to a multiple of the
-  local devices so that the target axis shards evenly."""
-  n = len(jax.local_devices())
+  job's devices so that the target axis shards evenly."""
+  n = jax.device_count()
   if chunk < 0:
     chunk = AUTO_CHUNK.get(jax.default_backend(), 0)
   size = min(chunk or num_targets, num_targets)
@@ -150,9 +153,10 @@ def attack_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
   """`rp2_attack` for every target, `jax.vmap`ped in chunks.
 
   Each compiled program attacks `chunk` targets at once (0: all; -1: by
-  backend, see `chunk_size`; rounded up to a multiple of the local devices,
-  over which the target axis is split as a sweep's members are); the last chunk is padded with copies of its
-  last target so that one program serves every chunk. Target t uses the key
+  backend, see `chunk_size`; rounded up to a multiple of the devices of
+  the job, over which the target axis is split as a sweep's members are);
+  the last chunk is padded with copies of its last target so that one
+  program serves every chunk. Target t uses the key
   `fold_in(key, t)`, so its result does not depend on the chunking, the
   devices or the other targets.
 
@@ -171,7 +175,13 @@ def attack_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
   _check_chunk(chunk)
   size = chunk_size(len(targets), chunk)
   sharding = target_sharding(size)
-  images, mask = jnp.asarray(images), jnp.asarray(mask)
+  if distributed.multi_process():
+    # Host values: a multi-process program takes them as replicated inputs
+    # (an array on one local device would not fit its global layout).
+    params, images, mask = jax.device_get((params, images, mask))
+    images, mask = np.asarray(images), np.asarray(mask)
+  else:
+    images, mask = jnp.asarray(images), jnp.asarray(mask)
   if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
     key = jax.random.wrap_key_data(key)  # a raw uint32 key
   chunks = -(-len(targets) // size)
@@ -188,7 +198,7 @@ def attack_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
     chunk_targets = jnp.asarray(padded, jnp.int32)
     if sharding is not None:
       chunk_targets = jax.device_put(chunk_targets, sharding)
-    out = jax.device_get(grid(params, images, mask, chunk_targets, key))
+    out = distributed.to_host(grid(params, images, mask, chunk_targets, key))
     parts.append({k: np.asarray(v)[:len(part)] for k, v in out.items()})
     if progress is not None:
       progress.update(len(parts) * cfg.steps)

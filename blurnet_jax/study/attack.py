@@ -21,6 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from blurnet_jax import distributed
 from blurnet_jax import models
 from blurnet_jax import plots
 from blurnet_jax.attacks import grid
@@ -162,8 +163,9 @@ def run_attack(config: ml_collections.ConfigDict,
   results = jsonable(results)  # as attack.json holds it
   write_json(workdir / "attack.json", results)
   noise = out["noise"].astype(np.float32)
-  with (workdir / "perturbation.npy").open("wb") as f:
-    np.save(f, noise if len(targets) > 1 else noise[0], allow_pickle=False)
+  if distributed.is_writer():
+    with (workdir / "perturbation.npy").open("wb") as f:
+      np.save(f, noise if len(targets) > 1 else noise[0], allow_pickle=False)
   plots.attack_pictures(workdir, images, mask, targets, out, clean, adv_pred,
                         float(config.noise_clip))
   return results

@@ -19,6 +19,7 @@ from typing import Any
 from etils import epath
 import ml_collections
 
+from blurnet_jax import distributed
 from blurnet_jax import document as R
 from blurnet_jax import stats
 from blurnet_jax.attacks import grid
@@ -581,7 +582,11 @@ def load_results(workdir: epath.PathLike
 
 
 def render(workdir: epath.PathLike) -> Path:
-  """Writes WORKDIR/report/index.html and report.md; returns report.md."""
+  """Writes WORKDIR/report/index.html and report.md; returns report.md.
+  In a multi-process run process 0 alone renders (the others return the
+  path at once and wait at the stage's barrier)."""
+  if not distributed.is_writer():
+    return Path(workdir) / "report" / "report.md"
   config, results = load_results(workdir)
   md, _ = R.write_report(Path(workdir) / "report", "BlurNet reproduction",
                          study_blocks(config, results))
@@ -590,7 +595,9 @@ def render(workdir: epath.PathLike) -> Path:
 
 def write_robustness_report(workdir: epath.PathLike, config, results,
                             figures: list[tuple[str, str]]) -> Path:
-  """WORKDIR/robustness_report/ of `launch.robustness`."""
+  """WORKDIR/robustness_report/ of `launch.robustness` (process 0 only)."""
+  if not distributed.is_writer():
+    return Path(workdir) / "robustness_report" / "report.md"
   md, _ = R.write_report(
       Path(workdir) / "robustness_report", "Robustness checklist",
       robustness_blocks(results, [R.Figure(p, c) for p, c in figures],

@@ -26,6 +26,7 @@ import optax
 
 from blurnet_jax import models
 from blurnet_jax import plots
+from blurnet_jax import train
 from blurnet_jax.classes import CLASS_NAMES
 from blurnet_jax.data import datasets
 from blurnet_jax.data import oracle
@@ -88,7 +89,7 @@ def run(config: ml_collections.ConfigDict,
            "figures": figures, "rp2_synthetic_accuracy": None}
 
   with stage("data"):
-    builder = datasets.prepare(config.data)
+    builder = train.prepare_data(config.data)  # process 0 first
     print(f"data: {builder.info.full_name} at {builder.data_dir}")
   with stage("train"):
     trained = zoo.train_models(config.models, workdir / "models")

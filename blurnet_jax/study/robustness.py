@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from blurnet_jax import distributed
 from blurnet_jax import models
 from blurnet_jax import plots
 from blurnet_jax import stats
@@ -120,6 +121,29 @@ def _curve(attack, apply_fn, params, images, masks, key, budgets, cfg):
   fn = pgd.pgd_attack if attack == "pgd" else square.square_attack
   return jax.vmap(lambda e, m: fn(apply_fn, params, images, STOP, m, key, e,
                                   cfg=cfg)["adversarial"])(budgets, masks)
+
+
+def budget_curve(attack, apply_fn, params, images, masks, key, budgets,
+                 cfg) -> np.ndarray:
+  """`_curve` with its (budget, mask) axis split over every device of the
+  job (`distributed.global_mesh`), padded to a multiple of their count by
+  repeating the last pair; one device: `_curve` as it is. Each pair's
+  result does not depend on the others, so the numbers do not change.
+
+  Returns:
+    Host array (len(budgets), N, 32, 32, 3), on every process.
+  """
+  budgets = np.asarray(budgets, np.float32)
+  mesh = distributed.global_mesh("budget")
+  if mesh is None:
+    return np.asarray(_curve(attack, apply_fn, params, images, masks, key,
+                             jnp.asarray(budgets), cfg))
+  n = len(budgets)
+  b, m = distributed.shard_leading(distributed.pad_leading(
+      (budgets, np.asarray(masks)), distributed.padded_size(n)), mesh)
+  params, images = jax.device_get((params, images))
+  return distributed.to_host(_curve(attack, apply_fn, params,
+                                    np.asarray(images), m, key, b, cfg))[:n]
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "samples"))
@@ -216,8 +240,9 @@ def measure(apply_fn, params, images, mask, key, rc, *,
       print(f"  {desc}: {attack} {norm}, budgets "
             f"{', '.join(f'{b:g}' for b in budgets[norm])} in the mask"
             f"{whole}", flush=True)
-    made[name] = _curve(attack, apply_fn, params, x, jnp.stack(masks),
-                        next(keys), jnp.asarray(values, jnp.float32), cfg)
+    made[name] = jnp.asarray(budget_curve(
+        attack, apply_fn, params, x, jnp.stack(masks), next(keys), values,
+        cfg))
   if sticker is None:
     cfg = rp2.RP2Config(steps=int(rc.rp2_steps),
                         num_transforms=int(rc.rp2_transforms),

@@ -1,4 +1,6 @@
-"""The stage runner: a header per stage, its wall seconds recorded."""
+"""The stage runner: a header per stage, its wall seconds recorded; in a
+multi-process run every stage ends at a barrier, so no process reads what
+process 0 has not finished writing."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import contextlib
 import time
 from typing import Iterator
 
+from blurnet_jax import distributed
 from blurnet_jax.progress import format_seconds
 
 
@@ -25,6 +28,7 @@ class Stages:
           flush=True)
     t0 = time.perf_counter()
     yield
+    distributed.barrier(f"stage {name}")
     self.seconds[name] = round(time.perf_counter() - t0, 1)
     print(f"== {name} done in {format_seconds(self.seconds[name])} ==",
           flush=True)
