@@ -169,8 +169,8 @@ def study_training(c: ml_collections.ConfigDict, *, quick: bool,
   if quick:
     c.data.train_per_class = 300
     c.data.test_per_class = 50
-  c.num_train_steps = 300 if quick else 2000
-  c.warmup_steps = 30 if quick else 200
+  c.num_train_steps = 240 if quick else 2000
+  c.warmup_steps = 24 if quick else 200
   c.batch_size = 64 if quick else 128
   c.learning_rate = 1e-3
   if variants is None:
