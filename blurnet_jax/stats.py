@@ -189,6 +189,13 @@ def paired_difference(a, b, *, level: float = LEVEL) -> dict[str, Any]:
   mean, half, df = _two_way(d, level)
   a_only = int(np.sum((xa > 0.5) & (xb <= 0.5)))
   b_only = int(np.sum((xb > 0.5) & (xa <= 0.5)))
+  if half == 0:
+    # Every per-cell difference alike (e.g. no discordant cell at all): the
+    # t-interval has no spread to measure. The difference can be off by
+    # at most the share of discordant cells, so its Wilson upper bound
+    # stands in as the half-width (0 of 120 cells: +-3.1 points).
+    half = wilson_interval(a_only + b_only, xa.size)[1]
+    df = float("inf")
   return {"difference": mean, "ci_low": mean - half, "ci_high": mean + half,
           "df": round(df, 2) if math.isfinite(df) else None,
           "a_only": a_only, "b_only": b_only,

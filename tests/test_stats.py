@@ -85,6 +85,22 @@ def test_paired_difference_counts_discordant_cells():
     stats.paired_difference(a, b[:, :5])
 
 
+def test_identical_arms_get_the_discordance_bound_not_a_zero_interval():
+  """Two arms with the same outcome in every cell (seen: a TV penalty of
+  1e-4 that moves no victim) have no spread to measure; the interval is
+  +- the Wilson upper bound of 0 discordant cells, not [0, 0]."""
+  rng = np.random.default_rng(2)
+  a = (rng.random((2, 20, 3)) < 0.3).astype(int)
+  d = stats.paired_difference(a, a.copy())
+  bound = stats.wilson_interval(0, a.size)[1]
+  assert d["difference"] == 0.0 and (d["a_only"], d["b_only"]) == (0, 0)
+  assert (d["ci_low"], d["ci_high"]) == pytest.approx((-bound, bound))
+  assert 0.03 < bound < 0.032  # 0 of 120 cells: about 3.1 points
+  assert d["p_value"] == 1.0
+  # Against the slides' -41 points it excludes half the effect.
+  assert stats.verdict(d, -0.41, accuracy=0.95)["verdict"] == "contradicted"
+
+
 @pytest.mark.parametrize("ci,effect,acc,expected", [
     ((-0.30, -0.10), -0.40, 0.95, "supported"),     # falls, >= half of 0.40
     ((-0.30, -0.01), -0.10, 0.95, "supported"),
