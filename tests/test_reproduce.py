@@ -265,10 +265,10 @@ def test_each_model_config_links_to_the_study_fields_it_shares():
   rate and steps leave the study's untouched (a FieldReference assigned
   through would change the value for everyone)."""
   config = reproduce_configs.get_config("quick")
-  assert config.learning_rate == 1e-3 and config.warmup_steps == 30
+  assert config.learning_rate == 1e-3 and config.warmup_steps == 24
   for name, m in config.models.items():
     assert (m.learning_rate, m.warmup_steps, m.num_train_steps) == (
-        1e-3, 30, 300), name
+        1e-3, 24, 240), name
     assert tuple(m.sweep.seeds) == config.seeds
   for name, m in config.lisa_models.items():
     assert m.learning_rate == config.lisa.learning_rate == 1e-4, name
