@@ -37,6 +37,17 @@ def _save(save, path, **kwargs) -> None:
     save(str(path), **kwargs)
 
 
+def _write_figure(plt, fig, path: epath.PathLike) -> epath.Path:
+  """Lays out `fig`, writes it to `path` (110 dpi; process 0 only, through
+  `_save`), closes it and returns the path."""
+  fig.tight_layout()
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  _save(fig.savefig, path, dpi=110)
+  plt.close(fig)
+  return path
+
+
 def _to_uint8(images: np.ndarray) -> np.ndarray:
   images = np.asarray(images)
   if images.dtype != np.uint8:
@@ -95,12 +106,7 @@ def confusion_figure(confusion: np.ndarray, path: epath.PathLike, *,
   ax.set_xlabel("predicted")
   ax.set_ylabel("true class")
   ax.set_title(title, fontsize=9)
-  fig.tight_layout()
-  path = epath.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(str(path), dpi=110)
-  plt.close(fig)
-  return path
+  return _write_figure(plt, fig, path)
 
 
 def proxy_bars(rows: Sequence[Mapping], path: epath.PathLike, *,
@@ -129,12 +135,7 @@ def proxy_bars(rows: Sequence[Mapping], path: epath.PathLike, *,
   ax.set_ylim(0, 100)
   ax.set_title("White-box RP2 grid on the 40 real victims: the RP2 model and "
                "synthetic-trained baselines", fontsize=9)
-  fig.tight_layout()
-  path = epath.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(str(path), dpi=110)
-  plt.close(fig)
-  return path
+  return _write_figure(plt, fig, path)
 
 
 def image_grid(rows: list[np.ndarray], row_titles: list[str],
