@@ -18,13 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 
 from blurnet_jax import models
 from blurnet_jax import stats
-from blurnet_jax.classes import STOP
 from blurnet_jax.data import datasets
 from blurnet_jax.data import oracle
 from blurnet_jax.study import table2
@@ -61,13 +59,8 @@ def proxy_rows(config, trained: dict[str, TrainedModel], key,
   seeds = tuple(config.proxy.seeds)
 
   def attack(apply_fn, members, name):
-    results = [table2.whitebox(apply_fn, p, real.images, real.mask,
-                               jax.random.fold_in(key, seed),
-                               desc=f"grid {name}, seed {seed}", **settings)
-               for seed, p in zip(seeds, members)]
-    correct = np.stack([models.predict(apply_fn, p, real.images) == STOP
-                        for p in members]).astype(int)
-    return results, correct
+    return table2.real_victim_grids(apply_fn, members, seeds, key, real,
+                                    settings, name)
 
   results, correct = attack(real.apply_fn, [real.params] * len(seeds),
                             "RP2 model")

@@ -175,6 +175,21 @@ def synthetic_rows(config, trained: dict[str, TrainedModel], key, test_split,
   return rows
 
 
+def real_victim_grids(apply_fn, members, seeds, key, real: RP2Data,
+                      settings: dict[str, Any], name: str
+                      ) -> tuple[list[dict[str, Any]], np.ndarray]:
+  """The white-box grid of `settings` on the 40 real victims, member i
+  with the key `fold_in(key, seeds[i])`, and (members, victims) 1 where a
+  member classifies the clean victim as stop: `combine`'s inputs."""
+  results = [whitebox(apply_fn, p, real.images, real.mask,
+                      jax.random.fold_in(key, seed),
+                      desc=f"grid {name}, seed {seed}", **settings)
+             for seed, p in zip(seeds, members)]
+  correct = np.stack([models.predict(apply_fn, p, real.images) == STOP
+                      for p in members]).astype(int)
+  return results, correct
+
+
 def lisa_rows(config, trained: dict[str, TrainedModel], key,
               real: RP2Data) -> list[dict[str, Any]]:
   """The LISA-initialised arm: every fine-tuned variant, seed by seed, on
@@ -190,13 +205,8 @@ def lisa_rows(config, trained: dict[str, TrainedModel], key,
   seeds = tuple(config.seeds)
 
   def attack(apply_fn, members, name):
-    results = [whitebox(apply_fn, p, real.images, real.mask,
-                        jax.random.fold_in(key, seed),
-                        desc=f"grid {name}, seed {seed}", **settings)
-               for seed, p in zip(seeds, members)]
-    correct = np.stack([models.predict(apply_fn, p, real.images) == STOP
-                        for p in members]).astype(int)
-    return results, correct
+    return real_victim_grids(apply_fn, members, seeds, key, real, settings,
+                             name)
 
   rows = []
   for form in config.lisa.forms:
