@@ -51,6 +51,20 @@ def linked_train_config(c: ml_collections.ConfigDict, variant: str, *,
   return m
 
 
+def real_victims_grid(quick: bool, *, targets) -> ml_collections.ConfigDict:
+  """The white-box grid of the arms attacked on the 40 real victims (the
+  LISA arm, the proxy ablation): the RP2 settings at `targets`; quick:
+  target 12 alone, 40 steps x 2 transforms, the length of the quick Table 2
+  grid, so that the RP2 model's programs are shared."""
+  g = ml_collections.ConfigDict()
+  g.targets = (12,) if quick else tuple(targets)
+  g.num_transforms = 2 if quick else 8
+  g.steps = 40 if quick else 300
+  g.eval_transforms = 4 if quick else 10
+  g.chunk = -1
+  return g
+
+
 def lisa_arm(c: ml_collections.ConfigDict, *, quick: bool, forms=None
              ) -> ml_collections.ConfigDict:
   """The LISA-initialised arm: each Table 2 variant fine-tuned from the RP2
@@ -69,12 +83,7 @@ def lisa_arm(c: ml_collections.ConfigDict, *, quick: bool, forms=None
   c.lisa.forms = tuple(forms)
   c.lisa.num_train_steps = 60 if quick else 300
   c.lisa.learning_rate = 1e-4
-  c.lisa.grid = ml_collections.ConfigDict()
-  c.lisa.grid.targets = (12,) if quick else (12, 5, 1)
-  c.lisa.grid.num_transforms = 2 if quick else 8
-  c.lisa.grid.steps = 40 if quick else 300
-  c.lisa.grid.eval_transforms = 4 if quick else 10
-  c.lisa.grid.chunk = -1
+  c.lisa.grid = real_victims_grid(quick, targets=(12, 5, 1))
   steps = c.lisa.get_ref("num_train_steps")
   models = {}
   for form in c.lisa.forms:
@@ -140,12 +149,7 @@ def proxy_arm(c: ml_collections.ConfigDict, *, quick: bool
   # report lists); full: every setting at the study's length and seeds.
   c.proxy.num_train_steps = 60 if quick else c.get_ref("num_train_steps")
   c.proxy.seeds = (0,) if quick else c.get_ref("seeds")
-  c.proxy.grid = ml_collections.ConfigDict()
-  c.proxy.grid.targets = (12,) if quick else (1, 5, 12)
-  c.proxy.grid.num_transforms = 2 if quick else 8
-  c.proxy.grid.steps = 40 if quick else 300
-  c.proxy.grid.eval_transforms = 4 if quick else 10
-  c.proxy.grid.chunk = -1
+  c.proxy.grid = real_victims_grid(quick, targets=(1, 5, 12))
   # Table 2's variants trained again at a proxy setting and attacked with
   # Table 2's grid: '' (none; quick), 'closest' (the setting whose baseline
   # is nearest the RP2 model's success) or a setting's name.
