@@ -35,8 +35,11 @@ import dataclasses
 import hashlib
 import json
 import os
+import atexit
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 from typing import Any, Mapping
 
@@ -152,6 +155,7 @@ def multi_process() -> bool:
 def stop(message: str, status: int = 2) -> None:
   """Writes `error: message` and ends the process at once: after a failed
   collective or start, JAX's own shutdown would wait or abort."""
+  _tell_sentinel_done()
   sys.stdout.flush()
   sys.stderr.write(f"error: {message}\n")
   sys.stderr.flush()
@@ -167,6 +171,15 @@ def initialize(setup: Setup) -> bool:
   joined after `setup.initialization_timeout` seconds, the process ends
   with one line naming the address and the timeout (JAX's own deadline,
   a few seconds later, would abort with a stack trace).
+
+  Then the process's native stderr (JAX's and XLA's C++ logs) goes to a
+  runtime log in the temporary folder, Python's `sys.stderr` stays on the
+  terminal, and `sentinel.py` watches the process: if JAX's runtime ends
+  it from a native thread (the coordinator lost), the sentinel writes the
+  one line naming the lost process (read from the runtime log, or the
+  coordinator itself when it no longer answers). A loss that reaches the
+  process as a failed collective first gets the same line from
+  `lost_process_message`.
   """
   global _SETUP
   if not setup.multi_process:
@@ -202,7 +215,50 @@ def initialize(setup: Setup) -> bool:
   finally:
     watchdog.cancel()
   _SETUP = setup
+  _watch()
   return True
+
+
+_SENTINEL: subprocess.Popen | None = None
+
+
+def _watch() -> None:
+  """Sends native stderr to a runtime log and starts the sentinel."""
+  global _SENTINEL
+  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+  address = getattr(jax_distributed.global_state, "coordinator_address",
+                    None) or ""
+  index, count = jax.process_index(), jax.process_count()
+  log_path = os.path.join(tempfile.gettempdir(),
+                          f"blurnet_jax-runtime-{os.getpid()}.log")
+  sys.stderr.flush()
+  terminal = os.dup(2)
+  log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+  os.dup2(log_fd, 2)
+  os.close(log_fd)
+  sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding="utf-8",
+                         errors="backslashreplace")
+  _SENTINEL = subprocess.Popen(  # pylint: disable=consider-using-with
+      [sys.executable, os.path.join(os.path.dirname(__file__), "sentinel.py"),
+       address, str(index), str(count), log_path],
+      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=terminal)
+  atexit.register(_tell_sentinel_done)
+  sys.stderr.write(f"process {index} of {count}: JAX's runtime log is "
+                   f"{log_path}\n")
+
+
+def _tell_sentinel_done() -> None:
+  """Tells the sentinel that this process ends through Python (it then
+  writes nothing)."""
+  global _SENTINEL
+  if _SENTINEL is None:
+    return
+  try:
+    _SENTINEL.stdin.write(b"done")
+    _SENTINEL.stdin.close()
+  except OSError:
+    pass
+  _SENTINEL = None
 
 
 # --------------------------------------------------------------- checks --
@@ -259,7 +315,9 @@ class _CoordinatorGone(Exception):
 
 def lost_process_message(error: BaseException) -> str:
   """One line for a collective that failed because a process went away,
-  naming the processes the coordination service no longer hears from."""
+  naming the processes the coordination service no longer hears from (it
+  answers once their heartbeat timeout has passed, so this can take
+  `heartbeat_timeout` seconds)."""
   lost = "another process"
   try:
     from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
@@ -281,14 +339,16 @@ def lost_process_message(error: BaseException) -> str:
       except Exception:  # pylint: disable=broad-except
         pass  # the coordinator itself is gone
 
+    # The service names a silent process lost once its heartbeat timeout
+    # has passed: the answer can take that long.
     asking = threading.Thread(target=ask, daemon=True)
     asking.start()
-    asking.join(5.0)
+    asking.join((_SETUP.heartbeat_timeout if _SETUP else 30) + 5.0)
     if "live" in result:
       gone = sorted(set(range(n)) - set(result["live"]))
       if gone:
         lost = "process " + ", ".join(str(g) for g in gone)
-    else:
+    elif jax.process_index() != 0:
       lost = "process 0 (the coordinator)"
   except _CoordinatorGone:
     lost = "process 0 (the coordinator)"
