@@ -201,3 +201,36 @@ def test_vmapped_over_models_and_targets_equals_one_call_each():
                             cfg=cfg)
     np.testing.assert_allclose(batched["delta"][i], single["delta"],
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("universal", [False, True])
+def test_one_program_over_norms_and_step_counts_matches_each_own_run(
+    universal):
+  """l2 and steps given per call (vmapped) give what a config with that
+  norm and that many steps gives (to float rounding: the step size is
+  divided by a traced count)."""
+  params, x = linear_params(), images(4)
+  mask, key = stripe_mask(), jax.random.key(5)
+  base = dict(universal=universal, random_start=True)
+  members = [("linf", 0.3, 9), ("l2", 3.0, 9), ("linf", 0.3, 4),
+             ("l2", 3.0, 1)]
+  mixed = jax.vmap(lambda e, l2, s: pgd.pgd_attack(
+      linear_apply, params, x, STOP, mask, key, e,
+      cfg=pgd.PGDConfig(steps=9, **base), l2=l2, steps=s)["adversarial"])(
+          jnp.asarray([e for _, e, _ in members]),
+          jnp.asarray([n == "l2" for n, _, _ in members]),
+          jnp.asarray([s for *_, s in members]))
+  for i, (norm, eps, steps) in enumerate(members):
+    own = pgd.pgd_attack(linear_apply, params, x, STOP, mask, key, eps,
+                         cfg=pgd.PGDConfig(norm=norm, steps=steps, **base))
+    np.testing.assert_allclose(mixed[i], own["adversarial"], atol=1e-6)
+  # the runs differ from each other: the test could fail
+  assert float(jnp.abs(mixed[0] - mixed[2]).max()) > 1e-3
+  assert float(jnp.abs(mixed[0] - mixed[1]).max()) > 1e-3
+
+
+def test_a_step_count_outside_the_config_is_one_error():
+  with pytest.raises(ValueError, match=r"steps=12 must lie in 1\.\.9"):
+    pgd.pgd_attack(linear_apply, linear_params(), images(2), STOP, None,
+                   jax.random.key(0), 0.1, cfg=pgd.PGDConfig(steps=9),
+                   steps=12)

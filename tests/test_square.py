@@ -130,3 +130,19 @@ def test_a_wrong_mask_is_one_clear_error():
   with pytest.raises(ValueError, match="mask must have shape"):
     square.square_attack(linear_apply, linear_params(), images(), STOP,
                          np.ones((32, 32, 2)), jax.random.key(0), 0.1)
+
+
+def test_one_program_over_both_norms_matches_each_own_run():
+  params, x, key = linear_params(), images(4), jax.random.key(2)
+  mask = stripe_mask()
+  members = [("linf", 0.3), ("l2", 2.0)]
+  mixed = jax.vmap(lambda e, l2: square.square_attack(
+      linear_apply, params, x, STOP, mask, key, e,
+      cfg=square.SquareConfig(queries=15), l2=l2)["adversarial"])(
+          jnp.asarray([e for _, e in members]),
+          jnp.asarray([n == "l2" for n, _ in members]))
+  for i, (norm, eps) in enumerate(members):
+    own = square.square_attack(linear_apply, params, x, STOP, mask, key, eps,
+                               cfg=square.SquareConfig(norm=norm, queries=15))
+    np.testing.assert_allclose(mixed[i], own["adversarial"], atol=1e-6)
+  assert float(jnp.abs(mixed[0] - mixed[1]).max()) > 1e-3

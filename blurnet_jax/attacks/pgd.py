@@ -190,35 +190,61 @@ def _per_image_loss(delta, apply_fn, params, images, labels, mask, key, cfg):
   return ce if cfg.targeted else -ce
 
 
-def _start(key, shape, mask, epsilon, cfg):
+def by_norm(l2, linf_fn, l2_fn):
+  """`l2_fn()` if the norm is L2, else `linf_fn()`.
+
+  `l2` is a Python bool (the norm of a static config: one branch is
+  traced) or a traced boolean scalar (a norm given per call, e.g. vmapped
+  over a curve that mixes norms: both branches are computed and the
+  result is selected, so one program serves both norms and each gives
+  the same numbers as its own program).
+  """
+  if isinstance(l2, bool):
+    return l2_fn() if l2 else linf_fn()
+  return jax.tree.map(lambda a, b: jnp.where(l2, b, a), linf_fn(), l2_fn())
+
+
+def _start(key, shape, mask, epsilon, cfg, l2):
   if not cfg.random_start:
     return jnp.zeros(shape, jnp.float32)
-  if cfg.norm == "linf":
+
+  def linf():
     return mask * jax.random.uniform(key, shape, jnp.float32, -1.0,
                                      1.0) * epsilon
-  k_dir, k_rad = jax.random.split(key)
-  direction = mask * jax.random.normal(k_dir, shape, jnp.float32)
-  lead = shape[:-3]
-  radius = jax.random.uniform(k_rad, lead + (1, 1, 1)) * epsilon
-  n = norms(direction, "l2")[..., None, None, None]
-  return direction * radius / jnp.maximum(n, _TINY)
+
+  def l2_ball():
+    k_dir, k_rad = jax.random.split(key)
+    direction = mask * jax.random.normal(k_dir, shape, jnp.float32)
+    lead = shape[:-3]
+    radius = jax.random.uniform(k_rad, lead + (1, 1, 1)) * epsilon
+    n = norms(direction, "l2")[..., None, None, None]
+    return direction * radius / jnp.maximum(n, _TINY)
+
+  return by_norm(l2, linf, l2_ball)
 
 
-def _direction(grad, mask, norm):
-  if norm == "linf":
-    return jnp.sign(grad)
-  g = mask * grad
-  return g / jnp.maximum(norms(g, "l2")[..., None, None, None], _TINY)
+def _direction(grad, mask, l2):
+  def l2_step():
+    g = mask * grad
+    return g / jnp.maximum(norms(g, "l2")[..., None, None, None], _TINY)
+  return by_norm(l2, lambda: jnp.sign(grad), l2_step)
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "cfg"))
-def _pgd(apply_fn, params, images, labels, mask, key, epsilon, cfg):
+def _pgd(apply_fn, params, images, labels, mask, key, epsilon, cfg, l2,
+         steps):
+  # l2: None (the norm of cfg) or a traced flag; steps: None (cfg.steps) or
+  # a traced count <= cfg.steps, after which the iterate stops moving.
   init_key, loop_key = jax.random.split(key)
   shape = IMAGE_SHAPE if cfg.universal else images.shape
-  step = cfg.step_size * epsilon / cfg.steps
+  l2 = cfg.norm == "l2" if l2 is None else l2
+  limited = steps is not None
+  steps = cfg.steps if steps is None else steps
+  step = cfg.step_size * epsilon / steps
 
   def constrain(delta):
-    delta = project(mask * delta, epsilon, cfg.norm)
+    delta = by_norm(l2, lambda: project(mask * delta, epsilon, "linf"),
+                    lambda: project(mask * delta, epsilon, "l2"))
     if not cfg.universal:  # keep x + delta inside [0, 1]: |delta| only shrinks
       delta = perturb(images, mask, delta) - images
     return delta
@@ -243,16 +269,25 @@ def _pgd(apply_fn, params, images, labels, mask, key, epsilon, cfg):
   def body(carry, i):
     delta, best, best_loss = carry
     (_, value), grad = grad_fn(delta, jax.random.fold_in(loop_key, i))
-    best, best_loss = keep_best(best, best_loss, delta, value)
-    delta = constrain(delta - step * _direction(grad, mask, cfg.norm))
-    return (delta, best, best_loss), jnp.mean(value)
+    moved = constrain(delta - step * _direction(grad, mask, l2))
+    if limited:
+      # A run of `steps` steps: step i == steps is its final evaluation
+      # (same key); later ones neither move nor count.
+      best, best_loss = keep_best(best, best_loss, delta,
+                                  jnp.where(i <= steps, value, jnp.inf))
+      moved = jnp.where(i < steps, moved, delta)
+    else:
+      best, best_loss = keep_best(best, best_loss, delta, value)
+    return (moved, best, best_loss), jnp.mean(value)
 
-  delta = constrain(_start(init_key, shape, mask, epsilon, cfg))
+  delta = constrain(_start(init_key, shape, mask, epsilon, cfg, l2))
   lead = (1,) if cfg.universal else shape[:1]
   carry = (delta, delta, jnp.full(lead, jnp.inf))
   (delta, best, best_loss), losses = jax.lax.scan(body, carry,
                                                   jnp.arange(cfg.steps))
   _, final = loss(delta, jax.random.fold_in(loop_key, cfg.steps))
+  if limited:
+    final = jnp.where(steps == cfg.steps, final, jnp.inf)
   best, _ = keep_best(best, best_loss, delta, final)
   return {"delta": best, "adversarial": perturb(images, mask, best),
           "losses": losses}
@@ -261,9 +296,10 @@ def _pgd(apply_fn, params, images, labels, mask, key, epsilon, cfg):
 def pgd_attack(apply_fn: ApplyFn, params: Any, images: jax.typing.ArrayLike,
                labels: Any, mask: Optional[jax.typing.ArrayLike],
                key: jax.typing.ArrayLike, epsilon: Any, *,
-               cfg: PGDConfig = PGDConfig()) -> dict[str, jax.Array]:
+               cfg: PGDConfig = PGDConfig(), l2: Any = None,
+               steps: Any = None) -> dict[str, jax.Array]:
   """Runs PGD with budget `epsilon`; jittable, vmappable over `epsilon`,
-  `labels`, `key` and stacked `params`.
+  `labels`, `key`, `l2`, `steps` and stacked `params`.
 
   Args:
     apply_fn: `apply_fn(params, images) -> logits (M, 18)`.
@@ -278,15 +314,43 @@ def pgd_attack(apply_fn: ApplyFn, params: Any, images: jax.typing.ArrayLike,
     epsilon: the budget, a scalar >= 0 (L-inf: per pixel and channel, in
       image units; L2: over the whole perturbation of one image).
     cfg: the settings.
+    l2: None (the norm is `cfg.norm`) or a boolean, traced or not, that
+      sets it per call (True: L2): vmapped over a curve that mixes L-inf
+      and L2 budgets, one program serves both, each member giving what its
+      own `cfg.norm` would.
+    steps: None (`cfg.steps`) or an int, traced or not, in 1..cfg.steps:
+      the run is the one of a config with that many steps (its step size
+      and its iterates; 'losses' repeats the last value after it), so one
+      program of `cfg.steps` serves a curve over step counts.
 
   Returns:
     dict with 'delta' ((N, 32, 32, 3), or (32, 32, 3) when universal): the
     perturbation of the lowest loss, zero outside the mask, norm <=
     epsilon; 'adversarial' (N, 32, 32, 3): `clip(x + mask * delta, 0, 1)`;
-    'losses' (steps,): the mean loss at the start of each step.
+    'losses' (cfg.steps,): the mean loss at the start of each step.
   """
   if not isinstance(cfg, PGDConfig):
     raise ValueError(f"cfg must be a PGDConfig, got {type(cfg).__name__}.")
   images, labels, mask = prepare(images, labels, mask)
+  if l2 is not None:
+    l2 = jnp.asarray(l2, bool)
+  if steps is not None:
+    steps = check_steps(steps, cfg.steps)
   return _pgd(apply_fn, params, images, labels, mask, key,
-              check_epsilon(epsilon), cfg)
+              check_epsilon(epsilon), cfg, l2, steps)
+
+
+def check_steps(steps, most: int) -> jax.Array:
+  """int32 scalar step count; a concrete one outside 1..most is an error."""
+  steps = jnp.asarray(steps)
+  if steps.shape != () or not jnp.issubdtype(steps.dtype, jnp.integer):
+    raise ValueError(f"steps must be an int scalar, got {steps.dtype} "
+                     f"{steps.shape}; jax.vmap over step counts for a curve.")
+  try:
+    value = int(steps)
+  except jax.errors.ConcretizationTypeError:
+    return steps.astype(jnp.int32)
+  if not 1 <= value <= most:
+    raise ValueError(f"steps={value} must lie in 1..{most} (cfg.steps); "
+                     "raise PGDConfig.steps for longer runs.")
+  return steps.astype(jnp.int32)

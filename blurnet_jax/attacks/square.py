@@ -37,8 +37,8 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
-from blurnet_jax.attacks.pgd import (NORMS, check_epsilon, margins, norms,
-                                     perturb, prepare, project)
+from blurnet_jax.attacks.pgd import (NORMS, by_norm, check_epsilon, margins,
+                                     norms, perturb, prepare, project)
 from blurnet_jax.attacks.checks import ApplyFn
 from blurnet_jax.classes import IMAGE_SHAPE
 
@@ -115,40 +115,43 @@ def _bump(r0, c0, side, transpose, shape):
   return jnp.where(inside, jnp.where(first, value, -value), 0.0)[..., None]
 
 
-def _init(key, mask, epsilon, norm):
+def _init(key, mask, epsilon, l2):
   """Vertical stripes of +-epsilon (L2: scaled to norm epsilon), masked."""
   signs = jax.random.rademacher(key, (1, IMAGE_SHAPE[1], IMAGE_SHAPE[2]),
                                 jnp.float32)
   delta = mask * jnp.broadcast_to(signs, IMAGE_SHAPE) * epsilon
-  if norm == "l2":
-    delta = delta * epsilon / jnp.maximum(norms(delta, "l2"), 1e-12)
-  return delta
+  return by_norm(l2, lambda: delta, lambda: delta * epsilon / jnp.maximum(
+      norms(delta, "l2"), 1e-12))
 
 
-def _propose(key, delta, mask, epsilon, side, norm):
+def _propose(key, delta, mask, epsilon, side, l2):
   """One image's candidate perturbation."""
   k_win, k_sign, k_win2, k_t = jax.random.split(key, 4)
   mask2d = jnp.max(mask, axis=-1)
   window, r0, c0 = _window(k_win, mask2d, side)
   window = window * mask
   signs = jax.random.rademacher(k_sign, (1, 1, IMAGE_SHAPE[2]), jnp.float32)
-  if norm == "linf":
-    return jnp.where(window > 0, signs * epsilon, delta)
-  second, _, _ = _window(k_win2, mask2d, side)
-  union = jnp.maximum(window, second * mask)
-  mass = jnp.sum((union * delta) ** 2, axis=(0, 1))  # per channel
-  unused = jnp.maximum(epsilon**2 - jnp.sum(delta**2), 0.0)
-  pattern = window * _bump(r0, c0, side, jax.random.bernoulli(k_t),
-                           mask2d.shape) * signs
-  scale = jnp.sqrt(mass + unused / IMAGE_SHAPE[2]) / jnp.maximum(
-      jnp.sqrt(jnp.sum(pattern**2, axis=(0, 1))), 1e-12)
-  candidate = delta * (1.0 - union) + pattern * scale
-  return project(candidate, epsilon, "l2")
+
+  def l2_candidate():
+    second, _, _ = _window(k_win2, mask2d, side)
+    union = jnp.maximum(window, second * mask)
+    mass = jnp.sum((union * delta) ** 2, axis=(0, 1))  # per channel
+    unused = jnp.maximum(epsilon**2 - jnp.sum(delta**2), 0.0)
+    pattern = window * _bump(r0, c0, side, jax.random.bernoulli(k_t),
+                             mask2d.shape) * signs
+    scale = jnp.sqrt(mass + unused / IMAGE_SHAPE[2]) / jnp.maximum(
+        jnp.sqrt(jnp.sum(pattern**2, axis=(0, 1))), 1e-12)
+    candidate = delta * (1.0 - union) + pattern * scale
+    return project(candidate, epsilon, "l2")
+
+  return by_norm(l2, lambda: jnp.where(window > 0, signs * epsilon, delta),
+                 l2_candidate)
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "cfg"))
-def _square(apply_fn, params, images, labels, mask, key, epsilon, cfg):
+def _square(apply_fn, params, images, labels, mask, key, epsilon, cfg, l2):
   init_key, loop_key = jax.random.split(key)
+  l2 = cfg.norm == "l2" if l2 is None else l2  # or a traced flag
   n = images.shape[0]
   area = jnp.sum(jnp.max(mask, axis=-1) > 0)
 
@@ -159,7 +162,7 @@ def _square(apply_fn, params, images, labels, mask, key, epsilon, cfg):
     return margins(apply_fn(params, perturb(images, mask, delta)), labels,
                    cfg.targeted)
 
-  delta = constrain(jax.vmap(lambda k: _init(k, mask, epsilon, cfg.norm))(
+  delta = constrain(jax.vmap(lambda k: _init(k, mask, epsilon, l2))(
       jax.random.split(init_key, n)))
   margin = loss(delta)
   first = jnp.where(margin < 0, 1, -1)  # queries to success, -1: not yet
@@ -171,7 +174,7 @@ def _square(apply_fn, params, images, labels, mask, key, epsilon, cfg):
                     IMAGE_SHAPE[0] - 1).astype(jnp.int32)
     keys = jax.random.split(jax.random.fold_in(loop_key, i), n)
     candidate = constrain(jax.vmap(
-        lambda k, d: _propose(k, d, mask, epsilon, side, cfg.norm))(
+        lambda k, d: _propose(k, d, mask, epsilon, side, l2))(
             keys, delta))
     new = loss(candidate)
     accept = (new < margin) & (margin >= 0)
@@ -190,10 +193,11 @@ def square_attack(apply_fn: ApplyFn, params: Any,
                   images: jax.typing.ArrayLike, labels: Any,
                   mask: Optional[jax.typing.ArrayLike],
                   key: jax.typing.ArrayLike, epsilon: Any, *,
-                  cfg: SquareConfig = SquareConfig()) -> dict[str, jax.Array]:
+                  cfg: SquareConfig = SquareConfig(), l2: Any = None
+                  ) -> dict[str, jax.Array]:
   """Runs the Square Attack with budget `epsilon` on every image.
 
-  Jittable and vmappable over `epsilon`, `labels`, `key` and stacked
+  Jittable and vmappable over `epsilon`, `labels`, `key`, `l2` and stacked
   `params`; uses only the logits (no gradient).
 
   Args:
@@ -206,6 +210,8 @@ def square_attack(apply_fn: ApplyFn, params: Any,
     epsilon: the budget, a scalar >= 0 (per pixel for L-inf; per image
       for L2).
     cfg: the settings.
+    l2: None (the norm is `cfg.norm`) or a boolean, traced or not (True:
+      L2), as for `pgd_attack`: one program serves both norms.
 
   Returns:
     dict with 'delta' (N, 32, 32, 3), zero outside the mask, norm <=
@@ -218,4 +224,5 @@ def square_attack(apply_fn: ApplyFn, params: Any,
     raise ValueError(f"cfg must be a SquareConfig, got {type(cfg).__name__}.")
   images, labels, mask = prepare(images, labels, mask)
   return _square(apply_fn, params, images, labels, mask, key,
-                 check_epsilon(epsilon), cfg)
+                 check_epsilon(epsilon), cfg,
+                 None if l2 is None else jnp.asarray(l2, bool))

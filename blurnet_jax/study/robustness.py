@@ -32,6 +32,7 @@ the report, with the numbers that raised it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -115,35 +116,57 @@ def gradient_check(apply_fn, params, images) -> dict[str, float]:
 
 
 @functools.partial(jax.jit, static_argnames=("attack", "apply_fn", "cfg"))
-def _curve(attack, apply_fn, params, images, masks, key, budgets, cfg):
-  """`attack` at every (budget, mask) pair: one program, vmapped over them
-  (so the unbounded run on the whole image rides along with the curve)."""
-  fn = pgd.pgd_attack if attack == "pgd" else square.square_attack
-  return jax.vmap(lambda e, m: fn(apply_fn, params, images, STOP, m, key, e,
-                                  cfg=cfg)["adversarial"])(budgets, masks)
+def _curve(attack, apply_fn, params, images, members, cfg):
+  """`attack` for every member (budget, mask, L2 flag, step count, raw
+  key): one program, vmapped over them, whatever mix of norms, budgets and
+  (PGD) step counts up to `cfg.steps` they hold."""
+  def one(epsilon, mask, l2, steps, key):
+    key = jax.random.wrap_key_data(key)
+    if attack == "pgd":
+      out = pgd.pgd_attack(apply_fn, params, images, STOP, mask, key,
+                           epsilon, cfg=cfg, l2=l2, steps=steps)
+    else:
+      out = square.square_attack(apply_fn, params, images, STOP, mask, key,
+                                 epsilon, cfg=cfg, l2=l2)
+    return out["adversarial"]
+  return jax.vmap(one)(*members)
 
 
 def budget_curve(attack, apply_fn, params, images, masks, key, budgets,
-                 cfg) -> np.ndarray:
-  """`_curve` with its (budget, mask) axis split over every device of the
-  job (`distributed.global_mesh`), padded to a multiple of their count by
-  repeating the last pair; one device: `_curve` as it is. Each pair's
-  result does not depend on the others, so the numbers do not change.
+                 cfg, *, l2=None, steps=None) -> np.ndarray:
+  """`attack` ('pgd' or 'square', `cfg` its config) at every budget, one
+  compiled program for the whole curve (`_curve`).
+
+  Member i has budget `budgets[i]`, mask `masks[i]`, key `key[i]` (or the
+  one `key` for all), norm L2 where `l2[i]` (None: `cfg.norm` for all) and,
+  for PGD, `steps[i]` <= cfg.steps steps (None: cfg.steps for all); each
+  gives what its own single run would (to float rounding). The member axis
+  is split over every device of the job (`distributed.global_mesh`),
+  padded to a multiple of their count by repeating the last member.
 
   Returns:
     Host array (len(budgets), N, 32, 32, 3), on every process.
   """
   budgets = np.asarray(budgets, np.float32)
+  n = len(budgets)
+  keys = jnp.asarray(key)
+  if keys.ndim == 0:
+    keys = jnp.stack([keys] * n)
+  l2 = np.full(n, cfg.norm == "l2") if l2 is None else np.asarray(l2, bool)
+  default_steps = getattr(cfg, "steps", 1)
+  steps = np.full(n, default_steps, np.int32) if steps is None else (
+      np.asarray(steps, np.int32))
+  members = (budgets, np.asarray(masks, np.float32), l2, steps,
+             np.asarray(jax.random.key_data(keys)))
   mesh = distributed.global_mesh("budget")
   if mesh is None:
-    return np.asarray(_curve(attack, apply_fn, params, images, masks, key,
-                             jnp.asarray(budgets), cfg))
-  n = len(budgets)
-  b, m = distributed.shard_leading(distributed.pad_leading(
-      (budgets, np.asarray(masks)), distributed.padded_size(n)), mesh)
+    return np.asarray(_curve(attack, apply_fn, params, images,
+                             jax.tree.map(jnp.asarray, members), cfg))
+  members = distributed.shard_leading(distributed.pad_leading(
+      members, distributed.padded_size(n)), mesh)
   params, images = jax.device_get((params, images))
   return distributed.to_host(_curve(attack, apply_fn, params,
-                                    np.asarray(images), m, key, b, cfg))[:n]
+                                    np.asarray(images), members, cfg))[:n]
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "samples"))
@@ -205,6 +228,15 @@ def _settings(rc) -> tuple[dict[str, list[float]], float, list[int]]:
   return budgets, reference, steps
 
 
+def _run_members(attack, apply_fn, params, images, rows, cfg) -> np.ndarray:
+  """`budget_curve` over rows of (name, budget, mask, l2, steps or None
+  for cfg's, key)."""
+  _, budgets, masks, l2, steps, keys = zip(*rows)
+  steps = [getattr(cfg, "steps", 1) if s is None else s for s in steps]
+  return budget_curve(attack, apply_fn, params, images, jnp.stack(masks),
+                      jnp.stack(keys), budgets, cfg, l2=l2, steps=steps)
+
+
 def measure(apply_fn, params, images, mask, key, rc, *,
             sticker: np.ndarray | None = None, desc: str = ""
             ) -> dict[str, Any]:
@@ -223,44 +255,53 @@ def measure(apply_fn, params, images, mask, key, rc, *,
   x = jnp.asarray(images)
   gradients = gradient_check(apply_fn, params, images)
 
-  # Each attack runs once over its budgets inside the mask; PGD also at the
-  # unbounded budget on the whole image, one more member of the same vmap.
+  # One program per attack: PGD over every budget of both norms inside the
+  # mask, the unbounded budget on the whole image, and the steps curve's
+  # shorter runs; Square over every budget of both norms. Each member keeps
+  # the key its attack and norm had as a program of its own.
+  keys = list(jax.random.split(key, 16))
+  key_of = dict(zip(cfgs, keys))  # pgd_linf, square_linf, pgd_l2, square_l2
+  later = iter(keys[len(cfgs):])
   mask = jnp.asarray(mask, jnp.float32)
+  whole = jnp.ones_like(mask)
   made = {}
-  for name, cfg in cfgs.items():
-    attack, norm = name.split("_")
-    values = list(budgets[norm])
-    masks = [mask] * len(values)
-    if attack == "pgd":
-      values.append(UNBOUNDED[norm])
-      masks.append(jnp.ones_like(mask))
+  for attack in ATTACKS:
+    rows = []  # (name, budget, mask, l2, steps, key)
+    for norm in NORMS:
+      name = f"{attack}_{norm}"
+      rows += [(name, b, mask, norm == "l2", None, key_of[name])
+               for b in budgets[norm]]
+      if attack == "pgd":
+        rows.append((name, UNBOUNDED[norm], whole, norm == "l2", None,
+                     key_of[name]))
     if desc:
-      whole = (f" (and {UNBOUNDED[norm]:.3g} on the whole image)"
-               if attack == "pgd" else "")
-      print(f"  {desc}: {attack} {norm}, budgets "
-            f"{', '.join(f'{b:g}' for b in budgets[norm])} in the mask"
-            f"{whole}", flush=True)
-    made[name] = jnp.asarray(budget_curve(
-        attack, apply_fn, params, x, jnp.stack(masks), next(keys), values,
-        cfg))
+      print(f"  {desc}: {attack}, budgets linf "
+            f"{', '.join(f'{b:g}' for b in budgets['linf'])} and l2 "
+            f"{', '.join(f'{b:g}' for b in budgets['l2'])} in the mask"
+            + (" (and unbounded on the whole image)" if attack == "pgd"
+               else ""), flush=True)
+    cfg = dataclasses.replace(cfgs[f"{attack}_linf"], norm="linf")
+    adv = _run_members(attack, apply_fn, params, x, rows, cfg)
+    for name in (f"{attack}_{norm}" for norm in NORMS):
+      made[name] = jnp.asarray(adv[[r[0] == name for r in rows]])
+  made = {name: made[name] for name in cfgs}  # the order the EOT keys meet
+  sticker_key, eot_key = next(later), next(later)
   if sticker is None:
     cfg = rp2.RP2Config(steps=int(rc.rp2_steps),
                         num_transforms=int(rc.rp2_transforms),
                         transforms=transforms.TransformConfig.physical())
     # Toward RP2's default target, the authors' (12, speedLimit45).
     res = grid.attack_targets(
-        apply_fn, params, images, np.asarray(mask), [cfg.target], next(keys),
+        apply_fn, params, images, np.asarray(mask), [cfg.target], sticker_key,
         cfg=cfg, desc=f"{desc} physical RP2" if desc else None)
     sticker = res["adversarial"][0]
-  else:
-    next(keys)  # the same keys for the rest, made here or given
   sticker = np.asarray(sticker, np.float32)
   # One program measures every set as it is and under EOT: the clean
   # victims first, the sticker last.
   plain, moved = (np.asarray(v, np.float64) for v in _misclassified(
       apply_fn, params,
       jnp.concatenate([x[None], *made.values(), jnp.asarray(sticker)[None]]),
-      next(keys), int(rc.eot_samples)))
+      eot_key, int(rc.eot_samples)))
   out: dict[str, Any] = {"clean": plain[0], "clean_eot": moved[0],
                          "sticker": plain[-1], "sticker_eot": moved[-1],
                          "budgets": {}, "unbounded": {}}
@@ -274,13 +315,18 @@ def measure(apply_fn, params, images, mask, key, rc, *,
       out["unbounded"][norm] = plain[start + e]
     start += len(adv)
 
-  # The steps curve: PGD at the reference budget; at the budget curves'
-  # own step count it is that curve's run, not a second one.
+  # The steps curve: PGD at the reference budget inside the mask, one run
+  # per step count in one program (of the longest count); at the budget
+  # curves' own step count it is that curve's run, not a second one.
   ref_adv = np.asarray(made["pgd_linf"][budgets["linf"].index(reference)])
+  pgd_steps = int(rc.pgd_steps)
+  rows = [("steps", reference, mask, False, s, next(later))
+          for s in steps if s != pgd_steps]
+  runs = iter(_run_members(
+      "pgd", apply_fn, params, x, rows,
+      pgd.PGDConfig(steps=max(s for *_, s, _ in rows))) if rows else ())
   out["steps"] = np.stack([
-      not_stop(apply_fn, params, ref_adv if s == int(rc.pgd_steps) else
-               _curve("pgd", apply_fn, params, x, mask[None], next(keys),
-                      jnp.asarray([reference]), pgd.PGDConfig(steps=s))[0])
+      not_stop(apply_fn, params, ref_adv if s == pgd_steps else next(runs))
       for s in steps])
   out["physical"] = physical_outcomes(apply_fn, params, images, sticker, rc)
   return {"gradients": gradients, "outcomes": out,
