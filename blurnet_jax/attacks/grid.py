@@ -248,15 +248,20 @@ def evaluate_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
     'transform_targeted_success'; plus the counts of the adversarial
     predictions. predictions: int (T, N), the classes of `adversarial`.
   """
-  targets_arr = jnp.asarray(targets, jnp.int32)
-  keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(targets_arr)
-  all_pred, all_values = jax.device_get(_metrics_program(
-      apply_fn, eval_transforms)(params, jnp.asarray(images),
-                                 jnp.asarray(adversarial), targets_arr, keys))
+  # One target per call: the program's shape does not depend on how many
+  # targets a grid has, so every grid of one model and victim set (Table
+  # 2's, the sweeps', the arms' on the real victims) shares one compiled
+  # program. Target t's key is fold_in(key, t) however they are batched.
+  metrics = _metrics_program(apply_fn, eval_transforms)
+  images = jnp.asarray(images)
   rows, preds = [], []
   for i, t in enumerate(targets):
-    pred = all_pred[i]
-    values = {k: v[i] for k, v in all_values.items()}
+    target = jnp.asarray([t], jnp.int32)
+    pred, values = jax.device_get(metrics(
+        params, images, jnp.asarray(adversarial[i:i + 1]), target,
+        jax.random.fold_in(key, t)[None]))
+    pred = pred[0]
+    values = {k: v[0] for k, v in values.items()}
     preds.append(pred)
     counts = np.bincount(pred, minlength=NUM_CLASSES)
     rows.append({"target": int(t), "target_name": CLASS_NAMES[t],
