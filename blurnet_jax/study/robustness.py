@@ -257,14 +257,19 @@ def measure(apply_fn, params, images, mask, key, rc, *,
 
   # One program per attack: PGD over every budget of both norms inside the
   # mask, the unbounded budget on the whole image, and the steps curve's
-  # shorter runs; Square over every budget of both norms. Each member keeps
-  # the key its attack and norm had as a program of its own.
+  # runs up to the budget curves' step count (PGD at the reference budget
+  # inside the mask); Square over every budget of both norms. Each member
+  # keeps the key it had as a program of its own.
   keys = list(jax.random.split(key, 16))
   key_of = dict(zip(cfgs, keys))  # pgd_linf, square_linf, pgd_l2, square_l2
   later = iter(keys[len(cfgs):])
+  sticker_key, eot_key = next(later), next(later)
+  pgd_steps = int(rc.pgd_steps)
   mask = jnp.asarray(mask, jnp.float32)
   whole = jnp.ones_like(mask)
-  made = {}
+  steps_rows = [("steps", reference, mask, False, s, next(later))
+                for s in steps if s != pgd_steps]
+  made, steps_made = {}, {}
   for attack in ATTACKS:
     rows = []  # (name, budget, mask, l2, steps, key)
     for norm in NORMS:
@@ -280,12 +285,15 @@ def measure(apply_fn, params, images, mask, key, rc, *,
             f"{', '.join(f'{b:g}' for b in budgets['l2'])} in the mask"
             + (" (and unbounded on the whole image)" if attack == "pgd"
                else ""), flush=True)
+    if attack == "pgd":
+      rows += [r for r in steps_rows if r[4] < pgd_steps]
     cfg = dataclasses.replace(cfgs[f"{attack}_linf"], norm="linf")
     adv = _run_members(attack, apply_fn, params, x, rows, cfg)
+    steps_made.update((r[4], a) for r, a in zip(rows, adv)
+                      if r[0] == "steps")
     for name in (f"{attack}_{norm}" for norm in NORMS):
       made[name] = jnp.asarray(adv[[r[0] == name for r in rows]])
   made = {name: made[name] for name in cfgs}  # the order the EOT keys meet
-  sticker_key, eot_key = next(later), next(later)
   if sticker is None:
     cfg = rp2.RP2Config(steps=int(rc.rp2_steps),
                         num_transforms=int(rc.rp2_transforms),
@@ -315,18 +323,17 @@ def measure(apply_fn, params, images, mask, key, rc, *,
       out["unbounded"][norm] = plain[start + e]
     start += len(adv)
 
-  # The steps curve: PGD at the reference budget inside the mask, one run
-  # per step count in one program (of the longest count); at the budget
-  # curves' own step count it is that curve's run, not a second one.
+  # The steps curve: the runs longer than the budget curves' go in one more
+  # program (of the longest count); at the budget curves' own step count it
+  # is that curve's run, not a second one.
   ref_adv = np.asarray(made["pgd_linf"][budgets["linf"].index(reference)])
-  pgd_steps = int(rc.pgd_steps)
-  rows = [("steps", reference, mask, False, s, next(later))
-          for s in steps if s != pgd_steps]
-  runs = iter(_run_members(
-      "pgd", apply_fn, params, x, rows,
-      pgd.PGDConfig(steps=max(s for *_, s, _ in rows))) if rows else ())
+  longer = [r for r in steps_rows if r[4] > pgd_steps]
+  if longer:
+    steps_made.update(zip((r[4] for r in longer), _run_members(
+        "pgd", apply_fn, params, x, longer,
+        pgd.PGDConfig(steps=max(r[4] for r in longer)))))
   out["steps"] = np.stack([
-      not_stop(apply_fn, params, ref_adv if s == pgd_steps else next(runs))
+      not_stop(apply_fn, params, ref_adv if s == pgd_steps else steps_made[s])
       for s in steps])
   out["physical"] = physical_outcomes(apply_fn, params, images, sticker, rc)
   return {"gradients": gradients, "outcomes": out,
