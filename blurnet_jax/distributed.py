@@ -31,12 +31,11 @@ during the run (`lost_process_message`, used by `cli.one_line_errors`).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import json
 import os
-import atexit
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,8 @@ import jax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
+
+from blurnet_jax.sentinel import reachable
 
 ENV_COORDINATOR = "BLURNET_JAX_COORDINATOR"
 ENV_NUM_PROCESSES = "BLURNET_JAX_NUM_PROCESSES"
@@ -137,16 +138,6 @@ class Setup:
 _SETUP: Setup | None = None  # what `initialize` started, if anything
 
 
-def _reachable(address: str, seconds: float = 1.0) -> bool:
-  host, _, port = address.rpartition(":")
-  try:
-    with socket.create_connection((host.strip("[]"), int(port)),
-                                  timeout=seconds):
-      return True
-  except (OSError, ValueError):
-    return False
-
-
 def multi_process() -> bool:
   """Whether `initialize` joined this process to a job of several."""
   return _SETUP is not None
@@ -197,7 +188,7 @@ def initialize(setup: Setup) -> bool:
 
   def expire():
     address = setup.coordinator_address
-    if address != AUTO and not _reachable(address):
+    if address != AUTO and not reachable(address):
       stop(f"coordinator {address} is not reachable after "
             f"{setup.initialization_timeout} s (distributed."
             "initialization_timeout); start process 0 there, or check the "
@@ -325,7 +316,7 @@ def lost_process_message(error: BaseException) -> str:
     address = (_SETUP.coordinator_address if _SETUP is not None
                and _SETUP.coordinator_address != AUTO
                else getattr(state, "coordinator_address", None))
-    if jax.process_index() != 0 and address and not _reachable(address, 0.5):
+    if jax.process_index() != 0 and address and not reachable(address, 0.5):
       # Asking a dead coordinator would wait, and JAX aborts the process as
       # soon as its own poll notices: answer at once.
       raise _CoordinatorGone

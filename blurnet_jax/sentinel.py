@@ -22,9 +22,12 @@ DONE = b"done"
 
 
 def reachable(address: str, seconds: float = 1.0) -> bool:
+  """Whether something accepts a TCP connection at 'host:port' ('[v6]:port'
+  too) within `seconds`."""
   host, _, port = address.rpartition(":")
   try:
-    with socket.create_connection((host, int(port)), timeout=seconds):
+    with socket.create_connection((host.strip("[]"), int(port)),
+                                  timeout=seconds):
       return True
   except (OSError, ValueError):
     return False
