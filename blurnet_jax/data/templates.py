@@ -187,12 +187,15 @@ def added_lane(v):
 
 
 def lane_ends(v):
+  """W4-2: the left lane's edge straight, the right one angling in halfway
+  up (the right lane ends)."""
   img, d = _diamond()
   d.line([(48, 106), (48, 26)], fill=BLACK, width=9)
   d.line([(80, 106), (80, 70), (52, 40), (52, 26)], fill=BLACK, width=9,
          joint="curve")
-  if v == 1:
-    d.line([(64, 100), (64, 88)], fill=BLACK, width=5)
+  if v == 1:  # the 2003 design: a dotted lane line along the lane that ends
+    for y in (100, 88, 76):
+      d.line([(64, y + 6), (64, y - 2)], fill=BLACK, width=4)
   return img
 
 
@@ -203,13 +206,14 @@ def turn_right(v):
 
 
 def stop_ahead(v):
-  """W3-1: a red octagon (no legend, white rim) above a straight arrow; the
-  octagon is about 40% of the sign's width, the arrow half its height."""
+  """W3-1: an upward-pointing arrow above a red octagon (the MUTCD's own
+  description of the figure: "an upward-pointing black arrow above an
+  octagonal red stop sign symbol"); the octagon has a white rim, no legend."""
   img, d = _diamond()
-  size = 52
+  _arrow(d, [(64, 58), (64, 34)], 12, BLACK, head=16)
+  size = 42  # inside the diamond's lower half
   oct_img, _ = _octagon(RED, ring=WHITE, c=size)
-  img.alpha_composite(oct_img, ((CANVAS - size) // 2, 16))
-  _arrow(d, [(64, 110), (64, 84)], 11, BLACK, head=15)
+  img.alpha_composite(oct_img, ((CANVAS - size) // 2, 59))
   return img
 
 
@@ -263,9 +267,14 @@ def school_speed_limit_25(v):
 
 
 def keep_right(v):
+  """R4-7: at the top left, the plan view of a traffic island's nose (from
+  the sign's top edge down to a rounded end); an upward-pointing arrow curving
+  to pass to the right of the nose."""
   img, d = _plate(96, 120)
-  d.ellipse([30, 50, 50, 92], fill=BLACK)  # the island
-  _arrow(d, [(40, 104), (58, 96), (66, 70), (62, 40)], 9, BLACK, head=14)
+  d.rectangle([18, 8, 44, 44], fill=BLACK)  # the island, from the top
+  d.ellipse([18, 31, 44, 57], fill=BLACK)  # its rounded nose
+  _arrow(d, [(40, 110), (40, 88), (50, 74), (64, 62), (68, 50), (68, 30)], 11,
+         BLACK, head=16)
   return _square(img)
 
 
