@@ -100,7 +100,11 @@ def test_sharded_over_two_devices_gives_the_same_numbers(tiny_data_dir,
   two = _run(tiny_data_dir, tmp_path / "two", 2)
   assert one["devices"] == 1 and two["devices"] == 2
   np.testing.assert_allclose(one["acc"], two["acc"], atol=1e-9)
-  np.testing.assert_allclose(one["sums"], two["sums"], rtol=1e-5)
+  # One member per device is a differently fused program than two members
+  # vmapped on one: float32 sums reassociate, and 4 Adam steps (which
+  # normalise small gradients) carry that to 1.5e-5 of a leaf's size on the
+  # tiny set as it renders now (the test accuracies stay identical).
+  np.testing.assert_allclose(one["sums"], two["sums"], rtol=1e-4)
 
 
 def test_a_member_count_the_devices_do_not_divide_is_padded(monkeypatch):
