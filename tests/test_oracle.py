@@ -51,6 +51,27 @@ def test_the_oracle_reads_the_real_victims_as_stop():
   np.testing.assert_array_equal(oracle.oracle_predictions(as_uint8), preds)
 
 
+def test_outputs_are_read_through_the_measured_map():
+  """The measured map differs from mapping.txt on outputs 0-3 only, and
+  every prediction and report goes through it."""
+  assert oracle.OUTPUT_CLASSES[4:] == oracle.MAPPING_TXT[4:]
+  assert oracle.OUTPUT_CLASSES[:4] == (1, 2, 3, 0)
+  assert sorted(oracle.OUTPUT_CLASSES) == sorted(oracle.MAPPING_TXT)
+  labels = np.repeat(np.arange(NUM_CLASSES), 4)
+  images = synthetic.render(labels, jax.random.key(0), corruption=0.0)
+  raw = oracle.oracle_predictions(images, outputs=oracle.MAPPING_TXT)
+  mapped = oracle.oracle_predictions(images)
+  np.testing.assert_array_equal(mapped,
+                                np.asarray(oracle.OUTPUT_CLASSES)[raw])
+  report = oracle.oracle_report(images, labels)
+  cm = np.asarray(report["confusion"])
+  np.testing.assert_array_equal(cm, oracle.confusion_matrix(labels, mapped))
+  literal, _ = oracle.balanced_accuracy(oracle.confusion_matrix(labels, raw))
+  assert report["accuracy_mapping_txt"] == round(literal, 4)
+  with pytest.raises(ValueError, match="outputs must name a class"):
+    oracle.oracle_predictions(images[:1], outputs=(0,) * 17)
+
+
 def test_front_on_report_counts_every_template():
   report = oracle.front_on_report()
   assert list(report) == list(CLASS_NAMES[1:])
