@@ -179,23 +179,27 @@ def merge(v):
 
 
 def added_lane(v):
+  """W4-3: two lanes' arrows pointing ahead, a dotted lane line between
+  them: one straight, the other entering from the side with a curved tail
+  (from the right, or mirrored from the left)."""
   img, d = _diamond()
-  _arrow(d, [(52, 104), (52, 38)], 9, BLACK, head=14)
-  _arrow(d, [(80, 104), (80, 80), (78, 60), (78, 42)], 9, BLACK, head=14)
-  d.line([(98, 104), (80, 78)], fill=BLACK, width=7)
-  return img
+  _arrow(d, [(48, 104), (48, 44)], 11, BLACK, head=17)
+  _arrow(d, [(94, 96), (84, 86), (80, 74), (80, 44)], 11, BLACK, head=17)
+  for y in (98, 84, 70, 56):
+    d.line([(64, y + 5), (64, y - 3)], fill=BLACK, width=4)
+  return img if v == 0 else img.transpose(Image.FLIP_LEFT_RIGHT)
 
 
 def lane_ends(v):
   """W4-2: the left lane's edge straight, the right one angling in halfway
-  up (the right lane ends)."""
+  up and going on at half the gap (the right lane ends)."""
   img, d = _diamond()
-  d.line([(48, 106), (48, 26)], fill=BLACK, width=9)
-  d.line([(80, 106), (80, 70), (52, 40), (52, 26)], fill=BLACK, width=9,
+  d.line([(48, 102), (48, 26)], fill=BLACK, width=10)
+  d.line([(80, 102), (80, 74), (66, 54), (66, 26)], fill=BLACK, width=10,
          joint="curve")
   if v == 1:  # the 2003 design: a dotted lane line along the lane that ends
-    for y in (100, 88, 76):
-      d.line([(64, y + 6), (64, y - 2)], fill=BLACK, width=4)
+    for y in (96, 84):
+      d.line([(64, y + 5), (64, y - 3)], fill=BLACK, width=4)
   return img
 
 
@@ -210,24 +214,45 @@ def stop_ahead(v):
   description of the figure: "an upward-pointing black arrow above an
   octagonal red stop sign symbol"); the octagon has a white rim, no legend."""
   img, d = _diamond()
-  _arrow(d, [(64, 58), (64, 34)], 12, BLACK, head=16)
-  size = 42  # inside the diamond's lower half
+  _arrow(d, [(64, 50), (64, 34)], 12, BLACK, head=18)
+  size = 54  # the octagon dominates, about 0.4 of the sign's width
   oct_img, _ = _octagon(RED, ring=WHITE, c=size)
-  img.alpha_composite(oct_img, ((CANVAS - size) // 2, 59))
+  img.alpha_composite(oct_img, ((CANVAS - size) // 2, 52))
   return img
 
 
+def _child(d, cx, top, h, color=BLACK):
+  """A solid walking child facing left, `h` px tall from `top`, centred on
+  `cx`: a head, a coat (a trapezoid, not a stick), thick legs apart and a
+  swinging arm, as the S1-1 symbol draws its figures."""
+  u = h / 60  # the figure's unit: 60 units tall
+  head_r = 6 * u
+  d.ellipse([cx - head_r, top, cx + head_r, top + 2 * head_r], fill=color)
+  neck, hip = top + 13 * u, top + 36 * u
+  d.polygon([(cx - 6 * u, neck), (cx + 6 * u, neck), (cx + 9 * u, hip),
+             (cx - 9 * u, hip)], fill=color)
+  w = max(2, int(round(5 * u)))
+  d.line([(cx - 3 * u, hip - 2 * u), (cx - 12 * u, top + h)], fill=color,
+         width=w)  # the leading leg, forward (left)
+  d.line([(cx + 3 * u, hip - 2 * u), (cx + 9 * u, top + h)], fill=color,
+         width=w)
+  d.line([(cx - 5 * u, neck + 3 * u), (cx - 13 * u, neck + 17 * u)],
+         fill=color, width=max(2, int(round(4 * u))))
+  d.line([(cx + 5 * u, neck + 3 * u), (cx + 12 * u, neck + 15 * u)],
+         fill=color, width=max(2, int(round(4 * u))))
+
+
 def school(v):
+  """S1-1: a pentagon (point up) with two children walking, solid figures
+  that fill most of its height, the taller on the right."""
   img, d = _canvas()
   fill = FLUOR if v == 0 else YELLOW
   c = CANVAS
   d.polygon([(c / 2, 0), (c, 46), (c, c), (0, c), (0, 46)], fill=BLACK)
   d.polygon([(c / 2, 7), (c - 5, 49), (c - 5, c - 5), (5, c - 5), (5, 49)],
             fill=fill)
-  # S1-1: two children, the pair filling the field, on a ground line.
-  _person(d, 46, 78, 1.6)
-  _person(d, 84, 82, 1.4)
-  d.line([(14, 116), (114, 116)], fill=BLACK, width=6)
+  _child(d, 44, 46, 66)
+  _child(d, 82, 36, 78)
   return img
 
 
@@ -325,7 +350,7 @@ def other(v):
 
 DRAWERS = {
     "other": (other, 11),
-    "addedLane": (added_lane, 1),
+    "addedLane": (added_lane, 2),
     "keepRight": (keep_right, 1),
     "laneEnds": (lane_ends, 2),
     "merge": (merge, 2),
