@@ -1,8 +1,11 @@
 """The 18-class order shared by every dataset and model of the project.
 
-It is the output order of the RP2 authors' LISA-CNN: output 0 has no name in
-their mapping (we use it for "other" signs and background crops), outputs
-1..17 are the 17 most frequent LISA annotation tags in alphabetical order.
+It is the order of the RP2 authors' `mapping.txt`: the 17 most frequent LISA
+annotation tags in alphabetical order as 1..17, and 0 (unnamed there) for
+"other" signs and background crops. Their LISA-CNN's outputs follow it from
+merge (4) on, stop (14) and speedLimit45 (12) included; its outputs 0, 1, 2
+answer addedLane, keepRight and laneEnds (measured on real photographs:
+`blurnet_jax.data.oracle.OUTPUT_CLASSES`).
 """
 
 CLASS_NAMES: tuple[str, ...] = (
