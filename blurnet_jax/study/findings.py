@@ -22,7 +22,8 @@ DATA = {
     "synthetic": ("models trained from scratch on the synthetic set, "
                   "synthetic victims",
                   "the synthetic proxy, not LISA: the LISA-trained RP2 model "
-                  "reads few synthetic signs, and synthetic-trained "
+                  "misreads a good part of the synthetic signs (the proxy "
+                  "section gives how many), and synthetic-trained "
                   "baselines are harder to attack than the RP2 model on the "
                   "same real victims"),
     "lisa-full": ("the RP2 authors' LISA weights fine-tuned on the synthetic "

@@ -240,12 +240,12 @@ def oracle_blocks(report: dict | None, figures: dict) -> list[Any]:
       "classifies the synthetic test split at "
       f"{100 * report['accuracy']:.1f}% over classes 1-17, each class "
       f"weighted equally ({report['images']} images), its outputs read as "
-      "measured on real photographs (outputs 0, 1, 2 answer addedLane, "
-      "keepRight, laneEnds and output 3 none, where the authors' "
-      "mapping.txt names outputs 1, 2, 3 so"
-      + (f"; read that way: {100 * report['accuracy_mapping_txt']:.1f}%"
+      "measured on real photographs: outputs 0, 1, 2 answer addedLane, "
+      "keepRight, laneEnds and output 3 nothing, where the authors' "
+      "mapping.txt puts those classes at outputs 1, 2, 3"
+      + (f" (read that way: {100 * report['accuracy_mapping_txt']:.1f}%)"
          if "accuracy_mapping_txt" in report else "")
-      + "). Goal: 70% over classes 1-17 and 20% on every class. The model "
+      + ". Goal: 70% over classes 1-17 and 20% on every class. The model "
       "is a measurement, never a training signal of the generator."))
   front = report.get("front_on", {})
   rows = [[name, 100 * value,
