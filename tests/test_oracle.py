@@ -72,6 +72,23 @@ def test_outputs_are_read_through_the_measured_map():
     oracle.oracle_predictions(images[:1], outputs=(0,) * 17)
 
 
+def test_report_on_a_split_lacking_classes_takes_those_it_has():
+  """A real split (LISA's, by track) may lack a class: the accuracy is over
+  the classes present, and says which are missing."""
+  labels = np.repeat(np.asarray([0, 14, 17]), 4)
+  images = synthetic.render(labels, jax.random.key(1), corruption=0.0)
+  report = oracle.oracle_report(images, labels)
+  assert report["classes"] == [14, 17]
+  assert len(report["missing"]) == 15 and "addedLane" in report["missing"]
+  assert set(report["per_class"]) == {"stop", "yield"}
+  mapped = oracle.oracle_predictions(images)
+  by_hand = np.mean([np.mean(mapped[labels == c] == c) for c in (14, 17)])
+  assert report["accuracy"] == round(by_hand, 4)
+  assert "the 2 of classes 1-17 it has" in oracle.format_oracle(report)
+  with pytest.raises(ValueError, match="no example of classes 1-17"):
+    oracle.oracle_report(images[:4], labels[:4])
+
+
 def test_front_on_report_counts_every_template():
   report = oracle.front_on_report()
   assert list(report) == list(CLASS_NAMES[1:])

@@ -127,19 +127,29 @@ def oracle_report(images, labels, *, params=None) -> dict:
     recall}, "confusion": 18x18 list (rows true, columns predicted), all
     with the measured `OUTPUT_CLASSES`; "accuracy_mapping_txt": the mean
     recall with `mapping.txt` read literally; "output_classes", "images":
-    N, "classes": [1..17]}.
+    N, "classes": the classes of 1..17 the set has (a real split may lack
+    some), "missing": the names of those it lacks}.
+
+  Raises:
+    ValueError: the set has no example of any class 1..17.
   """
   labels = np.asarray(labels)
   raw = oracle_predictions(images, params=params, outputs=MAPPING_TXT)
   confusion = confusion_matrix(labels, np.asarray(OUTPUT_CLASSES)[raw])
-  accuracy, per_class = balanced_accuracy(confusion)
-  literal, _ = balanced_accuracy(confusion_matrix(labels, raw))
+  present = [c for c in ORACLE_CLASSES if confusion[c].sum()]
+  if not present:
+    raise ValueError("the set has no example of classes 1-17, so the RP2 "
+                     "model's accuracy on it is undefined")
+  accuracy, per_class = balanced_accuracy(confusion, present)
+  literal, _ = balanced_accuracy(confusion_matrix(labels, raw), present)
   return {"accuracy": round(accuracy, 4),
           "per_class": {k: round(v, 4) for k, v in per_class.items()},
           "confusion": confusion.tolist(),
           "accuracy_mapping_txt": round(literal, 4),
           "output_classes": list(OUTPUT_CLASSES), "images": int(labels.size),
-          "classes": list(ORACLE_CLASSES)}
+          "classes": present,
+          "missing": [CLASS_NAMES[c] for c in ORACLE_CLASSES
+                      if c not in present]}
 
 
 def front_on_report(*, params=None, background: float = 0.5) -> dict:
@@ -181,7 +191,10 @@ def figure_title(report: dict) -> str:
 def format_oracle(report: dict) -> str:
   """The accuracy over classes 1..17, every class's, and the front-on check."""
   per = ", ".join(f"{k} {100 * v:.0f}%" for k, v in report["per_class"].items())
-  text = (f"RP2 (LISA) model on this test split, classes 1-17 equally "
+  over = ("classes 1-17" if not report.get("missing") else
+          f"the {len(report['classes'])} of classes 1-17 it has (none of "
+          f"{', '.join(report['missing'])})")
+  text = (f"RP2 (LISA) model on this test split, {over} equally "
           f"weighted: {100 * report['accuracy']:.1f}% ({report['images']} "
           f"images)")
   if "accuracy_mapping_txt" in report:
