@@ -66,6 +66,12 @@ def _canvas(w=CANVAS, h=CANVAS):
   return img, ImageDraw.Draw(img)
 
 
+def _lane_dots(d, ys, x=64):
+  """A dotted lane line down the middle: one 8 px dash centred near each y."""
+  for y in ys:
+    d.line([(x, y + 5), (x, y - 3)], fill=BLACK, width=4)
+
+
 def _arrow(d, pts, width, color, head=14):
   """A polyline with a triangular head at its last point."""
   d.line(pts, fill=color, width=width, joint="curve")
@@ -185,8 +191,7 @@ def added_lane(v):
   img, d = _diamond()
   _arrow(d, [(48, 104), (48, 44)], 11, BLACK, head=17)
   _arrow(d, [(94, 96), (84, 86), (80, 74), (80, 44)], 11, BLACK, head=17)
-  for y in (98, 84, 70, 56):
-    d.line([(64, y + 5), (64, y - 3)], fill=BLACK, width=4)
+  _lane_dots(d, (98, 84, 70, 56))
   return img if v == 0 else img.transpose(Image.FLIP_LEFT_RIGHT)
 
 
@@ -198,8 +203,7 @@ def lane_ends(v):
   d.line([(80, 102), (80, 74), (66, 54), (66, 26)], fill=BLACK, width=10,
          joint="curve")
   if v == 1:  # the 2003 design: a dotted lane line along the lane that ends
-    for y in (96, 84):
-      d.line([(64, y + 5), (64, y - 3)], fill=BLACK, width=4)
+    _lane_dots(d, (96, 84))
   return img
 
 
