@@ -70,6 +70,12 @@ def test_outputs_are_read_through_the_measured_map():
   assert report["accuracy_mapping_txt"] == round(literal, 4)
   with pytest.raises(ValueError, match="outputs must name a class"):
     oracle.oracle_predictions(images[:1], outputs=(0,) * 17)
+  # The words the console and the report use for a map, by hand.
+  swapped = (0, 2, 1) + tuple(range(3, NUM_CLASSES))
+  assert oracle.map_differences(swapped) == (
+      "output 1 answers keepRight (mapping.txt: addedLane), "
+      "output 2 answers addedLane (mapping.txt: keepRight)")
+  assert oracle.map_differences(oracle.MAPPING_TXT) == ""
 
 
 def test_report_on_a_split_lacking_classes_takes_those_it_has():

@@ -183,6 +183,14 @@ def front_on_report(*, params=None, background: float = 0.5) -> dict:
   return out
 
 
+def map_differences(output_classes: Sequence[int]) -> str:
+  """Where an output map departs from `mapping.txt`, in words, e.g. "output
+  0 answers addedLane (mapping.txt: other), ..."; "" when it does not."""
+  return ", ".join(
+      f"output {i} answers {CLASS_NAMES[c]} (mapping.txt: {CLASS_NAMES[i]})"
+      for i, c in enumerate(output_classes) if c != MAPPING_TXT[i])
+
+
 def figure_title(report: dict) -> str:
   return (f"RP2 (LISA) model on the synthetic test split: "
           f"{100 * report['accuracy']:.1f}% over classes 1-17")
@@ -199,7 +207,8 @@ def format_oracle(report: dict) -> str:
           f"images)")
   if "accuracy_mapping_txt" in report:
     text += (f"; {100 * report['accuracy_mapping_txt']:.1f}% with the "
-             "authors' mapping.txt read literally (outputs 0-3 differ)")
+             "authors' mapping.txt read literally, where "
+             f"{map_differences(report['output_classes'])}")
   text += f"\nper class: {per}"
   if "front_on" in report:
     missed = [f"{k} (read as {'/'.join(sorted(set(v['read_as'])))})"

@@ -24,6 +24,7 @@ from blurnet_jax import document as R
 from blurnet_jax import stats
 from blurnet_jax.attacks import grid
 from blurnet_jax.classes import CLASS_NAMES
+from blurnet_jax.data import oracle
 from blurnet_jax.jsonio import read_json
 from blurnet_jax.study import findings as findings_lib
 from blurnet_jax.study import slides
@@ -239,12 +240,12 @@ def oracle_blocks(report: dict | None, figures: dict) -> list[Any]:
       "The RP2 authors' LISA-trained model (91% on LISA's own test split) "
       "classifies the synthetic test split at "
       f"{100 * report['accuracy']:.1f}% over classes 1-17, each class "
-      f"weighted equally ({report['images']} images), its outputs read as "
-      "measured on real photographs: outputs 0, 1, 2 answer addedLane, "
-      "keepRight, laneEnds and output 3 nothing, where the authors' "
-      "mapping.txt puts those classes at outputs 1, 2, 3"
-      + (f" (read that way: {100 * report['accuracy_mapping_txt']:.1f}%)"
-         if "accuracy_mapping_txt" in report else "")
+      f"weighted equally ({report['images']} images)"
+      + (", its outputs read as measured on real photographs: "
+         f"{oracle.map_differences(report['output_classes'])}; with "
+         "mapping.txt read literally the accuracy is "
+         f"{100 * report['accuracy_mapping_txt']:.1f}%"
+         if "output_classes" in report else "")
       + ". Goal: 70% over classes 1-17 and 20% on every class. The model "
       "is a measurement, never a training signal of the generator."))
   front = report.get("front_on", {})
