@@ -17,9 +17,11 @@ from blurnet_jax.config_args import parse_arg
 def data_config(*, runlocal: bool = False) -> ml_collections.ConfigDict:
   """The data block shared by every config that trains or evaluates."""
   c = ml_collections.ConfigDict()
-  c.source = "synthetic"  # "synthetic" or "lisa"
+  # synthetic (built in) | lisa_crops | gtsrb | lisa (the full LISA
+  # download): the real sources read data.manual_dir, never download.
+  c.source = "synthetic"
   c.data_dir = ""  # tfds data_dir; "" -> ~/tensorflow_datasets
-  c.lisa_dir = ""  # the extracted LISA folder (source="lisa")
+  c.manual_dir = ""  # the folder of a real source's files
   c.train_per_class = 20 if runlocal else 2000
   c.test_per_class = 5 if runlocal else 300
   c.seed = 0  # the synthetic set's seed (independent of the training seed)

@@ -14,7 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (["--config=configs/train.py", "--config.bogus=1"],
      "unknown config key bogus"),
     (["--config=configs/train.py:runlocal", "--config.data.source=lisa"],
-     "needs lisa_dir"),
+     "--config.data.manual_dir=PATH"),
 ])
 def test_bad_config_is_one_line(tmp_path, args, message):
   out = subprocess.run(

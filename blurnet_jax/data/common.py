@@ -21,3 +21,48 @@ def features() -> tfds.features.FeaturesDict:
 def to_float(images: np.ndarray) -> np.ndarray:
   """uint8 [0, 255] images -> float32 [0, 1], the input range of every model."""
   return np.asarray(images, np.float32) * np.float32(1.0 / 255.0)
+
+
+def photo_features() -> tfds.features.FeaturesDict:
+  """`features()` plus what the real photographs' builders keep of each
+  image: `group`, the physical sign it shows (a video track), and `roi`,
+  the sign's box (x1, y1, x2, y2; right and bottom edges exclusive) in the
+  32x32 image's pixels."""
+  return tfds.features.FeaturesDict({
+      "image": tfds.features.Tensor(shape=IMAGE_SHAPE, dtype=np.uint8),
+      "label": tfds.features.Tensor(shape=(), dtype=np.int64),
+      "group": tfds.features.Tensor(shape=(), dtype=np.int64),
+      "roi": tfds.features.Tensor(shape=(4,), dtype=np.float32),
+  })
+
+
+def check_photos(where: str, images, labels, num_classes: int, *,
+                 first_label: int = 0) -> None:
+  """One-line errors for arrays of photographs that the builders cannot
+  use: images not uint8 (N, 32, 32, 3), labels not integers of
+  `first_label`..`num_classes - 1` of the same length, or a class with no
+  image."""
+  images, labels = np.asarray(images), np.asarray(labels)
+  if images.dtype != np.uint8 or images.ndim != 4 or (
+      tuple(images.shape[1:]) != IMAGE_SHAPE):
+    raise ValueError(
+        f"{where}: images are {images.dtype} {images.shape}, expected uint8 "
+        f"(N, {', '.join(map(str, IMAGE_SHAPE))}); rebuild the file with "
+        "32x32 RGB uint8 crops")
+  if labels.shape != (len(images),) or not np.issubdtype(labels.dtype,
+                                                         np.integer):
+    raise ValueError(
+        f"{where}: labels are {labels.dtype} {labels.shape}, expected "
+        f"integers ({len(images)},), one per image")
+  if labels.size and (labels.min() < first_label
+                      or labels.max() >= num_classes):
+    raise ValueError(
+        f"{where}: labels span {labels.min()}..{labels.max()}, expected "
+        f"{first_label}..{num_classes - 1}; check the file's label order")
+  counts = np.bincount(labels - first_label,
+                       minlength=num_classes - first_label)
+  empty = np.flatnonzero(counts == 0) + first_label
+  if empty.size:
+    raise ValueError(
+        f"{where}: class(es) {empty.tolist()} have no image; every class "
+        "needs examples to train and to be held out")

@@ -16,7 +16,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from blurnet_jax.classes import NUM_CLASSES
+from blurnet_jax.classes import NUM_CLASSES, label_space
 from blurnet_jax.data import common
 from blurnet_jax.data import oracle
 from blurnet_jax.data import synthetic
@@ -210,12 +210,13 @@ def prepare(config) -> tfds.core.DatasetBuilder:
 
   Args:
     config: a data block (`configs/data.py:data_config`): `source`,
-      `data_dir`, `lisa_dir`, `train_per_class`, `test_per_class`, `seed`,
-      `workers`.
+      `data_dir`, `manual_dir` (the real sources' folder),
+      `train_per_class`, `test_per_class`, `seed`, `workers`.
   """
   data_dir = config.data_dir or None
   if data_dir is None:
     data_dir = str(epath.Path("~/tensorflow_datasets").expanduser())
+  label_space(config.source)  # one line naming the sources
   if config.source == "synthetic":
     return prepare_synthetic(
         data_dir, train_per_class=config.train_per_class,
@@ -223,14 +224,30 @@ def prepare(config) -> tfds.core.DatasetBuilder:
         corruption=config.get("corruption", 1.0),
         balance=config.get("balance", "uniform"),
         workers=config.workers or None)
+  if not config.get("manual_dir"):
+    raise ValueError(f"source={config.source!r} reads real photographs from "
+                     "a folder: pass --config.data.manual_dir=PATH")
+  # pylint: disable=g-import-not-at-top
   if config.source == "lisa":
-    from blurnet_jax.data import lisa  # pylint: disable=g-import-not-at-top
-    if not config.lisa_dir:
-      raise ValueError("source='lisa' needs lisa_dir: pass "
-                       "--config.data.lisa_dir=PATH (the extracted LISA folder)")
-    return lisa.prepare_lisa(config.lisa_dir, data_dir)
-  raise ValueError(f"unknown data source {config.source!r}; use 'synthetic' "
-                   "or 'lisa'")
+    from blurnet_jax.data import lisa
+    return lisa.prepare_lisa(config.manual_dir, data_dir)
+  if config.source == "lisa_crops":
+    from blurnet_jax.data import lisa_crops
+    return lisa_crops.prepare_lisa_crops(config.manual_dir, data_dir)
+  from blurnet_jax.data import gtsrb
+  return gtsrb.prepare_gtsrb(config.manual_dir, data_dir)
+
+
+def load_field(builder: tfds.core.DatasetBuilder, split: str, field: str
+               ) -> np.ndarray:
+  """One feature of every example of a prepared split, stacked in the
+  stored order (e.g. 'group' or 'roi' of the real photographs)."""
+  source = builder.as_data_source()[split]
+  if field not in builder.info.features:
+    raise ValueError(f"{builder.name} has no feature {field!r}; it has "
+                     f"{sorted(builder.info.features)}")
+  return np.stack([r[field] for r in source.__getitems__(
+      list(range(len(source))))])
 
 
 def prepare_and_describe(config, workdir: epath.PathLike) -> dict:

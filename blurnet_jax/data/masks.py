@@ -165,6 +165,37 @@ def camouflage_mask(size: int = MASK_SIZE) -> np.ndarray:
   return mask[..., None].astype(np.float32)
 
 
+def place_in_box(mask: np.ndarray, box) -> np.ndarray:
+  """A mask drawn over a whole sign, moved onto the sign's box in a larger
+  image (GTSRB's 32x32 images show the sign with a border around it).
+
+  Each pixel of the output whose centre lies in the box takes the mask's
+  pixel at the same relative position (nearest); the rest are 0.
+
+  Args:
+    mask: (H, W, C) float32 0/1, drawn over the whole sign.
+    box: (x1, y1, x2, y2) in the output's pixels, right and bottom edges
+      exclusive, inside (0, 0, W, H).
+
+  Returns:
+    float32 array of the mask's shape.
+  """
+  mask = np.asarray(mask, np.float32)
+  h, w = mask.shape[:2]
+  x1, y1, x2, y2 = (float(v) for v in box)
+  if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
+    raise ValueError(f"box {tuple(box)} is not inside the {w}x{h} image "
+                     "with x1 < x2 and y1 < y2; pass (x1, y1, x2, y2) pixels")
+  centres_r = np.arange(h) + 0.5
+  centres_c = np.arange(w) + 0.5
+  src_r = np.floor((centres_r - y1) / (y2 - y1) * h).astype(int)
+  src_c = np.floor((centres_c - x1) / (x2 - x1) * w).astype(int)
+  inside = ((src_r >= 0) & (src_r < h))[:, None] & (
+      (src_c >= 0) & (src_c < w))[None, :]
+  out = mask[np.clip(src_r, 0, h - 1)][:, np.clip(src_c, 0, w - 1)]
+  return np.where(inside[..., None], out, 0.0).astype(np.float32)
+
+
 def _rng(key_or_seed: Any) -> np.random.Generator:
   """An int seed, a numpy Generator or a JAX PRNG key -> numpy Generator."""
   if isinstance(key_or_seed, np.random.Generator):
