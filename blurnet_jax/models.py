@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blurnet_jax.classes import IMAGE_SHAPE, NUM_CLASSES
+from blurnet_jax.classes import IMAGE_SHAPE, NUM_CLASSES, label_space
 from blurnet_jax.ops.conv import CONV_IMPLS, Conv
 
 Params = dict[str, dict[str, jax.Array]]
@@ -55,6 +55,7 @@ MODEL_FIELDS: tuple[str, ...] = (
     "filter_padding",
     "filter_position",
     "conv_impl",
+    "num_classes",
 )
 
 L1_CHANNELS: int = 64  # Feature maps of conv1, what an 'l1' filter sees.
@@ -242,6 +243,8 @@ class LisaCNN(nn.Module):
       'before_relu' (relu(filter(conv1))); only allowed with filter_where='l1'.
     conv_impl: 'auto' | 'xla' | 's2d', how the convolutions are computed
       (same results; see `conv2d`). 'auto' picks the fastest per backend.
+    num_classes: outputs of the last layer: the data set's label space
+      (`classes.label_space`; 18 for LISA, 43 for GTSRB).
   """
 
   filter_where: str = "none"
@@ -250,6 +253,7 @@ class LisaCNN(nn.Module):
   filter_padding: str = "zeros"
   filter_position: str = "after_relu"
   conv_impl: str = "auto"
+  num_classes: int = NUM_CLASSES
 
   def __post_init__(self):
     _check_choice("filter_where", self.filter_where, FILTER_WHERE)
@@ -308,7 +312,7 @@ class LisaCNN(nn.Module):
                       impl=self.conv_impl, name="conv2")(l1_filtered))
     l3 = nn.relu(Conv(128, 5, stride=1, padding="VALID", impl=self.conv_impl,
                       name="conv3")(l2))
-    logits = nn.Dense(NUM_CLASSES, name="dense")(
+    logits = nn.Dense(self.num_classes, name="dense")(
         l3.reshape((l3.shape[0], -1)))
     if return_features:
       return logits, {"l1": l1, "l1_filtered": l1_filtered, "l2": l2}
@@ -339,6 +343,15 @@ def model_from_config(cfg: Mapping[str, Any]) -> LisaCNN:
   return LisaCNN(**dict(cfg))
 
 
+def model_for(config: Mapping[str, Any]) -> LisaCNN:
+  """The model of a train config: its `model` block, with one output per
+  class of its data source (`config.data.source`)."""
+  model = config["model"]
+  model = model.to_dict() if hasattr(model, "to_dict") else dict(model)
+  return model_from_config({**model, "num_classes":
+                            label_space(config["data"]["source"]).num_classes})
+
+
 @functools.lru_cache(maxsize=None)
 def apply_fn_for(model: LisaCNN) -> Callable[[Any, jax.Array], jax.Array]:
   """`apply_fn(params, images) -> logits` of `model`, one object per model.
@@ -363,8 +376,13 @@ def predict(apply_fn: Callable[[Any, jax.Array], jax.Array], params: Any,
   """int (N,) classes of `images`, as host numpy.
 
   `apply_fn(params, images) -> logits` (the package's convention, e.g.
-  `apply_fn_for(model)`); one compiled program per `apply_fn`.
+  `apply_fn_for(model)`); one compiled program per `apply_fn`. uint8
+  images (a prepared split as stored) are scaled to [0, 1] first, the
+  models' input range; float images are taken as they are.
   """
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    images = images.astype(np.float32) * np.float32(1.0 / 255.0)
   return np.asarray(_predict_program(apply_fn)(params, jnp.asarray(images)))
 
 

@@ -40,7 +40,7 @@ def time_sweep(config: ml_collections.ConfigDict, *, steps: int) -> dict:
   pairs = sweep.members(config)
   mesh, size = sweep.member_mesh(len(pairs))
   padded = pairs + pairs[-1:] * (size - len(pairs))
-  model = models.model_from_config(config.model)
+  model = models.model_for(config)
   pop = distributed.shard_leading(sweep.create_population(
       config, model, [a for a, _ in padded], [s for _, s in padded]), mesh)
   keys = distributed.shard_leading(jax.vmap(jax.random.key)(
@@ -71,7 +71,7 @@ def time_grid(config: ml_collections.ConfigDict, *, targets: int,
   """Seconds of an RP2 grid of `targets` targets (all in one program, split
   over every device of the job) of `steps` steps on 10 synthetic victims,
   against a freshly initialised LisaCNN of `config.model`."""
-  model = models.model_from_config(config.model)
+  model = models.model_for(config)
   state = train.create_train_state(config, model, jax.random.key(0))
   wanted = [t for t in grid.ALL_TARGETS][:targets]
   cfg = rp2.RP2Config(steps=steps, num_transforms=1)

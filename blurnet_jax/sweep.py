@@ -154,7 +154,7 @@ def train_population(config: ml_collections.ConfigDict,
   seeds = [s for _, s in padded]
   train_images, train_labels, test_images, test_labels = train.load_data(
       config)
-  model = models.model_from_config(config.model)
+  model = models.model_for(config)
   state = create_population(config, model, alphas, seeds)
   step_fn = population_step(config, size)
   step_roots = jax.vmap(lambda s: jax.random.split(jax.random.key(s))[1])(
@@ -194,7 +194,7 @@ def benchmark(config: ml_collections.ConfigDict, *, steps: int = 20) -> dict:
   """Wall seconds of `steps` population steps against the same steps run
   for each member alone, one after another (compile excluded, same batch)."""
   pairs = members(config)
-  model = models.model_from_config(config.model)
+  model = models.model_for(config)
   rng = np.random.default_rng(0)
   batch = (jnp.asarray(rng.random((config.batch_size, 32, 32, 3),
                                   np.float32)),

@@ -370,7 +370,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                      f"of {PENALTIES}")
   mesh = data_parallel_mesh(config.batch_size)
   train_images, train_labels, test_images, test_labels = load_data(config)
-  model = models.model_from_config(config.model)
+  model = models.model_for(config)
   init_rng, step_root = jax.random.split(jax.random.key(config.seed))
   state = distributed.replicate(create_train_state(config, model, init_rng),
                                 mesh)

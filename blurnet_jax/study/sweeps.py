@@ -32,7 +32,7 @@ def run_sweeps(config, workdir: epath.Path, key, test) -> list[dict[str, Any]]:
   test_images, test_labels = test
   rows, outcomes, correct = [], [], []
   for penalty, cfg in config.sweeps.items():
-    f = models.apply_fn_for(models.model_from_config(cfg.model))
+    f = models.apply_fn_for(models.model_for(cfg))
     # Member j of each alpha (its seed index) meets attack key j, so the
     # alphas of one seed are compared under the same attack randomness.
     seeds = list(cfg.sweep.seeds)

@@ -43,6 +43,7 @@ class TrainedModel:
   members: tuple[Any, ...]
   alpha: float
   results: tuple[dict[str, Any], ...]
+  penalty_kind: str = "none"
 
   @property
   def apply_fn(self) -> ApplyFn:
@@ -106,9 +107,10 @@ def train_models(models_block: ml_collections.ConfigDict,
   for name, cfg in models_block.items():
     rows, params, _ = sweep.train_population(cfg, epath.Path(root) / name)
     out[name] = TrainedModel(
-        name=name, model=models.model_from_config(cfg.model),
+        name=name, model=models.model_for(cfg),
         seeds=tuple(r["seed"] for r in rows), members=tuple(params),
-        alpha=float(cfg.penalty.alpha), results=tuple(rows))
+        alpha=float(cfg.penalty.alpha), results=tuple(rows),
+        penalty_kind=str(cfg.penalty.kind))
   return out
 
 
@@ -157,7 +159,7 @@ def load_model(spec: str | os.PathLike[str], rp2_dir: str = ""
     if "model" not in config:
       raise ValueError(f"{config_file} has no 'model' block; it is not the "
                        "config of a training run")
-    model = models.model_from_config(config.model)
+    model = models.model_for(config)
     ckpt_dir = path / "checkpoints"
     if checkpoint.latest_step(ckpt_dir) is None:
       raise FileNotFoundError(
