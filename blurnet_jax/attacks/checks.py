@@ -21,23 +21,32 @@ from blurnet_jax.classes import IMAGE_SHAPE, NUM_CLASSES
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
-def check_target(target: Any, name: str = "target") -> None:
-  """A class index: a Python int in [0, 18) or an integer scalar array."""
+def num_outputs(apply_fn: ApplyFn, params: Any) -> int:
+  """How many classes `apply_fn` answers (traced shapes only, no compute)."""
+  shape = jax.eval_shape(apply_fn, params,
+                         jax.ShapeDtypeStruct((1, *IMAGE_SHAPE), jnp.float32))
+  return int(shape.shape[-1])
+
+
+def check_target(target: Any, name: str = "target", *,
+                 num_classes: int = NUM_CLASSES) -> None:
+  """A class index: a Python int in [0, num_classes) or an integer scalar
+  array (traced ones cannot be range-checked)."""
   if isinstance(target, bool):
     raise ValueError(f"{name}={target!r} is a bool; pass a class index "
-                     f"in 0..{NUM_CLASSES - 1}.")
+                     f"in 0..{num_classes - 1}.")
   if isinstance(target, numbers.Integral):
-    if not 0 <= int(target) < NUM_CLASSES:
+    if not 0 <= int(target) < num_classes:
       raise ValueError(
           f"{name}={target} is out of range; pass a class index in "
-          f"0..{NUM_CLASSES - 1}.")
+          f"0..{num_classes - 1}.")
     return
   shape = getattr(target, "shape", None)
   dtype = getattr(target, "dtype", None)
   if shape is None or dtype is None or not jnp.issubdtype(dtype, jnp.integer):
     raise ValueError(
         f"{name} must be an int class index, got {type(target).__name__} "
-        f"{dtype}; pass an int in 0..{NUM_CLASSES - 1}.")
+        f"{dtype}; pass an int in 0..{num_classes - 1}.")
   if tuple(shape) != ():
     raise ValueError(
         f"{name} must be a scalar class index, got shape {tuple(shape)}; "
@@ -47,23 +56,29 @@ def check_target(target: Any, name: str = "target") -> None:
   except (jax.errors.ConcretizationTypeError,
           jax.errors.TracerIntegerConversionError):
     return  # Traced (e.g. under vmap): the range cannot be checked here.
-  if not 0 <= value < NUM_CLASSES:
+  if not 0 <= value < num_classes:
     raise ValueError(
         f"{name}={value} is out of range; pass a class index in "
-        f"0..{NUM_CLASSES - 1}.")
+        f"0..{num_classes - 1}.")
 
 
-def check_mask(mask: jax.Array) -> None:
-  ok = mask.ndim == 3
+def check_mask(mask: jax.Array, num_images: int | None = None) -> None:
+  """One mask (32, 32, 1|3) for every image, or one per image (N, 32, 32,
+  1|3) when `num_images` (N) is given: a sticker placed on each victim's
+  own sign box."""
+  per_image = num_images is not None and mask.ndim == 4
+  ok = mask.ndim == 3 or (per_image and mask.shape[0] == num_images)
   if ok:
     try:
-      ok = np.broadcast_shapes(mask.shape, IMAGE_SHAPE) == IMAGE_SHAPE
+      ok = np.broadcast_shapes(mask.shape[-3:], IMAGE_SHAPE) == IMAGE_SHAPE
     except ValueError:
       ok = False
   if not ok:
+    per = (f" or ({num_images}, 32, 32, 1|3), one per image"
+           if num_images is not None else "")
     raise ValueError(
-        f"mask must have shape (32, 32, 1) or (32, 32, 3), got {mask.shape}; "
-        "load it with blurnet_jax.data.masks.get_mask.")
+        f"mask must have shape (32, 32, 1) or (32, 32, 3){per}, got "
+        f"{mask.shape}; load it with blurnet_jax.data.masks.get_mask.")
 
 
 def check_noise(noise: jax.Array) -> None:

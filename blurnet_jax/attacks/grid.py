@@ -32,44 +32,46 @@ from blurnet_jax import distributed
 from blurnet_jax.attacks import rp2
 from blurnet_jax.attacks.checks import ApplyFn
 from blurnet_jax.attacks.transforms import TransformConfig
-from blurnet_jax.classes import CLASS_NAMES, NUM_CLASSES, STOP
+from blurnet_jax.classes import LISA, LabelSpace
 from blurnet_jax.progress import Progress
 
-#: Every class but stop: the targets of the full white-box grid.
-ALL_TARGETS: tuple[int, ...] = tuple(c for c in range(NUM_CLASSES)
-                                     if c != STOP)
+#: Every LISA class but stop: the targets of the full white-box grid.
+ALL_TARGETS: tuple[int, ...] = LISA.targets
 
 
-def parse_targets(targets) -> list[int]:
+def parse_targets(targets, labels: LabelSpace = LISA) -> list[int]:
   """The target classes of a grid: a sequence of class indices or names.
 
   Args:
-    targets: e.g. (1, 5, 12), ('yield', 12) or `ALL_TARGETS`.
+    targets: e.g. (1, 5, 12), ('yield', 12) or `ALL_TARGETS`; () for every
+      class of `labels` but stop.
+    labels: the victims' label space (classes and the stop class).
 
   Returns:
     Sorted distinct class indices.
   """
+  names, stop = labels.class_names, labels.stop
   if isinstance(targets, (str, int)):
     targets = (targets,)
+  if len(targets) == 0:  # pylint: disable=g-explicit-length-test
+    return list(labels.targets)
   out = []
   for token in targets:
-    if isinstance(token, str) and token.strip() in CLASS_NAMES:
-      out.append(CLASS_NAMES.index(token.strip()))
+    if isinstance(token, str) and token.strip() in names:
+      out.append(names.index(token.strip()))
       continue
     try:
       value = int(token)
     except (TypeError, ValueError):
       value = -1
-    if isinstance(token, bool) or not 0 <= value < NUM_CLASSES:
+    if isinstance(token, bool) or not 0 <= value < labels.num_classes:
       raise ValueError(
-          f"target {token!r} is not a class; give a tuple of indices in "
-          f"0..{NUM_CLASSES - 1} or class names, e.g. (1, 5, 12)")
+          f"target {token!r} is not a class ({labels.name}); give a tuple of "
+          f"indices in 0..{labels.num_classes - 1} or class names, e.g. "
+          "(1, 5, 12)")
     out.append(value)
-  if not out:
-    raise ValueError("no targets given; give a tuple of class indices, e.g. "
-                     "(1, 5, 12)")
-  if STOP in out:
-    raise ValueError(f"target {STOP} ({CLASS_NAMES[STOP]}) is the victims' "
+  if stop in out:
+    raise ValueError(f"target {stop} ({names[stop]}) is the victims' "
                      "true class; a targeted attack toward it is no attack")
   return sorted(set(out))
 
@@ -210,7 +212,7 @@ def attack_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
 
 
 @functools.lru_cache(maxsize=32)
-def _metrics_program(apply_fn: ApplyFn, eval_transforms: int):
+def _metrics_program(apply_fn: ApplyFn, eval_transforms: int, stop: int):
   """Jitted metrics of a (T, N, ...) stack of perturbed victim sets."""
   physical = TransformConfig.physical()
 
@@ -226,7 +228,7 @@ def _metrics_program(apply_fn: ApplyFn, eval_transforms: int):
         "success": rp2.attack_success_rate(clean, pred),
         "targeted_success": rp2.targeted_success(pred, target),
         "l2": rp2.l2_dissimilarity(images, adv),
-        "transform_success": jnp.mean((moved != STOP).astype(jnp.float32)),
+        "transform_success": jnp.mean((moved != stop).astype(jnp.float32)),
         "transform_targeted_success": jnp.mean(
             (moved == target).astype(jnp.float32)),
     }
@@ -236,7 +238,8 @@ def _metrics_program(apply_fn: ApplyFn, eval_transforms: int):
 
 def evaluate_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
                      adversarial: np.ndarray, targets: list[int],
-                     key: jax.Array, *, eval_transforms: int
+                     key: jax.Array, *, eval_transforms: int,
+                     labels: LabelSpace = LISA
                      ) -> tuple[list[dict[str, Any]], np.ndarray]:
   """The metrics of each target's perturbed victims.
 
@@ -252,7 +255,7 @@ def evaluate_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
   # targets a grid has, so every grid of one model and victim set (Table
   # 2's, the sweeps', the arms' on the real victims) shares one compiled
   # program. Target t's key is fold_in(key, t) however they are batched.
-  metrics = _metrics_program(apply_fn, eval_transforms)
+  metrics = _metrics_program(apply_fn, eval_transforms, labels.stop)
   images = jnp.asarray(images)
   rows, preds = [], []
   for i, t in enumerate(targets):
@@ -263,10 +266,10 @@ def evaluate_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
     pred = pred[0]
     values = {k: v[0] for k, v in values.items()}
     preds.append(pred)
-    counts = np.bincount(pred, minlength=NUM_CLASSES)
-    rows.append({"target": int(t), "target_name": CLASS_NAMES[t],
+    counts = np.bincount(pred, minlength=labels.num_classes)
+    rows.append({"target": int(t), "target_name": labels.class_names[t],
                  **{k: round(float(v), 6) for k, v in values.items()},
-                 "predicted": {CLASS_NAMES[c]: int(n)
+                 "predicted": {labels.class_names[c]: int(n)
                                for c, n in enumerate(counts) if n}})
   return rows, np.stack(preds)
 

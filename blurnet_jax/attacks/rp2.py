@@ -39,10 +39,11 @@ import numpy as np
 import optax
 
 from blurnet_jax.attacks.checks import (ApplyFn, check_colors, check_images,
-                                        check_mask, check_noise, check_target)
+                                        check_mask, check_noise, check_target,
+                                        num_outputs)
 from blurnet_jax.attacks.transforms import (TransformConfig,
                                             random_transform)
-from blurnet_jax.classes import IMAGE_SHAPE, RP2_TARGET
+from blurnet_jax.classes import IMAGE_SHAPE, RP2_TARGET, SOURCES
 
 #: Our own palette of printable colours (RGB in [0, 1]): the greys and the
 #: muted hues an office inkjet reproduces on plain paper. Fully saturated
@@ -124,7 +125,8 @@ class RP2Config:
     if not self.norm_p >= 1:
       raise ValueError(
           f"RP2Config.norm_p={self.norm_p!r} must be >= 1 (or math.inf).")
-    check_target(self.target, "RP2Config.target")
+    check_target(self.target, "RP2Config.target",
+                 num_classes=max(s.num_classes for s in SOURCES.values()))
     if not isinstance(self.transforms, TransformConfig):
       raise ValueError(
           "RP2Config.transforms must be a TransformConfig, got "
@@ -150,7 +152,7 @@ def _inputs(images, mask, noise=None):
   images = jnp.asarray(images, jnp.float32)
   mask = jnp.asarray(mask, jnp.float32)
   check_images(images)
-  check_mask(mask)
+  check_mask(mask, len(images))
   if noise is None:
     return images, mask
   noise = jnp.asarray(noise, jnp.float32)
@@ -285,10 +287,13 @@ def _losses(noise, apply_fn, params, images, mask, target, key, cfg):
   if not cfg.targeted:
     ce = -ce
   clipped = jnp.clip(noise, *cfg.noise_clip)
-  total = cfg.lambda_norm * _pnorm(mask * clipped, cfg.norm_p) + ce
+  # One sticker: with a mask per victim (each on its own sign box), the
+  # norm and the printability are those of the union of the masks.
+  sticker = mask if mask.ndim == 3 else jnp.max(mask, axis=0)
+  total = cfg.lambda_norm * _pnorm(sticker * clipped, cfg.norm_p) + ce
   if cfg.nps_weight:
     total = total + cfg.nps_weight * nps(_printed(clipped, cfg), cfg.colors,
-                                         mask=mask)
+                                         mask=sticker)
   clean_logits = logits if cfg.transforms.is_identity else None
   return total, clean_logits
 
@@ -320,7 +325,7 @@ def rp2_loss(noise: jax.typing.ArrayLike, apply_fn: ApplyFn, params: Any,
   Returns:
     float32 scalar.
   """
-  check_target(target)
+  check_target(target, num_classes=num_outputs(apply_fn, params))
   images, mask, noise = _inputs(images, mask, noise)
   return _losses(noise, apply_fn, params, images, mask, jnp.asarray(target),
                  key, cfg)[0]
@@ -410,7 +415,7 @@ def rp2_attack(apply_fn: ApplyFn, params: Any, images: jax.typing.ArrayLike,
   """
   target = cfg.target if target is None else target
   key = jax.random.key(0) if key is None else key
-  check_target(target)
+  check_target(target, num_classes=num_outputs(apply_fn, params))
   images, mask = _inputs(images, mask)
   if not isinstance(cfg, RP2Config):
     raise ValueError(
@@ -512,7 +517,7 @@ def success_under_transforms(key: jax.typing.ArrayLike, apply_fn: ApplyFn,
     float32 scalar: the fraction of the K * N transformed images that the
     attack fools.
   """
-  check_target(target)
+  check_target(target, num_classes=num_outputs(apply_fn, params))
   pred = predictions_under_transforms(key, apply_fn, params, adversarial,
                                       transforms=transforms,
                                       num_samples=num_samples)
