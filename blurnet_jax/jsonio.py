@@ -10,6 +10,7 @@ path and write nothing, so they never race on a file). `read_json` turns a missi
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from blurnet_jax import distributed
 
 def jsonable(x: Any) -> Any:
   """`x` with numpy scalars/arrays as Python numbers/lists, tuples as lists,
-  and dict keys that start with '_' left out."""
+  NaN as null (strict JSON has no NaN; a NaN outcome is a cell that does
+  not count, see `stats`), and dict keys that start with '_' left out."""
   if isinstance(x, dict):
     return {k: jsonable(v) for k, v in x.items()
             if not str(k).startswith("_")}
@@ -30,7 +32,9 @@ def jsonable(x: Any) -> Any:
   if isinstance(x, np.ndarray):
     return jsonable(x.tolist())
   if isinstance(x, (np.floating, np.integer, np.bool_)):
-    return x.item()
+    x = x.item()
+  if isinstance(x, float) and math.isnan(x):
+    return None
   return x
 
 

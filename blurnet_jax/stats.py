@@ -16,7 +16,10 @@ few training seeds (and attack keys). Three tools:
   (seed, victim, ...) cells;
 
 and `verdict`, which reads a paired difference against a claim of the
-slides. All are deterministic; `tests/test_stats.py` checks by simulation
+slides. A NaN outcome is a cell that does not count (a victim the model
+misclassifies before any attack, which the slides leave out of the
+success rate): means and intervals run over the cells that count, and a
+paired difference over the cells that count in both arms. All are deterministic; `tests/test_stats.py` checks by simulation
 that the nominal 95% intervals cover the truth at least 90% of the time in
 experiments shaped like the study's.
 """
@@ -31,7 +34,8 @@ import numpy as np
 #: Two-sided 95%.
 LEVEL = 0.95
 Z95 = 1.959963984540054
-VERDICTS = ("supported", "contradicted", "inconclusive", "undertrained")
+VERDICTS = ("supported", "contradicted", "inconclusive", "undertrained",
+            "not in effect")
 
 
 def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
@@ -60,7 +64,16 @@ def _per_victim(outcomes) -> np.ndarray:
   if x.ndim < 2 or x.shape[0] < 1 or x.shape[1] < 1:
     raise ValueError(f"outcomes need shape (seeds, victims, ...), got "
                      f"{x.shape}")
-  return x.reshape(x.shape[0], x.shape[1], -1).mean(-1)
+  x = x.reshape(x.shape[0], x.shape[1], -1)
+  return _nanmean(x, -1)
+
+
+def _nanmean(x: np.ndarray, axis) -> np.ndarray:
+  """Mean over `axis` of the cells that are not NaN (NaN where none is)."""
+  valid = ~np.isnan(x)
+  n = valid.sum(axis)
+  total = np.where(valid, x, 0.0).sum(axis)
+  return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
 
 def _t_quantile(q: float, df: float) -> float:
@@ -120,16 +133,24 @@ def _two_way(x: np.ndarray, level: float) -> tuple[float, float, float]:
   give a wide interval, as they should. With one seed only the victim part
   is there.
   """
-  s, v = x.shape
-  a = float(np.var(x.mean(1), ddof=1)) / s if s > 1 else 0.0
-  b = float(np.var(x.mean(0), ddof=1)) / v if v > 1 else 0.0
+  seed_means = _nanmean(x, 1)
+  victim_means = _nanmean(x, 0)
+  seed_means = seed_means[~np.isnan(seed_means)]
+  victim_means = victim_means[~np.isnan(victim_means)]
+  s, v = len(seed_means), len(victim_means)
+  if v == 0:
+    raise ValueError("no outcome counts: every cell is NaN (every victim "
+                     "misclassified before the attack)")
+  a = float(np.var(seed_means, ddof=1)) / s if s > 1 else 0.0
+  b = float(np.var(victim_means, ddof=1)) / v if v > 1 else 0.0
   se2 = a + b
+  mean = float(np.nanmean(x))
   if se2 <= 0:
-    return float(x.mean()), 0.0, float("inf")
+    return mean, 0.0, float("inf")
   df = se2 ** 2 / ((a * a / (s - 1) if s > 1 else 0.0)
                    + (b * b / (v - 1) if v > 1 else 0.0))
   t = _t_quantile(0.5 + level / 2, df)
-  return float(x.mean()), t * math.sqrt(se2), float(df)
+  return mean, t * math.sqrt(se2), float(df)
 
 
 def interval(outcomes, *, level: float = LEVEL) -> dict[str, Any]:
@@ -147,14 +168,30 @@ def interval(outcomes, *, level: float = LEVEL) -> dict[str, Any]:
   out = {"mean": mean, "n_seeds": int(x.shape[0]),
          "n_victims": int(x.shape[1])}
   raw = np.asarray(outcomes, np.float64)
+  out["n_counted"] = int(np.sum(~np.isnan(x)))
   proportion = (x.shape[0] == 1 and raw.size == x.size
-                and bool(np.all((raw == 0) | (raw == 1))))
+                and bool(np.all((raw == 0) | (raw == 1) | np.isnan(raw))))
   if half > 0 and not proportion:
     return out | {"ci_low": max(0.0, mean - half),
                   "ci_high": min(1.0, mean + half), "df": round(df, 2),
                   "method": "two-way t (seeds x victims)"}
-  low, high = wilson_interval(int(round(raw.sum())), raw.size)
+  counted = raw[~np.isnan(raw)]
+  low, high = wilson_interval(int(round(counted.sum())), counted.size)
   return out | {"ci_low": low, "ci_high": high, "method": "Wilson (pooled)"}
+
+
+def mean_interval(values, *, level: float = LEVEL) -> dict[str, Any]:
+  """Mean of real-valued `values` (seeds, items) with the two-way t
+  interval of `_two_way`, not clipped (e.g. log ratios, which may be of
+  either sign)."""
+  x = np.asarray(values, np.float64)
+  if x.ndim != 2 or x.size == 0:
+    raise ValueError(f"values must be a non-empty (seeds, items) array, got "
+                     f"shape {x.shape}")
+  mean, half, df = _two_way(x, level)
+  return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half,
+          "df": round(df, 2) if math.isfinite(df) else None,
+          "n_seeds": int(x.shape[0]), "n_victims": int(x.shape[1])}
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -185,6 +222,8 @@ def paired_difference(a, b, *, level: float = LEVEL) -> dict[str, Any]:
     raise ValueError(f"paired outcomes need one shape, got {xa.shape} and "
                      f"{xb.shape}; measure both arms on the same victims, "
                      "targets and keys")
+  both = ~(np.isnan(xa) | np.isnan(xb))  # cells that count in both arms
+  xa, xb = np.where(both, xa, np.nan), np.where(both, xb, np.nan)
   d = _per_victim(xb) - _per_victim(xa)
   mean, half, df = _two_way(d, level)
   a_only = int(np.sum((xa > 0.5) & (xb <= 0.5)))
@@ -194,13 +233,16 @@ def paired_difference(a, b, *, level: float = LEVEL) -> dict[str, Any]:
     # t-interval has no spread to measure. The difference can be off by
     # at most the share of discordant cells, so its Wilson upper bound
     # stands in as the half-width (0 of 120 cells: +-3.1 points).
-    half = wilson_interval(a_only + b_only, xa.size)[1]
+    half = wilson_interval(a_only + b_only, int(both.sum()))[1]
     df = float("inf")
-  return {"difference": mean, "ci_low": mean - half, "ci_high": mean + half,
+  # A difference of shares lies in [-1, 1], and so does its interval.
+  return {"difference": mean, "ci_low": max(-1.0, mean - half),
+          "ci_high": min(1.0, mean + half),
           "df": round(df, 2) if math.isfinite(df) else None,
           "a_only": a_only, "b_only": b_only,
           "p_value": mcnemar_exact(a_only, b_only),
-          "n_seeds": int(d.shape[0]), "n_victims": int(d.shape[1])}
+          "n_seeds": int(d.shape[0]), "n_victims": int(d.shape[1]),
+          "n_counted": int(np.sum(~np.isnan(d)))}
 
 
 def verdict(diff: dict[str, Any], slides_effect: float, *,
