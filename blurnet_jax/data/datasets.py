@@ -174,13 +174,14 @@ def prepare_synthetic(data_dir: epath.PathLike, *, train_per_class: int = 2000,
   return builder
 
 
-def summarize(builder: tfds.core.DatasetBuilder) -> dict:
+def summarize(builder: tfds.core.DatasetBuilder,
+              num_classes: int = NUM_CLASSES) -> dict:
   """Examples per class and split of a prepared builder."""
   out = {"name": builder.name, "config": builder.builder_config.name,
          "path": str(builder.data_path), "splits": {}}
   for split in builder.info.splits:
     _, labels = load_split(builder, split)
-    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    counts = np.bincount(labels, minlength=num_classes)
     out["splits"][split] = {"examples": int(labels.size),
                             "per_class": counts.tolist()}
   return out
@@ -257,12 +258,14 @@ def prepare_and_describe(config, workdir: epath.PathLike) -> dict:
   start = time.perf_counter()
   builder = prepare(config)
   seconds = time.perf_counter() - start
+  labels_space = label_space(config.source)
   stored = builder.data_path / "summary.json"
   first = read_json(stored, "data summary") if stored.exists() else None
   # A set prepared by `prepare_synthetic` was summarised then; reuse that
   # rather than read every example again.
-  summary = summarize(builder) if first is None else {
+  summary = summarize(builder, labels_space.num_classes) if first is None else {
       k: first[k] for k in ("name", "config", "path", "splits")}
+  summary["class_names"] = list(labels_space.class_names)
   total = sum(s["examples"] for s in summary["splits"].values())
   summary["seconds"] = round(seconds, 2)
   if first is not None:  # the figures of the run that generated the set
@@ -274,10 +277,14 @@ def prepare_and_describe(config, workdir: epath.PathLike) -> dict:
   else:
     summary["images_per_second"] = round(total / seconds, 1)
   per_class = getattr(config, "contact_sheet_per_class", 12)
-  images, labels = load_split(builder, "train", limit=NUM_CLASSES * 60)
+  images, labels = load_split(builder, "train")
   plots.contact_sheet(images, labels, workdir / "contact_sheet.png",
-                    per_class=per_class)
+                    per_class=per_class,
+                    class_names=labels_space.class_names)
   summary["contact_sheet"] = str(workdir / "contact_sheet.png")
+  if labels_space.name != "lisa":  # the RP2 model reads LISA's classes only
+    write_json(workdir / "summary.json", summary)
+    return summary
   # The RP2 (LISA) model on the test split: how LISA-like the set looks.
   report = (first or {}).get("oracle")
   if not report or report.get("output_classes") != list(
@@ -298,14 +305,14 @@ def format_summary(summary: dict) -> str:
   from blurnet_jax.classes import CLASS_NAMES  # pylint: disable=g-import-not-at-top
   splits = list(summary["splits"])
   lines = [f"{'class':<22}" + "".join(f"{s:>8}" for s in splits)]
-  for c, name in enumerate(CLASS_NAMES):
+  for c, name in enumerate(summary.get("class_names", CLASS_NAMES)):
     lines.append(f"{c:>2} {name:<19}" + "".join(
         f"{summary['splits'][s]['per_class'][c]:>8}" for s in splits))
   lines.append(f"{'total':<22}" + "".join(
       f"{summary['splits'][s]['examples']:>8}" for s in splits))
   lines.append(f"data: {summary['path']}")
   lines.append(f"prepared in {summary.get('prepare_seconds', summary['seconds'])}"
-               f" s ({summary['images_per_second']} images/s end to end"
+               f" s ({summary.get('images_per_second')} images/s end to end"
                + (f", rendering {summary['generation_images_per_second']}"
                   " images/s" if summary.get("generation_images_per_second")
                   else "") + f"); contact sheet: {summary['contact_sheet']}")

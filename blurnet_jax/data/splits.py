@@ -76,6 +76,14 @@ def grouped_split(labels, groups, *, fraction: float, seed: int,
   return held[group_of]
 
 
+def _unit(images) -> np.ndarray:
+  """float32 pixels in [0, 1] of uint8 or [0, 1] float images."""
+  x = np.asarray(images)
+  if x.dtype == np.uint8:
+    return x.astype(np.float32) / 255.0
+  return x.astype(np.float32)
+
+
 def near_duplicates(images, references, *,
                     threshold: float = DUPLICATE_DISTANCE
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -83,16 +91,14 @@ def near_duplicates(images, references, *,
   near-duplicate (distance below `threshold`).
 
   The distance is the mean absolute difference of the pixels, as a share
-  of 255 (images uint8 or floats in [0, 1]; both sets of one kind).
+  of 255 (each set uint8, or floats in [0, 1]).
 
   Returns:
     float64 (N,) distances (inf with no references) and bool (N,).
   """
-  a = np.asarray(images, np.float32)
-  b = np.asarray(references, np.float32)
-  scale = 255.0 if max(a.max(initial=0), b.max(initial=0)) > 1.0 else 1.0
-  a = a.reshape(len(a), -1) / scale
-  b = b.reshape(len(b), -1) / scale
+  a, b = _unit(images), _unit(references)
+  a = a.reshape(len(a), int(np.prod(a.shape[1:])))
+  b = b.reshape(len(b), int(np.prod(b.shape[1:])))
   best = np.full(len(a), np.inf)
   chunk = max(1, 25_000_000 // max(1, a.size))  # ~100 MB of differences
   for start in range(0, len(b), chunk):
