@@ -200,6 +200,18 @@ def high_frequency_share(x: jax.typing.ArrayLike, *, radius: float = 0.5,
   return jnp.where(total > 0, high / jnp.where(total > 0, total, 1.0), 0.0)
 
 
+def pooled_high_frequency_share(x: jax.typing.ArrayLike, *,
+                                radius: float = 0.5) -> jax.Array:
+  """Per image, the share of the power of all its maps above `radius`
+  (each map's mean removed): `sum_c high_c / sum_c total_c`, so maps
+  without power weigh nothing. float (N,) for maps (N, H, W, C); 0 where
+  no map has power."""
+  x = _as_maps(x, "pooled_high_frequency_share")
+  high, total = _band_powers(x, _check_radius(radius), True)
+  high, total = jnp.sum(high, -1), jnp.sum(total, -1)
+  return jnp.where(total > 0, high / jnp.where(total > 0, total, 1.0), 0.0)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _representations(model: models.LisaCNN, params: Any,
                      images: jax.Array) -> dict[str, jax.Array]:

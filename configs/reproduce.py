@@ -4,9 +4,12 @@ r"""The BlurNet study end to end: Tables 1 and 2, spectra, sweeps, a report.
         --workdir=/tmp/blurnet_quick
     python -m launch.reproduce --config=configs/reproduce.py \
         --workdir=/tmp/blurnet_full
-    python -m launch.reproduce --config=configs/reproduce.py \
-        --config.data.source=lisa --config.data.lisa_dir=/data/lisa \
-        --workdir=/tmp/blurnet_lisa
+    python -m launch.reproduce --config=configs/reproduce.py:quick \
+        --config.data.source=lisa_crops --config.data.manual_dir=PATH/lisa \
+        --workdir=/tmp/blurnet_lisa_crops
+    python -m launch.reproduce --config=configs/reproduce.py:quick \
+        --config.data.source=gtsrb --config.data.manual_dir=PATH/gtsrb \
+        --workdir=/tmp/blurnet_gtsrb
 
 Writes WORKDIR/report/index.html and report.md (the findings first: a
 verdict per claim of the slides; tables beside the slides' numbers with 95%
@@ -20,8 +23,13 @@ The real-data parts (Table 1 on the RP2 model, its camouflage perturbation
 and the 40 real victims, the slides' exact protocol; the white-box grid and
 the robustness checks on the RP2 model; spectra of real victims) use the
 RP2 assets shipped with the package; `rp2_dir` points at another folder
-laid out the same way. `data.source=lisa` trains on LISA instead of the
-synthetic set.
+laid out the same way.
+
+On a real source (`data.source=lisa_crops`, `gtsrb` or `lisa`, read from
+`data.manual_dir`) the study is Table 2 on real photographs instead
+(`blurnet_jax.study.real`, settings in `real` and `real_models`): the
+victims, training, the RP2 model's reading of the LISA crops, Table 2 with
+the treatment checks and verdicts, the report.
 
 Every Table 2 variant is trained once per seed of `seeds` (a vmapped
 population); the LISA-initialised arm (`lisa`, `lisa_models`) fine-tunes
@@ -62,6 +70,10 @@ def get_config(arg=None):
 
   # The LISA-initialised arm (see configs/common.py: lisa_arm).
   common.lisa_arm(c, quick=q)
+
+  # Table 2 on real photographs, the study run on a real data source
+  # (see configs/common.py: real_arm).
+  common.real_arm(c, quick=q)
 
   # The proxy ablation: baselines under settings of the synthetic set's
   # knobs beside the RP2 model (see configs/common.py: proxy_arm).

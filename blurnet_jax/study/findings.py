@@ -75,6 +75,31 @@ def spectral_claim(model, params, filtered_model, filtered_params, natural,
                          "per-image means over the maps with power"}
 
 
+#: The same for the real sources' rows ('SOURCE: VICTIMS').
+REAL_DATA = {
+    "lisa_crops": ("models trained from scratch on real LISA crops (JPEG "
+                   "previews, 32x32), test split by video track",
+                   "a few tracks in some classes (turnRight 4); the crops "
+                   "are JPEG-compressed previews"),
+    "lisa": ("models trained from scratch on the LISA boxes, test split by "
+             "track", "the user's LISA copy and crop margin"),
+    "gtsrb": ("models trained from scratch on GTSRB, the official test "
+              "split", "German signs; the victims are official-test stop "
+              "signs, the sticker placed on each one's sign box"),
+}
+REAL_VICTIMS = {"rp2": "attacked on the RP2 authors' 40 real stop signs",
+                "held_out": "attacked on held-out real stop signs"}
+
+
+def data_of(dataset: str) -> tuple[str, str]:
+  """(what the rows of `dataset` rest on, what they inherit)."""
+  if dataset in DATA:
+    return DATA[dataset]
+  source, _, victims = dataset.partition(": ")
+  rests, confounders = REAL_DATA[source]
+  return f"{rests}, {REAL_VICTIMS[victims]}", confounders
+
+
 def findings(table1_rows, table2_rows, spectral: dict[str, Any] | None
              ) -> list[dict[str, Any]]:
   """One entry per claim of the slides (see the module doc)."""
@@ -99,8 +124,8 @@ def findings(table1_rows, table2_rows, spectral: dict[str, Any] | None
         **{k: d[k] for k in ("difference", "ci_low", "ci_high", "a_only",
                              "b_only", "p_value", "slides_difference")},
         **r["verdict"],
-        "rests_on": DATA[r["dataset"]][0],
-        "confounders": DATA[r["dataset"]][1] + (
+        "rests_on": data_of(r["dataset"])[0],
+        "confounders": data_of(r["dataset"])[1] + (
             "; undertrained models" if undertrained else "")})
   if spectral is not None:
     out.append(spectral)
@@ -114,7 +139,7 @@ def summary_counts(entries) -> dict[str, int]:
 
 
 def _pct(x) -> str:
-  return f"{100 * x:.1f}"
+  return "n/a" if x is None or x != x else f"{100 * x:.1f}"
 
 
 def text(entry: dict[str, Any]) -> str:

@@ -23,10 +23,15 @@ from blurnet_jax import distributed
 from blurnet_jax import document as R
 from blurnet_jax import stats
 from blurnet_jax.attacks import grid
-from blurnet_jax.classes import CLASS_NAMES
+from blurnet_jax.classes import CLASS_NAMES, REAL_SOURCES
 from blurnet_jax.data import oracle
 from blurnet_jax.jsonio import read_json
 from blurnet_jax.study import findings as findings_lib
+from blurnet_jax.study.blocks import ci as _ci
+from blurnet_jax.study.blocks import figures_of, findings_blocks, not_run
+from blurnet_jax.study.blocks import pct as _pct
+from blurnet_jax.study.blocks import table2_block
+from blurnet_jax.study import real_report
 from blurnet_jax.study import slides
 from blurnet_jax.study import table1
 
@@ -36,55 +41,24 @@ RESULT_FILES = {"table1": "table1.json", "table2": "table2.json",
                 "robustness": "robustness.json", "stages": "stages.json",
                 "study": "study.json", "findings": "findings.json",
                 "lisa": "lisa.json", "proxy": "proxy.json",
-                "proxy_table2": "proxy_table2.json"}
+                "proxy_table2": "proxy_table2.json",
+                "victims": "victims.json", "oracle": "oracle.json"}
 #: Sections a report leaves out (saying so) when their stage has not run.
 OPTIONAL = ("spectral", "sweep", "robustness", "findings", "lisa", "proxy",
-            "proxy_table2")
+            "proxy_table2", "victims", "oracle")
+#: What a real-data study (`study.real`) writes; the rest is the synthetic
+#: study's.
+REAL_RESULTS = ("table2", "stages", "study", "findings", "victims",
+                "oracle")
+
+
+def _not_run_stage(stage: str) -> R.Paragraph:
+  return not_run(RESULT_FILES[stage])
 
 
 def _csv(values) -> str:
   return ",".join(f"{v:g}" if isinstance(v, float) else str(v)
                   for v in values)
-
-
-def findings_blocks(entries) -> list[Any]:
-  """The report's opening: one paragraph per claim of the slides."""
-  if entries is None:
-    return [_not_run("findings")]
-  counts = findings_lib.summary_counts(entries)
-  return [R.Paragraph(
-      "One paragraph per claim of the slides: the verdict, the figures with "
-      "95% intervals, the data and what remains confounded. Verdicts: "
-      "supported when the interval of the paired difference excludes zero in "
-      "the slides' direction and the effect is at least half the slides'; "
-      "contradicted when it excludes zero the other way or excludes half the "
-      "slides' effect; inconclusive otherwise; undertrained when a model "
-      "behind it is below 90% test accuracy. Intervals: Wilson where only "
-      "victims vary (Table 1, one model); a two-way t-interval over seeds "
-      "and victims elsewhere (Table 2: per-victim outcomes averaged over "
-      "targets, seed i of every variant attacked with the same key); paired "
-      "tests are exact McNemar on the discordant (seed, victim, target) "
-      "cells. Counts: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-      + ".")] + [R.Paragraph(findings_lib.text(e)) for e in entries]
-
-
-def _not_run(stage: str) -> R.Paragraph:
-  return R.Paragraph(f"Not in this run: {RESULT_FILES[stage]} is missing "
-                     "(the stage has not finished).")
-
-
-def _figures(figures: dict[str, list], section: str) -> list[R.Figure]:
-  return [R.Figure(p, c) for p, c in figures.get(section, [])]
-
-
-def _pct(x):
-  return None if x is None else 100.0 * x
-
-
-def _ci(r, key) -> str:
-  """'[lo, hi]' in percent of `key`'s interval in row `r`, '' if none."""
-  lo, hi = r.get(f"{key}_ci_low"), r.get(f"{key}_ci_high")
-  return "" if lo is None else f"[{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 def _table1_block(rows, caption) -> R.Table:
@@ -105,34 +79,6 @@ def _table1_block(rows, caption) -> R.Table:
                 None if s_succ is None else
                 _pct(r["misclassification_rate"] - s_succ)])
   fmt = {c: ".1f" for c in columns[1:] if not c.startswith("95%")}
-  return R.Table(columns, out, caption=caption, formats=fmt)
-
-
-def _table2_block(rows, caption) -> R.Table:
-  columns = ["variant", "data", "alpha", "seeds", "acc.", "95% CI",
-             "slides acc.", "avg success", "95% CI ", "slides avg",
-             "worst success", "95% CI  ", "slides worst", "L2", "slides L2",
-             "vs baseline [95% CI]", "McNemar p", "verdict"]
-  out = []
-  for r in rows:
-    d = r.get("vs_baseline")
-    out.append([
-        r["variant"], r["dataset"], r["alpha"], r.get("n_seeds", 1),
-        100 * r["legit_acc"], _ci(r, "legit_acc"),
-        _pct(r.get("slides_legit_acc")), 100 * r["avg_success"],
-        _ci(r, "avg_success"), _pct(r.get("slides_avg_success")),
-        100 * r["worst_success"], _ci(r, "worst_success"),
-        _pct(r.get("slides_worst_success")), r["l2_distortion"],
-        r.get("slides_l2_distortion"),
-        "" if d is None else (f"{100 * d['difference']:+.1f} "
-                              f"[{100 * d['ci_low']:+.1f}, "
-                              f"{100 * d['ci_high']:+.1f}]"),
-        None if d is None else d["p_value"],
-        r.get("verdict", {}).get("verdict", "")])
-  fmt = {"alpha": "g", "acc.": ".1f", "slides acc.": ".1f",
-         "avg success": ".1f", "slides avg": ".1f", "worst success": ".1f",
-         "slides worst": ".1f", "L2": ".3f", "slides L2": ".3f",
-         "McNemar p": ".2g"}
   return R.Table(columns, out, caption=caption, formats=fmt)
 
 
@@ -235,7 +181,7 @@ def oracle_blocks(report: dict | None, figures: dict) -> list[Any]:
   the proxy is from LISA's look (the floor of every synthetic row)."""
   blocks: list[Any] = [R.Heading("The synthetic proxy against the LISA model")]
   if not report:
-    return blocks + [_not_run("table1")]
+    return blocks + [_not_run_stage("table1")]
   blocks.append(R.Paragraph(
       "The RP2 authors' LISA-trained model (91% on LISA's own test split) "
       "classifies the synthetic test split at "
@@ -263,7 +209,7 @@ def oracle_blocks(report: dict | None, figures: dict) -> list[Any]:
       "model reads; a class missed there is missed for its drawing, or for "
       "what the model learnt of it from LISA's uneven classes, not for the "
       "camera."))
-  return blocks + _figures(figures, "oracle")
+  return blocks + figures_of(figures, "oracle")
 
 
 def study_blocks(config, results: dict[str, Any]) -> list[Any]:
@@ -319,7 +265,7 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
             "(mean) filters; padding (zeros vs reflect) and placement "
             "(before/after the ReLU) move the box rows by at most 5 points."
             if rd["kernels_beyond_5_points"] else "")))
-  blocks += _figures(figures, "table1")
+  blocks += figures_of(figures, "table1")
   blocks += [
       R.Heading("Table 2: white-box RP2"),
       R.Paragraph(
@@ -335,7 +281,7 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
               "over classes 1-17: see 'The synthetic proxy against the "
               "LISA model' below)." if meta.get("rp2_synthetic_accuracy")
               is not None else "")),
-      _table2_block(results["table2"], "White-box grid per variant"),
+      table2_block(results["table2"], "White-box grid per variant"),
   ]
   blocks += oracle_blocks(meta.get("rp2_oracle"), figures)
   blocks += proxy_blocks(results.get("proxy"), figures)
@@ -346,9 +292,9 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
         f"'{rows[0]['dataset']}' (its data and augmentation, Table 2's "
         "length, seeds and attack keys), beside the rows above at the "
         "default: how much the proxy moves the answer."),
-        _table2_block(results["table2"] + rows,
+        table2_block(results["table2"] + rows,
                       "Table 2 at the default and at the proxy setting")]
-  blocks += _figures(figures, "table2")
+  blocks += figures_of(figures, "table2")
   blocks += [R.Heading("Table 2, LISA-initialised arm")]
   if "lisa" in results:
     L = config.lisa
@@ -365,9 +311,9 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
         "for TV the first layer); its control is the RP2 model itself. "
         "Accuracy: real victims classified as stop. Paired differences "
         "against each form's control, seed by seed on the same keys."),
-        _table2_block(results["lisa"], "LISA-initialised arm")]
+        table2_block(results["lisa"], "LISA-initialised arm")]
   else:
-    blocks.append(_not_run("lisa"))
+    blocks.append(_not_run_stage("lisa"))
   blocks += [R.Heading("Spectral analysis")]
   if "spectral" in results:
     blocks += [
@@ -377,19 +323,19 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
                     "removed), natural vs perturbed victims (the Table 1 "
                     "perturbation); l1_filtered is what conv2 sees."),
         _spectral_block(results["spectral"], "High-frequency share"),
-    ] + _figures(figures, "spectral")
+    ] + figures_of(figures, "spectral")
   else:
-    blocks.append(_not_run("spectral"))
+    blocks.append(_not_run_stage("spectral"))
   blocks += [R.Heading("Alpha sweeps")]
-  blocks += ([_sweep_block(results["sweep"])] + _figures(figures, "sweep")
-             if "sweep" in results else [_not_run("sweep")])
+  blocks += ([_sweep_block(results["sweep"])] + figures_of(figures, "sweep")
+             if "sweep" in results else [_not_run_stage("sweep")])
   blocks += [R.Heading("Robustness checks (beyond the slides)")]
   if "robustness" in results:
     blocks += robustness_blocks(results["robustness"],
-                                _figures(figures, "robustness"),
+                                figures_of(figures, "robustness"),
                                 config.robustness)
   else:
-    blocks.append(_not_run("robustness"))
+    blocks.append(_not_run_stage("robustness"))
   blocks += [
       R.Heading("Wall time per stage"),
       R.Table(["stage", "seconds"],
@@ -517,7 +463,7 @@ def proxy_blocks(rows, figures) -> list[Any]:
   blocks: list[Any] = [R.Heading("The proxy ablation: what makes synthetic-"
                                  "trained baselines harder to attack")]
   if rows is None:
-    return blocks + [_not_run("proxy")]
+    return blocks + [_not_run_stage("proxy")]
   rp2 = rows[0]
   columns = ["setting", "corruption", "balance", "train/class", "augment",
              "steps", "seeds", "test acc.", "oracle acc.", "victims stop",
@@ -560,7 +506,7 @@ def proxy_blocks(rows, figures) -> list[Any]:
             "proxy's floor is the open limit of the synthetic Table 2 rows "
             "(their baseline is harder to attack than a LISA model, so a "
             "defence measured from it starts lower).")))
-  return blocks + _figures(figures, "proxy")
+  return blocks + figures_of(figures, "proxy")
 
 
 def table2_text(rows) -> str:
@@ -576,9 +522,11 @@ def load_results(workdir: epath.PathLike
   workdir = Path(workdir)
   config = ml_collections.ConfigDict(read_json(workdir / "config.json",
                                                "study config"))
+  real = config.data.source in REAL_SOURCES
   results = {key: read_json(workdir / name, f"{key} results")
              for key, name in RESULT_FILES.items()
-             if key not in OPTIONAL or (workdir / name).exists()}
+             if (not real or key in REAL_RESULTS)
+             and (key not in OPTIONAL or (workdir / name).exists())}
   # Figures are stored relative to the workdir, so a moved run renders.
   results["study"]["figures"] = {
       section: [(str(workdir / p), c) for p, c in items]
@@ -593,8 +541,12 @@ def render(workdir: epath.PathLike) -> Path:
   if not distributed.is_writer():
     return Path(workdir) / "report" / "report.md"
   config, results = load_results(workdir)
-  md, _ = R.write_report(Path(workdir) / "report", "BlurNet reproduction",
-                         study_blocks(config, results))
+  if config.data.source in REAL_SOURCES:
+    title = f"BlurNet Table 2 on real photographs ({config.data.source})"
+    blocks = real_report.blocks(config, results)
+  else:
+    title, blocks = "BlurNet reproduction", study_blocks(config, results)
+  md, _ = R.write_report(Path(workdir) / "report", title, blocks)
   return md
 
 

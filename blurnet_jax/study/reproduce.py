@@ -27,13 +27,14 @@ import optax
 from blurnet_jax import models
 from blurnet_jax import plots
 from blurnet_jax import train
-from blurnet_jax.classes import CLASS_NAMES
+from blurnet_jax.classes import CLASS_NAMES, REAL_SOURCES, label_space
 from blurnet_jax.data import datasets
 from blurnet_jax.data import oracle
 from blurnet_jax.data import rp2_assets
 from blurnet_jax.jsonio import write_json
 from blurnet_jax.study import findings
 from blurnet_jax.study import proxy
+from blurnet_jax.study import real as real_study
 from blurnet_jax.study import report
 from blurnet_jax.study import robustness
 from blurnet_jax.study import spectra
@@ -45,6 +46,8 @@ from blurnet_jax.study.stages import Stages
 
 STAGES = ("data", "train", "table1", "table2", "lisa", "proxy", "spectral",
           "sweep", "robustness", "report")
+#: The study on a real data source (`blurnet_jax.study.real`).
+REAL_STAGES = ("data", "victims", "train", "oracle", "table2", "report")
 
 
 def environment() -> dict[str, str]:
@@ -68,7 +71,10 @@ def _victims_figure(baseline: zoo.TrainedModel, synth, path) -> None:
 
 def run(config: ml_collections.ConfigDict,
         workdir: epath.PathLike) -> dict[str, Any]:
-  """Runs every stage, writes the JSON results and renders the report."""
+  """Runs every stage, writes the JSON results and renders the report
+  (on a real data source, `run_real`)."""
+  if config.data.source in REAL_SOURCES:
+    return run_real(config, workdir)
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   figdir = workdir / "figures"
@@ -222,5 +228,107 @@ def run(config: ml_collections.ConfigDict,
     write_json(workdir / "stages.json", stage.seconds)
     md = report.render(workdir)
   write_json(workdir / "stages.json", stage.seconds)  # with the report's
+  print(f"\nreport: {md.parent / 'index.html'} and {md}")
+  return results
+
+
+def real_model_configs(config: ml_collections.ConfigDict, labels
+                       ) -> ml_collections.ConfigDict:
+  """`config.real_models` with the training length of the data set's label
+  space (`config.real.num_train_steps[labels.name]`) and the seeds of
+  `config.real.seeds`, detached values."""
+  steps = int(config.real.num_train_steps[labels.name])
+  out = {}
+  for name, m in config.real_models.items():
+    v = ml_collections.ConfigDict(m.to_dict())
+    v.num_train_steps = steps
+    v.warmup_steps = steps // 10
+    v.eval_every = v.checkpoint_every = max(1, steps // 2)
+    v.log_every = max(1, steps // 10)
+    v.sweep.seeds = tuple(config.real.seeds)
+    out[name] = v
+  return ml_collections.ConfigDict(out)
+
+
+def run_real(config: ml_collections.ConfigDict,
+             workdir: epath.PathLike) -> dict[str, Any]:
+  """Table 2 on a real data source (`blurnet_jax.study.real`): every stage
+  writes its JSON result; models are reused or resumed from WORKDIR/models;
+  the report is rendered from the JSON files alone."""
+  workdir = epath.Path(workdir)
+  (workdir / "figures").mkdir(parents=True, exist_ok=True)
+  if "baseline" not in config.real_models:
+    raise ValueError("config.real.variants needs 'baseline': every defence "
+                     "is paired against it")
+  labels = label_space(config.data.source)
+  write_json(workdir / "config.json", config.to_dict())
+  key = jax.random.key(config.seed)
+  stage = Stages(REAL_STAGES)
+  real = zoo.rp2_data(config.rp2_dir)
+  figures: dict[str, list[tuple[str, str]]] = {}
+  study = {"source": config.data.source, "labels": labels.name,
+           "class_names": list(labels.class_names),
+           "rests_on": real_study.SOURCES[config.data.source],
+           "environment": environment(), "figures": figures,
+           "rp2_dir": ("the assets shipped with the package"
+                       if real.assets.root == rp2_assets.PACKAGED_DIR
+                       else str(real.assets.root))}
+  results: dict[str, Any] = {}
+  with stage("data"):
+    builder = train.prepare_data(config.data)  # process 0 first
+    summary = datasets.summarize(builder)
+    study["data"] = {k: summary[k] for k in ("name", "config", "path")} | {
+        split: v["examples"] for split, v in summary["splits"].items()}
+    print(f"data: {builder.info.full_name} at {builder.data_dir}: "
+          + ", ".join(f"{k} {v['examples']}"
+                      for k, v in summary["splits"].items()))
+  with stage("victims"):
+    sets = real_study.victim_sets(config, builder, labels, real)
+    results["victims"] = {v.name: v.info for v in sets}
+    write_json(workdir / report.RESULT_FILES["victims"], results["victims"])
+    for v in sets:
+      print(f"  {v.name}: {v.info['victims']} victims of "
+            f"{v.info['candidates']} ({v.info['excluded_near_duplicates']} "
+            "near-duplicates excluded)")
+    path = workdir / "figures" / "victims.png"
+    plots.image_grid([v.images[:10] for v in sets],
+                     [v.name for v in sets],
+                     [[f"#{i}" for i in range(len(v.images[:10]))]
+                      for v in sets], path)
+    figures["victims"] = [(str(path), "The first victims of each set.")]
+  with stage("train"):
+    trained = zoo.train_models(real_model_configs(config, labels),
+                               workdir / "models")
+    for name, m in trained.items():
+      print(f"  {name:10s} held-out accuracy {m.test_accuracy:.2%}")
+  with stage("oracle"):
+    if labels.name == "lisa":
+      results["oracle"] = real_study.oracle(builder)
+      path = workdir / "figures" / "oracle_confusion.png"
+      plots.confusion_figure(np.asarray(results["oracle"]["confusion"]),
+                             path, title=(
+                                 "RP2 (LISA) model on every real LISA crop: "
+                                 f"{100 * results['oracle']['accuracy']:.1f}%"
+                                 " over classes 1-17"))
+      figures["oracle"] = [(str(path), "The RP2 model on every crop of the "
+                            "source (train and test): rows the true class, "
+                            "columns its prediction, percent of each row.")]
+      print(oracle.format_oracle(results["oracle"]))
+  with stage("table2"):
+    results["table2"] = real_study.table2_rows(
+        config, trained, jax.random.fold_in(key, 2), sets,
+        datasets.load_split(builder, "test"), labels)
+    print(report.table2_text(results["table2"]))
+  with stage("report"):
+    results["findings"] = findings.findings([], results["table2"], None)
+    for name, value in results.items():
+      write_json(workdir / report.RESULT_FILES[name], value)
+    study["figures"] = {
+        section: [(str(epath.Path(p).relative_to(workdir)), c)
+                  for p, c in items] for section, items in figures.items()}
+    write_json(workdir / "study.json", study)
+    write_json(workdir / "stages.json", stage.seconds)
+    md = report.render(workdir)
+  write_json(workdir / "stages.json", stage.seconds)
   print(f"\nreport: {md.parent / 'index.html'} and {md}")
   return results

@@ -13,32 +13,37 @@ from blurnet_jax import stats
 from blurnet_jax.attacks import grid
 from blurnet_jax.attacks import rp2
 from blurnet_jax.attacks.transforms import TransformConfig
-from blurnet_jax.classes import STOP
+from blurnet_jax.classes import LISA, STOP, LabelSpace
+from blurnet_jax.data import common
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
+from blurnet_jax.study import effects
 from blurnet_jax.study import slides
 from blurnet_jax.study.zoo import RP2Data, TrainedModel
 
 
 def whitebox(apply_fn, params, images, mask, key, *, targets, steps: int,
              num_transforms: int, eval_transforms: int, chunk: int = -1,
-             desc: str = "white-box grid") -> dict[str, Any]:
+             desc: str = "white-box grid", labels: LabelSpace = LISA
+             ) -> dict[str, Any]:
   """The white-box RP2 grid (camouflage settings, physical EOT) on a model.
 
   Returns the slides' Table 2 columns (`avg_success`, `worst_success`: the
   prediction-changed rate averaged / maximised over targets, `l2_distortion`)
   plus targeted and under-transform figures and the per-target rows.
+  `mask` is one for every victim, or one per victim (N, 32, 32, 1|3).
   """
   cfg = rp2.RP2Config(steps=steps, num_transforms=num_transforms,
                       transforms=TransformConfig.physical())
-  targets = grid.parse_targets(targets)
+  targets = grid.parse_targets(targets, labels)
   attack_key, eval_key = jax.random.split(key)
   out = grid.attack_targets(apply_fn, params, images, mask, targets,
                             attack_key, cfg=cfg, chunk=chunk, desc=desc)
   rows, predictions = grid.evaluate_targets(apply_fn, params, images,
                                             out["adversarial"], targets,
                                             eval_key,
-                                            eval_transforms=eval_transforms)
+                                            eval_transforms=eval_transforms,
+                                            labels=labels)
   clean = models.predict(apply_fn, params, images)
   s = grid.summarize(rows)
   return {"avg_success": s["average_success"],
@@ -62,7 +67,8 @@ def grid_settings(g) -> dict[str, Any]:
 
 
 def combine(name: str, dataset: str, alpha: float, results: list[dict],
-            correct: np.ndarray) -> dict[str, Any]:
+            correct: np.ndarray, counted: np.ndarray | None = None
+            ) -> dict[str, Any]:
   """A Table 2 row from one `whitebox` result per seed (or attack key).
 
   Args:
@@ -70,6 +76,10 @@ def combine(name: str, dataset: str, alpha: float, results: list[dict],
       targets.
     correct: (seeds, examples) 1 where the seed's model classified a test
       example (or a clean victim) right: the legitimate accuracy.
+    counted: (seeds, victims) True where the attack's outcome counts: the
+      slides count success over the victims a model classifies right
+      before the attack; the others' outcomes are NaN (left out of every
+      mean, interval and paired difference). None: every victim counts.
 
   Returns:
     The slides' columns as means over the seeds, each with its 95%
@@ -77,9 +87,13 @@ def combine(name: str, dataset: str, alpha: float, results: list[dict],
     the outcomes (seeds, targets, victims) for paired comparisons, and the
     slides' row.
   """
-  outcomes = np.stack([r["outcomes"] for r in results])  # (S, T, N)
-  per_target = outcomes.mean(axis=(0, 2))
-  worst = int(np.argmax(per_target))
+  outcomes = np.stack([r["outcomes"] for r in results]).astype(float)
+  if counted is not None:  # (S, T, N), NaN where the victim does not count
+    outcomes = np.where(np.asarray(counted, bool)[:, None, :], outcomes,
+                        np.nan)
+  per_target = stats.nanmean(outcomes.transpose(1, 0, 2).reshape(
+      outcomes.shape[1], -1), 1)
+  worst = int(np.argmax(np.nan_to_num(per_target, nan=-1.0)))
   acc = stats.interval(correct)
   avg = stats.interval(outcomes.transpose(0, 2, 1))
   worst_ci = stats.interval(outcomes[:, worst])
@@ -99,6 +113,7 @@ def combine(name: str, dataset: str, alpha: float, results: list[dict],
       "avg_transform_success": float(np.mean(
           [r["avg_transform_success"] for r in results])),
       "n_seeds": len(results), "interval": avg["method"],
+      "n_counted": avg["n_counted"],
       "per_seed": [{k: r[k] for k in ("avg_success", "worst_success",
                                       "l2_distortion")} for r in results],
       "per_target": [r["per_target"] for r in results],
@@ -108,11 +123,19 @@ def combine(name: str, dataset: str, alpha: float, results: list[dict],
   return out
 
 
-def compare(rows: list[dict[str, Any]], dataset: str = "synthetic") -> None:
+def compare(rows: list[dict[str, Any]], dataset: str = "synthetic",
+            treatments: dict[str, dict[str, Any]] | None = None) -> None:
   """Adds to each defended row of `dataset` its paired difference in
   average white-box success against that dataset's baseline row (same
   victims, targets and attack keys) and the verdict on the slides' claim
-  for it."""
+  for it.
+
+  `treatments` (variant -> `effects.treatment`) are the checks that the
+  defence acted: a verdict is only read where its checked measures fell
+  and its clean accuracy is within `effects.ACCURACY_POINTS` of the
+  baseline's; otherwise the verdict is 'not in effect' with the measured
+  figure (unless the models are too weak for any verdict: 'undertrained').
+  """
   base = next((r for r in rows if r["dataset"] == dataset
                and r["variant"] == "baseline"), None)
   if base is None:
@@ -124,11 +147,40 @@ def compare(rows: list[dict[str, Any]], dataset: str = "synthetic") -> None:
     diff = stats.paired_difference(base["outcomes"].transpose(0, 2, 1),
                                    r["outcomes"].transpose(0, 2, 1))
     r["vs_baseline"] = diff
-    if "slides_avg_success" in r:
-      effect = r["slides_avg_success"] - slides_base
-      r["vs_baseline"]["slides_difference"] = effect
-      r["verdict"] = stats.verdict(
-          diff, effect, accuracy=min(r["legit_acc"], base["legit_acc"]))
+    if "slides_avg_success" not in r:
+      continue
+    effect = r["slides_avg_success"] - slides_base
+    r["vs_baseline"]["slides_difference"] = effect
+    r["verdict"] = stats.verdict(
+        diff, effect, accuracy=min(r["legit_acc"], base["legit_acc"]))
+    treatment = (treatments or {}).get(r["variant"])
+    if treatment is None:
+      continue
+    r["treatment"] = treatment
+    if r["verdict"]["verdict"] == "undertrained":
+      continue
+    gap = base["legit_acc"] - r["legit_acc"]
+    if not treatment["acted"]:
+      r["verdict"] = {"verdict": "not in effect",
+                      "reason": f"the treatment did not act: "
+                                f"{treatment['reason']}"}
+    elif gap > effects.ACCURACY_POINTS:
+      r["verdict"] = {
+          "verdict": "not in effect",
+          "reason": f"clean accuracy {r['legit_acc']:.1%} is "
+                    f"{100 * gap:.1f} points below the baseline's "
+                    f"{base['legit_acc']:.1%} (more than "
+                    f"{100 * effects.ACCURACY_POINTS:g})"}
+
+
+def trained_treatments(base_model, base_members, trained, images
+                       ) -> dict[str, dict[str, Any]]:
+  """`effects.treatment` of every defended model of `trained` (name ->
+  TrainedModel) against the baseline's module and members, on `images`."""
+  return {name: effects.treatment(
+      base_model, base_members, m.model, m.members, images,
+      penalty_kind=m.penalty_kind)
+          for name, m in trained.items() if name != "baseline"}
 
 
 def table2_rows(config, trained: dict[str, TrainedModel], key,
@@ -150,7 +202,10 @@ def table2_rows(config, trained: dict[str, TrainedModel], key,
   rows.append(combine("baseline", "rp2", 0.0, results,
                       np.tile(clean, (len(results), 1)).astype(int)))
   rows += synthetic_rows(config, trained, key, test_split)
-  compare(rows)
+  base = trained["baseline"]
+  probe = common.to_float(test_split[0][:effects.PROBE_IMAGES])
+  compare(rows, treatments=trained_treatments(base.model, base.members,
+                                              trained, probe))
   return rows
 
 
@@ -213,15 +268,22 @@ def lisa_rows(config, trained: dict[str, TrainedModel], key,
     dataset = f"lisa-{form}"
     if form == "full":
       control = trained["full_baseline"]
+      base_model, base_members = control.model, control.members
       results, correct = attack(control.apply_fn, control.members,
                                 "full_baseline")
     else:
+      base_model, base_members = real.model, (real.params,)
       results, correct = attack(real.apply_fn, [real.params] * len(seeds),
                                 "RP2 model")
     rows.append(combine("baseline", dataset, 0.0, results, correct))
+    treatments = {}
     for variant in config.lisa.variants:
       m = trained[f"{form}_{variant}"]
       results, correct = attack(m.apply_fn, m.members, f"{form}_{variant}")
       rows.append(combine(variant, dataset, m.alpha, results, correct))
-    compare(rows, dataset)
+      # The maps measured on the real victims, the arm's held-out images.
+      treatments[variant] = effects.treatment(
+          base_model, base_members, m.model, m.members, real.images,
+          penalty_kind=m.penalty_kind)
+    compare(rows, dataset, treatments)
   return rows

@@ -1,0 +1,187 @@
+"""Table 2 on real photographs: the defended family trained on LISA crops or
+GTSRB, attacked white-box on real stop signs (the study behind
+`launch.reproduce --config.data.source=lisa_crops|gtsrb`).
+
+Stages, each a function of the config and earlier results:
+
+* `victim_sets`: the real victims, fixed before any model is trained: the
+  RP2 authors' 40 real stop signs (LISA sources; none that near-duplicates
+  a crop of the data set) and held-out stop signs of the test split
+  (held-out tracks; official test images on GTSRB), none a near-duplicate
+  of a training stop sign, spread over tracks; each with the RP2 authors'
+  camouflage mask (on GTSRB placed on the victim's sign box);
+* `table2_rows`: every variant, seed by seed, on each victim set: clean
+  accuracy on the whole held-out split, white-box success counted over the
+  victims each model classifies as stop (the slides' reading), paired
+  differences against the baseline, the treatment checks
+  (`effects.treatment`) and the verdicts (`table2.compare`);
+* `oracle`: the RP2 model's reading of every LISA crop (per class, the
+  confusion, the output map it implies).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+
+from blurnet_jax import models
+from blurnet_jax.classes import LabelSpace
+from blurnet_jax.data import common
+from blurnet_jax.data import datasets
+from blurnet_jax.data import masks as masks_lib
+from blurnet_jax.data import oracle as oracle_lib
+from blurnet_jax.data import splits
+from blurnet_jax.study import effects
+from blurnet_jax.study import table2
+from blurnet_jax.study.zoo import RP2Data, TrainedModel
+
+#: What each real source's rows rest on (the report's "data" line).
+SOURCES = {
+    "lisa_crops": "real LISA crops (Mogelmose et al. 2012), models trained "
+                  "from scratch, test split by video track",
+    "lisa": "the LISA Traffic Sign Dataset's boxes, models trained from "
+            "scratch, test split by track",
+    "gtsrb": "GTSRB (Stallkamp et al. 2012), models trained from scratch, "
+             "the official test split",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class VictimSet:
+  """Real stop signs attacked together (one universal sticker).
+
+  Attributes:
+    name: 'rp2' (the RP2 authors' victims) or 'held_out'.
+    images: float32 [0, 1] (N, 32, 32, 3).
+    mask: the sticker's place: (32, 32, C), or (N, 32, 32, C) one per victim.
+    info: JSON-able: where the victims come from, what was excluded.
+  """
+
+  name: str
+  images: np.ndarray
+  mask: np.ndarray
+  info: dict[str, Any]
+
+
+def _spread(rows: np.ndarray, groups: np.ndarray, n: int, seed: int
+            ) -> np.ndarray:
+  """Up to `n` of `rows`, one per group in turn (groups in a seeded order,
+  each group's rows in a seeded order), so that the victims cover as many
+  physical signs as they can."""
+  rng = np.random.default_rng(seed)
+  order = {g: list(rng.permutation(rows[groups == g]))
+           for g in rng.permutation(np.unique(groups))}
+  out = []
+  while len(out) < n and any(order.values()):
+    for g in list(order):
+      if order[g] and len(out) < n:
+        out.append(order[g].pop(0))
+  return np.sort(np.asarray(out, np.int64))
+
+
+def victim_sets(config, builder, labels: LabelSpace, real: RP2Data
+                ) -> list[VictimSet]:
+  """The study's real victims (see the module doc), from the prepared
+  data set `builder`; deterministic in `config.real.victim_seed`."""
+  source = config.data.source
+  train_x, train_y = datasets.load_split(builder, "train")
+  test_x, test_y = datasets.load_split(builder, "test")
+  stop_train = train_x[train_y == labels.stop]
+  sets = []
+  if labels.name == "lisa":
+    everything = np.concatenate([train_x, test_x])
+    distance, duplicate = splits.near_duplicates(real.images, everything)
+    sets.append(VictimSet("rp2", real.images[~duplicate], real.mask, {
+        "description": "the RP2 authors' real stop-sign victims (their own "
+                       "photographs, packaged with the project)",
+        "candidates": int(len(real.images)),
+        "excluded_near_duplicates": int(duplicate.sum()),
+        "nearest_crop_distance_min": float(distance.min()),
+        "victims": int((~duplicate).sum())}))
+  groups = datasets.load_field(builder, "test", "group")
+  roi = datasets.load_field(builder, "test", "roi")
+  stops = np.flatnonzero(test_y == labels.stop)
+  distance, duplicate = splits.near_duplicates(test_x[stops], stop_train)
+  chosen = _spread(stops[~duplicate], groups[stops[~duplicate]],
+                   config.real.victims, config.real.victim_seed)
+  if labels.name == "gtsrb":
+    mask = np.stack([masks_lib.place_in_box(real.mask, roi[i])
+                     for i in chosen])
+  else:
+    mask = real.mask
+  sets.append(VictimSet("held_out", common.to_float(test_x[chosen]), mask, {
+      "description": ("official test stop signs" if labels.name == "gtsrb"
+                      else "stop crops of held-out tracks") + f" ({source})",
+      "candidates": int(len(stops)),
+      "excluded_near_duplicates": int(duplicate.sum()),
+      "duplicate_threshold": splits.DUPLICATE_DISTANCE,
+      "victims": int(len(chosen)),
+      "tracks": int(len(np.unique(groups[chosen])))
+                if labels.name != "gtsrb" else None,
+      "test_indices": chosen.tolist()}))
+  for v in sets:
+    if not len(v.images):
+      raise ValueError(
+          f"no {v.name} victims are left ({v.info['candidates']} "
+          f"candidates, {v.info['excluded_near_duplicates']} near-duplicates "
+          "of training images): check that the test split holds stop signs "
+          "of their own tracks")
+  return sets
+
+
+def dataset_name(source: str, victims: VictimSet) -> str:
+  return f"{source}: {victims.name}"
+
+
+def table2_rows(config, trained: dict[str, TrainedModel], key,
+                sets: list[VictimSet], test_split, labels: LabelSpace
+                ) -> list[dict[str, Any]]:
+  """Table 2 on each victim set (see the module doc): member i of every
+  variant attacked with the key fold_in(key, seed i), so that the cells
+  pair; the treatment checks on `effects.PROBE_IMAGES` held-out images."""
+  settings = table2.grid_settings(config.real.grid)
+  settings["targets"] = tuple(config.real.grid.targets[labels.name])
+  test_images, test_labels = test_split
+  correct_test = {name: np.stack([
+      models.predict(m.apply_fn, p, test_images) == test_labels
+      for p in m.members]).astype(int) for name, m in trained.items()}
+  pick = np.random.default_rng(0).permutation(len(test_images))
+  probe = common.to_float(test_images[np.sort(pick[:effects.PROBE_IMAGES])])
+  base = trained["baseline"]
+  treatments = table2.trained_treatments(base.model, base.members, trained,
+                                         probe)
+  rows = []
+  for victims in sets:
+    dataset = dataset_name(config.data.source, victims)
+    for name, m in trained.items():
+      results = [table2.whitebox(
+          m.apply_fn, p, victims.images, victims.mask,
+          jax.random.fold_in(key, seed), labels=labels,
+          desc=f"grid {name} on {victims.name}, seed {seed}", **settings)
+                 for seed, p in zip(m.seeds, m.members)]
+      recognised = np.stack([
+          models.predict(m.apply_fn, p, victims.images) == labels.stop
+          for p in m.members])
+      row = table2.combine(name, dataset, m.alpha, results,
+                           correct_test[name], counted=recognised)
+      row["victims"] = int(len(victims.images))
+      row["victims_recognised"] = recognised.sum(1).tolist()
+      rows.append(row)
+    table2.compare(rows, dataset, treatments)
+  return rows
+
+
+def oracle(builder) -> dict[str, Any]:
+  """The RP2 model on every image of a LISA source (train and test): its
+  per-class accuracy, confusion and the output map it implies
+  (`oracle.oracle_report`)."""
+  parts = [datasets.load_split(builder, s) for s in ("train", "test")]
+  images = np.concatenate([x for x, _ in parts])
+  labels = np.concatenate([y for _, y in parts])
+  report = oracle_lib.oracle_report(images, labels)
+  report["map_confirmed"] = (report["measured_output_map"]
+                             == list(oracle_lib.OUTPUT_CLASSES))
+  return report

@@ -1,0 +1,145 @@
+"""The report of a real-data study (`study.real`), from its JSON results:
+the findings, the data and the victims, Table 2 per victim set with the
+treatment checks, and the RP2 model's reading of the LISA crops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blurnet_jax import document as R
+from blurnet_jax.data import oracle
+from blurnet_jax.study import blocks as B
+
+
+def _ratio(t: dict[str, Any] | None, key: str) -> str:
+  if t is None:
+    return ""
+  r = t[key]
+  mark = "*" if key in t["checked"] else ""
+  return f"{r['ratio']:.2f}{mark} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+
+
+def _treatment_block(rows, caption) -> R.Table:
+  columns = ["variant", "TV of L1 maps (x baseline)",
+             "high-freq. gain of the filter", "acc. vs baseline (points)",
+             "acted", "verdict", "reason"]
+  base = next(r for r in rows if r["variant"] == "baseline")
+  out = []
+  for r in rows:
+    if r is base:
+      continue
+    t = r.get("treatment")
+    out.append([r["variant"], _ratio(t, "tv"), _ratio(t, "hf_gain"),
+                100 * (r["legit_acc"] - base["legit_acc"]),
+                "" if t is None else ("yes" if t["acted"] else "no"),
+                r.get("verdict", {}).get("verdict", ""),
+                r.get("verdict", {}).get("reason", "")])
+  return R.Table(columns, out, caption=caption,
+                 formats={"acc. vs baseline (points)": "+.1f"})
+
+
+def _victims_block(victims: dict[str, Any]) -> R.Table:
+  columns = ["set", "what", "candidates", "near-duplicates excluded",
+             "victims", "tracks"]
+  rows = [[name, v["description"], v["candidates"],
+           v["excluded_near_duplicates"], v["victims"], v.get("tracks")]
+          for name, v in victims.items()]
+  return R.Table(columns, rows, caption=(
+      "Victims, fixed before any model was trained. A near-duplicate is "
+      "an image whose mean absolute pixel difference to a training image "
+      "(held-out sets: a training stop sign; the RP2 victims: any crop) is "
+      "below 5/255."))
+
+
+def _oracle_blocks(o: dict[str, Any] | None, figures) -> list[Any]:
+  if o is None:
+    return []
+  per = [[name, 100 * v] for name, v in o["per_class"].items()]
+  confirmed = ("the same as" if o["map_confirmed"] else "NOT the same as")
+  return [
+      R.Heading("The RP2 model on the real LISA crops"),
+      R.Paragraph(
+          f"The RP2 authors' LISA-trained model on all {o['images']} crops "
+          f"(train and test split), classes 1-17 equally weighted: "
+          f"{100 * o['accuracy']:.1f}% with the project's output map, "
+          f"{100 * o['accuracy_mapping_txt']:.1f}% with the authors' "
+          "mapping.txt read literally. The map the crops imply (each "
+          "output's most frequent true class) is "
+          f"{o['measured_output_map']}, {confirmed} the project's "
+          f"{o['output_classes']} ({oracle.map_differences(o['output_classes'])})."
+          " The RP2 model was trained on LISA, likely on these very signs: "
+          "the figure is a check of the output map and of the crops' "
+          "labels, not a held-out accuracy."),
+      R.Table(["class", "accuracy (%)"], per, formats={"accuracy (%)": ".1f"},
+              caption="Per-class accuracy of the RP2 model on the crops."),
+      *B.figures_of(figures, "oracle"),
+  ]
+
+
+def blocks(config, results: dict[str, Any]) -> list[Any]:
+  """The report's blocks (see the module doc)."""
+  meta = results["study"]
+  figures = meta["figures"]
+  env = meta["environment"]
+  source = meta["source"]
+  rows = results["table2"]
+  real = config.real
+  steps = real.num_train_steps[meta["labels"]]
+  out: list[Any] = [
+      R.Paragraph(
+          f"Run `{config.name}` of `launch.reproduce` on the real source "
+          f"`{source}` ({meta['rests_on']}; {len(meta['class_names'])} "
+          f"classes), seed {config.seed}; jax {env['jax']}, flax "
+          f"{env['flax']}, backend {env['backend']} "
+          f"({env['device_kind']}). Data: {meta['data']['path']} "
+          + ", ".join(f"{k} {v}" for k, v in meta["data"].items()
+                      if k not in ("name", "config", "path"))
+          + ". The data set's licence allows research use only; cite its "
+          "authors (README, 'Data')."),
+      R.Heading("Findings"),
+      *B.findings_blocks(results.get("findings")),
+      R.Heading("Settings"),
+      R.Bullets([
+          f"variants: {', '.join(real.variants)}; seeds "
+          f"{tuple(real.seeds)} (one vmapped population per variant)",
+          f"training: {steps} steps of {config.batch_size} images, learning "
+          f"rate {real.learning_rate}, from scratch",
+          f"white-box RP2 grid: targets "
+          f"{tuple(real.grid.targets[meta['labels']]) or 'all but stop'}, "
+          f"{real.grid.steps} steps x {real.grid.num_transforms} "
+          f"transforms, evaluated under {real.grid.eval_transforms} "
+          "transforms; the RP2 authors' camouflage rectangles mask",
+          "success: the prediction changed, counted over the victims the "
+          "model (each seed) classifies as stop before the attack; paired "
+          "differences over the victims both models classify as stop",
+      ]),
+      R.Heading("Victims"),
+      _victims_block(results.get("victims") or {}),
+      *B.figures_of(figures, "victims"),
+      R.Heading("Table 2 on real photographs"),
+  ]
+  for dataset in dict.fromkeys(r["dataset"] for r in rows):
+    part = [r for r in rows if r["dataset"] == dataset]
+    counted = ", ".join(
+        f"{r['variant']} {'/'.join(map(str, r['victims_recognised']))}"
+        for r in part)
+    out += [
+        B.table2_block(part, (
+            f"{dataset}: clean accuracy on the whole held-out split, "
+            f"white-box success in percent with 95% intervals; victims of "
+            f"{part[0]['victims']} classified as stop, per seed: "
+            f"{counted}.")),
+        _treatment_block(part, (
+            f"{dataset}: did each defence act? Geometric mean ratios to "
+            "the baseline of the same seed on held-out images, 95% "
+            "intervals; * marks the measure that decides (a TV penalty: "
+            "the TV; an L1 filter: the high-frequency share of what it passes "
+            "over that of what it is given; an input filter: the L1 maps' "
+            "share against the baseline's). A verdict is only "
+            "read when it fell and clean accuracy is within 2 points.")),
+    ]
+  out += _oracle_blocks(results.get("oracle"), figures)
+  out += [R.Heading("Seconds per stage"),
+          R.Table(["stage", "seconds"],
+                  [[k, v] for k, v in results["stages"].items()])]
+  return out
