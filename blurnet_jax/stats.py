@@ -65,10 +65,10 @@ def _per_victim(outcomes) -> np.ndarray:
     raise ValueError(f"outcomes need shape (seeds, victims, ...), got "
                      f"{x.shape}")
   x = x.reshape(x.shape[0], x.shape[1], -1)
-  return _nanmean(x, -1)
+  return nanmean(x, -1)
 
 
-def _nanmean(x: np.ndarray, axis) -> np.ndarray:
+def nanmean(x: np.ndarray, axis) -> np.ndarray:
   """Mean over `axis` of the cells that are not NaN (NaN where none is)."""
   valid = ~np.isnan(x)
   n = valid.sum(axis)
@@ -133,8 +133,8 @@ def _two_way(x: np.ndarray, level: float) -> tuple[float, float, float]:
   give a wide interval, as they should. With one seed only the victim part
   is there.
   """
-  seed_means = _nanmean(x, 1)
-  victim_means = _nanmean(x, 0)
+  seed_means = nanmean(x, 1)
+  victim_means = nanmean(x, 0)
   seed_means = seed_means[~np.isnan(seed_means)]
   victim_means = victim_means[~np.isnan(victim_means)]
   s, v = len(seed_means), len(victim_means)
@@ -164,9 +164,12 @@ def interval(outcomes, *, level: float = LEVEL) -> dict[str, Any]:
   which.
   """
   x = _per_victim(outcomes)
+  out = {"n_seeds": int(x.shape[0]), "n_victims": int(x.shape[1])}
+  if np.isnan(x).all():  # no victim counts (none recognised)
+    return out | {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                  "n_counted": 0, "method": "no outcome counts"}
   mean, half, df = _two_way(x, level)
-  out = {"mean": mean, "n_seeds": int(x.shape[0]),
-         "n_victims": int(x.shape[1])}
+  out["mean"] = mean
   raw = np.asarray(outcomes, np.float64)
   out["n_counted"] = int(np.sum(~np.isnan(x)))
   proportion = (x.shape[0] == 1 and raw.size == x.size
@@ -225,6 +228,11 @@ def paired_difference(a, b, *, level: float = LEVEL) -> dict[str, Any]:
   both = ~(np.isnan(xa) | np.isnan(xb))  # cells that count in both arms
   xa, xb = np.where(both, xa, np.nan), np.where(both, xb, np.nan)
   d = _per_victim(xb) - _per_victim(xa)
+  if np.isnan(d).all():
+    return {"difference": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+            "df": None, "a_only": 0, "b_only": 0, "p_value": 1.0,
+            "n_seeds": int(d.shape[0]), "n_victims": int(d.shape[1]),
+            "n_counted": 0}
   mean, half, df = _two_way(d, level)
   a_only = int(np.sum((xa > 0.5) & (xb <= 0.5)))
   b_only = int(np.sum((xb > 0.5) & (xa <= 0.5)))
@@ -276,6 +284,9 @@ def verdict(diff: dict[str, Any], slides_effect: float, *,
             "reason": f"test accuracy {accuracy:.1%} is below "
                       f"{min_accuracy:.0%}: the models are too weak for a "
                       "verdict"}
+  if math.isnan(diff["difference"]):
+    return {"verdict": "inconclusive",
+            "reason": "no victim is recognised as stop by both models"}
   if low > 0 and effect >= half:
     return {"verdict": "supported",
             "reason": "the interval excludes zero in the slides' direction "

@@ -383,8 +383,11 @@ def test_bad_inputs_raise(linear):
     apply_perturbation(jnp.zeros((2, 28, 28, 3)), mask, jnp.zeros((32, 32, 3)))
   with pytest.raises(ValueError, match=r"noise must have shape"):
     apply_perturbation(images, mask, jnp.zeros((32, 32, 1)))
-  with pytest.raises(ValueError, match=r"RP2Config.target=18"):
-    RP2Config(target=18)
+  # The config knows no model: it admits any class of the largest label
+  # space (GTSRB's 43); the attack checks the target against the model.
+  RP2Config(target=42)
+  with pytest.raises(ValueError, match=r"RP2Config.target=43"):
+    RP2Config(target=43)
   with pytest.raises(ValueError, match=r"scale=.*0 < lo <= hi"):
     TransformConfig(scale=(1.2, 0.8))
   with pytest.raises(ValueError, match=r"padding='wrap'"):
