@@ -61,7 +61,13 @@ class TrainState(train_state.TrainState):
 
 
 class NonFiniteLossError(FloatingPointError):
-  """Training produced a NaN or Inf loss."""
+  """Training produced a NaN or Inf loss, gradient norm or parameter norm."""
+
+
+#: The step metrics watched for NaN/Inf, each step (the loss alone misses
+#: parameters that overflowed in the update it has not yet been computed
+#: on, and gradients that blow up before the loss does).
+WATCHED_METRICS = ("loss", "grad_norm", "param_norm")
 
 
 def trainable_layers(config: ml_collections.ConfigDict) -> tuple[str, ...] | None:
@@ -245,7 +251,8 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
   of the shared order (`data.shuffle_seed`), logs JSON lines to
   `workdir/metrics.jsonl`, evaluates with `evaluate_fn(state) -> dict` every
   `eval_every` steps, checkpoints every `checkpoint_every`, and stops with
-  `NonFiniteLossError` (keeping every saved checkpoint) on a NaN/Inf loss.
+  `NonFiniteLossError` (keeping every saved checkpoint) on a NaN/Inf loss,
+  gradient norm or parameter norm.
   Metrics of a population are lists, one value per member (the first
   `members` if given: the rest pad the population).
 
@@ -286,14 +293,15 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
     while step < total:
       state, metrics = step_fn(state, next(batches), rng_for_step(step))
       step += 1
-      loss = trim(np.asarray(distributed.to_host(metrics["loss"])))
-      if not np.isfinite(loss).all():
-        bad = np.flatnonzero(~np.isfinite(loss.ravel())).tolist()
-        raise NonFiniteLossError(
-            f"loss is {loss.tolist()} at step {step}"
-            f"{f' (population members {bad})' if loss.ndim else ''}; lower "
-            f"learning_rate or penalty.alpha. Last good checkpoint: step "
-            f"{checkpoint.latest_step(ckpt_dir)} in {ckpt_dir}")
+      for name in WATCHED_METRICS:
+        value = trim(np.asarray(distributed.to_host(metrics[name])))
+        if not np.isfinite(value).all():
+          bad = np.flatnonzero(~np.isfinite(value.ravel())).tolist()
+          raise NonFiniteLossError(
+              f"{name} is {value.tolist()} at step {step}"
+              f"{f' (population members {bad})' if value.ndim else ''}; "
+              f"lower learning_rate or penalty.alpha. Last good checkpoint: "
+              f"step {checkpoint.latest_step(ckpt_dir)} in {ckpt_dir}")
       record = None
       if step % log_every == 0 or step == total:
         record = {"step": step} | {
