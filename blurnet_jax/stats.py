@@ -253,9 +253,12 @@ def paired_difference(a, b, *, level: float = LEVEL) -> dict[str, Any]:
           "n_counted": int(np.sum(~np.isnan(d)))}
 
 
+MIN_ACCURACY = 0.90  # below it a model is 'undertrained': no verdict
+
+
 def verdict(diff: dict[str, Any], slides_effect: float, *,
             accuracy: float | None = None,
-            min_accuracy: float = 0.90) -> dict[str, Any]:
+            min_accuracy: float = MIN_ACCURACY) -> dict[str, Any]:
   """A claim of the slides read against a measured paired difference.
 
   Args:
@@ -290,14 +293,15 @@ def verdict(diff: dict[str, Any], slides_effect: float, *,
   if low > 0 and effect >= half:
     return {"verdict": "supported",
             "reason": "the interval excludes zero in the slides' direction "
-                      "and the effect is at least half the slides'"}
+                      "and the effect is at least half the one the slides "
+                      "imply"}
   if high < 0:
     return {"verdict": "contradicted",
             "reason": "the interval excludes zero in the opposite "
                       "direction"}
   if high < half:
     return {"verdict": "contradicted",
-            "reason": "the interval excludes half the slides' effect"}
+            "reason": "the interval excludes half the effect the slides imply"}
   return {"verdict": "inconclusive",
           "reason": "the interval holds both zero or a small effect and "
-                    "half the slides' effect"}
+                    "half the effect the slides imply"}

@@ -14,6 +14,7 @@ from blurnet_jax import models
 from blurnet_jax import stats
 from blurnet_jax.data import oracle
 from blurnet_jax.study import effects
+from blurnet_jax.study import findings
 from blurnet_jax.study import real
 from blurnet_jax.study import reproduce
 from blurnet_jax.study import table2
@@ -96,6 +97,31 @@ def test_a_defence_that_did_not_act_gets_no_verdict_on_the_claim():
   table2.compare(rows, "d", {"tv_1e-4": idle})
   assert rows[1]["verdict"]["verdict"] == "undertrained"
   assert rows[1]["treatment"] is idle
+
+
+def test_the_slides_cut_is_read_relative_to_the_measured_baseline():
+  acted = {"acted": True, "reason": "ok", "checked": ["tv"]}
+  # A baseline fooled on 4 of 20 victims, the TV model on none: -20 points
+  # [-39, -1]. The slides' TV row cuts 49.2% to 7.9% (-84%), -16.8 points
+  # on this baseline: -20 is more than half of that. Read as the slides'
+  # absolute -41.3 points, -20 would fall short of half (-20.6).
+  rows = _rows(4, 0, 0.95, 0.95)
+  for r in rows:
+    r["dataset"] = "synthetic"
+  table2.compare(rows, "synthetic", {"tv_1e-4": acted})
+  d = rows[1]["vs_baseline"]
+  assert d["difference"] == pytest.approx(-0.2)
+  assert d["slides_relative"] == pytest.approx(7.92 / 49.18 - 1)
+  assert d["expected_difference"] == pytest.approx(0.2 * (7.92 / 49.18 - 1))
+  assert d["slides_difference"] == pytest.approx(0.0792 - 0.4918)
+  assert rows[1]["verdict"]["verdict"] == "supported"
+  assert "-16.8 on this one" in findings.text(
+      findings.findings([], rows, None)[0])
+  # A baseline that is never fooled leaves nothing to cut.
+  rows = _rows(0, 0, 0.95, 0.95)
+  table2.compare(rows, "d", {"tv_1e-4": acted})
+  assert rows[1]["verdict"]["verdict"] == "inconclusive"
+  assert "never fooled" in rows[1]["verdict"]["reason"]
 
 
 def test_treatment_of_an_inserted_box_filter_and_of_no_change(rp2_dir):

@@ -123,6 +123,8 @@ def findings(table1_rows, table2_rows, spectral: dict[str, Any] | None
         "legit_acc": r["legit_acc"], "n_seeds": r["n_seeds"],
         **{k: d[k] for k in ("difference", "ci_low", "ci_high", "a_only",
                              "b_only", "p_value", "slides_difference")},
+        "slides_relative": d.get("slides_relative"),
+        "expected_difference": d.get("expected_difference"),
         **r["verdict"],
         "rests_on": data_of(r["dataset"])[0],
         "confounders": data_of(r["dataset"])[1] + (
@@ -140,6 +142,15 @@ def summary_counts(entries) -> dict[str, int]:
 
 def _pct(x) -> str:
   return "n/a" if x is None or x != x else f"{100 * x:.1f}"
+
+
+def _expected(entry: dict[str, Any]) -> str:
+  """The slides' cut and what it means on this baseline."""
+  if entry.get("expected_difference") is None:  # findings of older runs
+    return f"slides: {_pct(entry['slides_difference'])}"
+  return (f"slides: {_pct(entry['slides_difference'])}, a "
+          f"{-100 * entry['slides_relative']:.0f}% cut of their baseline's "
+          f"success, {_pct(entry['expected_difference'])} on this one")
 
 
 def text(entry: dict[str, Any]) -> str:
@@ -173,8 +184,7 @@ def text(entry: dict[str, Any]) -> str:
           f"{_pct(s[0])}% [95% CI {_pct(s[1])}, {_pct(s[2])}] over "
           f"{entry['n_seeds']} seeds; paired difference against the "
           f"baseline {_pct(entry['difference'])} points [{_pct(entry['ci_low'])}"
-          f", {_pct(entry['ci_high'])}] (slides: "
-          f"{_pct(entry['slides_difference'])}; McNemar p = "
+          f", {_pct(entry['ci_high'])}] ({_expected(entry)}; McNemar p = "
           f"{entry['p_value']:.2g}); accuracy {_pct(entry['legit_acc'])}%;"
           f" {entry['reason']}. Data: {entry['rests_on']}. Confounders: "
           f"{entry['confounders']}.")

@@ -149,10 +149,24 @@ def compare(rows: list[dict[str, Any]], dataset: str = "synthetic",
     r["vs_baseline"] = diff
     if "slides_avg_success" not in r:
       continue
-    effect = r["slides_avg_success"] - slides_base
-    r["vs_baseline"]["slides_difference"] = effect
-    r["verdict"] = stats.verdict(
-        diff, effect, accuracy=min(r["legit_acc"], base["legit_acc"]))
+    # The slides' claim is a cut of the baseline's success (49% to 8-30%):
+    # read against this baseline, the same relative cut is the effect to
+    # expect (a baseline fooled 17% of the time cannot lose 25 points).
+    relative = r["slides_avg_success"] / slides_base - 1
+    effect = relative * base["avg_success"]
+    r["vs_baseline"] |= {
+        "slides_difference": r["slides_avg_success"] - slides_base,
+        "slides_relative": relative, "expected_difference": effect}
+    accuracy = min(r["legit_acc"], base["legit_acc"])
+    if not effect or effect != effect:  # a baseline never fooled
+      r["verdict"] = (
+          stats.verdict(diff, -1.0, accuracy=accuracy)
+          if accuracy < stats.MIN_ACCURACY else
+          {"verdict": "inconclusive",
+           "reason": "the baseline is never fooled: there is no success "
+                     "to cut"})
+    else:
+      r["verdict"] = stats.verdict(diff, effect, accuracy=accuracy)
     treatment = (treatments or {}).get(r["variant"])
     if treatment is None:
       continue
