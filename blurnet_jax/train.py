@@ -293,8 +293,9 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
     while step < total:
       state, metrics = step_fn(state, next(batches), rng_for_step(step))
       step += 1
-      for name in WATCHED_METRICS:
-        value = trim(np.asarray(distributed.to_host(metrics[name])))
+      watched = {name: trim(np.asarray(distributed.to_host(metrics[name])))
+                 for name in WATCHED_METRICS}
+      for name, value in watched.items():
         if not np.isfinite(value).all():
           bad = np.flatnonzero(~np.isfinite(value.ravel())).tolist()
           raise NonFiniteLossError(
@@ -313,7 +314,7 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
       if record is not None:
         metrics_file.write(json.dumps(record) + "\n")
         metrics_file.flush()
-        progress.update(step, loss=float(np.mean(loss)), acc=float(
+        progress.update(step, loss=float(np.mean(watched["loss"])), acc=float(
             np.mean(record.get("accuracy", np.nan))))
       if step % checkpoint_every == 0 or step == total:
         host = distributed.to_host(state)
