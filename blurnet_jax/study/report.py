@@ -26,7 +26,6 @@ from blurnet_jax.attacks import grid
 from blurnet_jax.classes import CLASS_NAMES, REAL_SOURCES
 from blurnet_jax.data import oracle
 from blurnet_jax.jsonio import read_json
-from blurnet_jax.study import findings as findings_lib
 from blurnet_jax.study.blocks import ci as _ci
 from blurnet_jax.study.blocks import figures_of, findings_blocks, not_run
 from blurnet_jax.study.blocks import pct as _pct
