@@ -372,6 +372,10 @@ def test_bad_inputs_raise(linear):
   with pytest.raises(ValueError, match=r"mask must have shape"):
     rp2_attack(linear_apply, params, images, jnp.ones((32, 32)), TARGET, key,
                cfg=cfg)
+  with pytest.raises(ValueError, match=r"needs a PRNG key"):
+    rp2_attack(linear_apply, params, images, mask, TARGET, None, cfg=cfg)
+  with pytest.raises(TypeError, match=r"key"):
+    rp2_attack(linear_apply, params, images, mask, TARGET, cfg=cfg)  # pylint: disable=no-value-for-parameter
   with pytest.raises(ValueError, match=r"target=18 is out of range"):
     rp2_attack(linear_apply, params, images, mask, 18, key, cfg=cfg)
   with pytest.raises(ValueError, match=r"target=-1 is out of range"):

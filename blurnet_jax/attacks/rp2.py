@@ -376,8 +376,8 @@ def _attack(apply_fn, params, images, mask, target, key, cfg, on_step,
 
 
 def rp2_attack(apply_fn: ApplyFn, params: Any, images: jax.typing.ArrayLike,
-               mask: jax.typing.ArrayLike, target: Any = None,
-               key: Optional[jax.typing.ArrayLike] = None, *,
+               mask: jax.typing.ArrayLike, target: Any,
+               key: jax.typing.ArrayLike, *,
                cfg: RP2Config = RP2Config(),
                on_step: Optional[Callable[[Any], None]] = None,
                report_every: int = 10) -> dict[str, jax.Array]:
@@ -397,7 +397,8 @@ def rp2_attack(apply_fn: ApplyFn, params: Any, images: jax.typing.ArrayLike,
     mask: (32, 32, 1) or (32, 32, 3).
     target: class index (int in 0..17 or integer scalar array); None uses
       `cfg.target`. The true class when `cfg.targeted` is False.
-    key: PRNG key; None uses `jax.random.key(0)`.
+    key: PRNG key (required: the start and every step's transforms come
+      from it, and a silent default would make every call draw alike).
     cfg: the attack config.
     on_step: optional host function called with the number of steps done
       every `report_every` steps and after the last (`jax.debug.callback`;
@@ -414,7 +415,9 @@ def rp2_attack(apply_fn: ApplyFn, params: Any, images: jax.typing.ArrayLike,
     `target` (or, untargeted, not as `target`) at the start of each step.
   """
   target = cfg.target if target is None else target
-  key = jax.random.key(0) if key is None else key
+  if key is None:
+    raise ValueError("rp2_attack needs a PRNG key; pass e.g. "
+                     "jax.random.key(0) (one per independent attack).")
   check_target(target, num_classes=num_outputs(apply_fn, params))
   images, mask = _inputs(images, mask)
   if not isinstance(cfg, RP2Config):
