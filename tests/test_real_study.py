@@ -142,6 +142,24 @@ def test_treatment_of_an_inserted_box_filter_and_of_no_change(rp2_dir):
   assert t["tv"]["ci_high"] < 1.0
 
 
+def test_a_change_of_one_percent_in_the_maps_is_not_a_treatment(rp2_dir):
+  data = zoo.rp2_data(str(rp2_dir))
+  # conv1 scaled by 0.99: ReLU(0.99 z) = 0.99 ReLU(z), so every image's TV
+  # is exactly 0.99x, an interval of zero width below 1, yet no defence.
+  scaled = jax.tree.map(lambda x: x, data.params)
+  scaled["conv1"] = jax.tree.map(lambda x: 0.99 * x, data.params["conv1"])
+  t = effects.treatment(data.model, [data.params], data.model, [scaled],
+                        data.images, penalty_kind="tv")
+  assert t["tv"]["ratio"] == pytest.approx(0.99, abs=1e-4)
+  assert t["tv"]["ci_high"] < 1.0
+  assert not t["acted"] and "not lowered by 10% or more" in t["reason"]
+  # conv1 halved: the TV halves, well past the 10% it must fall.
+  scaled["conv1"] = jax.tree.map(lambda x: 0.5 * x, data.params["conv1"])
+  t = effects.treatment(data.model, [data.params], data.model, [scaled],
+                        data.images, penalty_kind="tv")
+  assert t["tv"]["ratio"] == pytest.approx(0.5, abs=1e-4) and t["acted"]
+
+
 def test_measured_output_map_by_hand():
   raw = np.array([0, 0, 1, 2, 2, 2])
   labels = np.array([1, 1, 2, 3, 3, 0])

@@ -4,7 +4,8 @@ A verdict on a defence is only read when the defence did what it is meant
 to do to the first layer's maps (what conv2 sees, `l1_filtered`), measured
 on held-out images against the baseline of the same seed:
 
-* the TV penalty: the total variation of the maps falls (ratio < 1);
+* the TV penalty: the total variation of the maps falls (ratio below
+  1 - MIN_FALL, the whole interval);
 * a filter on L1 (learned or fixed): its gain, the share of spectral
   power above half Nyquist in what it passes over that share in what it
   is given, is below 1 (the baseline passes its maps unchanged, gain 1);
@@ -33,6 +34,12 @@ from blurnet_jax import stats
 #: How far below the baseline's a defended model's clean accuracy may be
 #: for its verdict to be read (2 points).
 ACCURACY_POINTS = 0.02
+#: How much a checked ratio must fall for the treatment to count as acting:
+#: the upper end of its interval below 1 - MIN_FALL. A change of a few
+#: percent in the maps is measurable on 256 images (a fine-tune nudged the
+#: TV to 0.999x with an interval 0.001 wide) but cannot stand behind the
+#: slides' cut of success by half or more.
+MIN_FALL = 0.10
 #: How many held-out images the maps are measured on.
 PROBE_IMAGES = 256
 _EPS = 1e-12
@@ -78,7 +85,8 @@ def treatment(base_model: models.LisaCNN, base_members, model: models.LisaCNN,
     the L1 maps' share x the baseline's), each a geometric mean 'ratio'
     with 'ci_low', 'ci_high'; 'checked'
     (the measures that decide: 'tv' for a TV penalty, 'hf_gain' for a
-    filter), 'acted' (every checked ratio's interval below 1) and 'reason'.
+    filter), 'acted' (every checked ratio's interval below 1 - MIN_FALL)
+    and 'reason'.
   """
   images = jnp.asarray(images, jnp.float32)
   log = lambda a, b: np.log((np.asarray(a) + _EPS) / (np.asarray(b) + _EPS))
@@ -98,7 +106,7 @@ def treatment(base_model: models.LisaCNN, base_members, model: models.LisaCNN,
   if model.filter_where != "none":
     checked.append("hf_gain")
   out["checked"] = checked
-  failed = [k for k in checked if out[k]["ci_high"] >= 1.0]
+  failed = [k for k in checked if out[k]["ci_high"] >= 1.0 - MIN_FALL]
   out["acted"] = not failed
   words = {"tv": "total variation of its L1 maps",
            "hf_gain": "high-frequency gain of its filter"}
@@ -106,7 +114,8 @@ def treatment(base_model: models.LisaCNN, base_members, model: models.LisaCNN,
     k = failed[0]
     out["reason"] = (f"the {words[k]} is {out[k]['ratio']:.2f}x the "
                      f"baseline's [{out[k]['ci_low']:.2f}, "
-                     f"{out[k]['ci_high']:.2f}]: not lowered")
+                     f"{out[k]['ci_high']:.3g}]: not lowered by "
+                     f"{MIN_FALL:.0%} or more")
   else:
     out["reason"] = "; ".join(
         f"{words[k]} {out[k]['ratio']:.2f}x the baseline's "
