@@ -185,7 +185,8 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   claims = json.loads((tmp_path / "findings.json").read_text())
   assert [c["claim"] for c in claims][-1].startswith("spectral")
   assert {c["verdict"] for c in claims} <= {"supported", "contradicted",
-                                            "inconclusive", "undertrained"}
+                                            "inconclusive", "undertrained",
+                                            "not in effect"}
   assert any(c["claim"] == "Table 1: l1_5x5 box filter"
              and c["verdict"] == "supported" for c in claims)
   # The members (one seed each here), then one row per alpha over its

@@ -112,8 +112,8 @@ def treatment(base_model: models.LisaCNN, base_members, model: models.LisaCNN,
            "hf_gain": "high-frequency gain of its filter"}
   if failed:
     k = failed[0]
-    out["reason"] = (f"the {words[k]} is {out[k]['ratio']:.2f}x the "
-                     f"baseline's [{out[k]['ci_low']:.2f}, "
+    out["reason"] = (f"the {words[k]} is {out[k]['ratio']:.3g}x the "
+                     f"baseline's [{out[k]['ci_low']:.3g}, "
                      f"{out[k]['ci_high']:.3g}]: not lowered by "
                      f"{MIN_FALL:.0%} or more")
   else:
