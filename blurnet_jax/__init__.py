@@ -19,7 +19,7 @@ params dict; `models.apply_fn_for(model)` makes it for a `LisaCNN`, and
 `models.predict(apply_fn, params, images)` gives its classes.
 
 Importing the package changes nothing process-wide. Launchers call
-`blurnet_jax.cli.setup_process()` (host-memory reuse for XLA:CPU and JAX's
+`launch.cli.setup_process()` (host-memory reuse for XLA:CPU and JAX's
 persistent compilation cache); a notebook may call
 `blurnet_jax.host_memory.reuse_freed_memory()` before its first computation.
 """

@@ -14,7 +14,7 @@ from ml_collections import config_flags
 
 from blurnet_jax import distributed
 from blurnet_jax import scaling
-from blurnet_jax.cli import one_line_errors, parse_flags
+from launch.cli import one_line_errors, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 5, "timed steps of each workload")

@@ -8,7 +8,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from blurnet_jax import benchmark
-from blurnet_jax.cli import one_line_errors, parse_flags
+from launch.cli import one_line_errors, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where benchmark.json goes")

@@ -7,8 +7,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from blurnet_jax.data import datasets
-from blurnet_jax.cli import one_line_errors, parse_flags
+from blurnet_jax.study import describe
+from launch.cli import one_line_errors, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where outputs go")
@@ -19,8 +19,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  summary = datasets.prepare_and_describe(_CONFIG.value, _WORKDIR.value)
-  print(datasets.format_summary(summary))
+  summary = describe.prepare_and_describe(_CONFIG.value, _WORKDIR.value)
+  print(describe.format_summary(summary))
 
 
 if __name__ == "__main__":

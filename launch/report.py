@@ -10,7 +10,7 @@ writes WORKDIR/report/index.html and report.md; trains and attacks nothing.
 from absl import app
 from absl import flags
 
-from blurnet_jax.cli import one_line_errors, parse_flags
+from launch.cli import one_line_errors, parse_flags
 from blurnet_jax.study import report
 
 _WORKDIR = flags.DEFINE_string("workdir", None,

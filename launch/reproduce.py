@@ -9,7 +9,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from blurnet_jax.study import reproduce
-from blurnet_jax.cli import one_line_errors, parse_flags
+from launch.cli import one_line_errors, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "models, tables and report")

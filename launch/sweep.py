@@ -11,7 +11,7 @@ from etils import epath
 
 from blurnet_jax import plots
 from blurnet_jax import sweep
-from blurnet_jax.cli import one_line_errors, parse_flags
+from launch.cli import one_line_errors, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints and results go here")

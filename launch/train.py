@@ -10,7 +10,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from blurnet_jax import train
-from blurnet_jax.cli import one_line_errors, parse_flags
+from launch.cli import one_line_errors, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints and metrics go here")

@@ -14,7 +14,7 @@ from etils import epath
 from blurnet_jax import train
 from blurnet_jax.jsonio import write_json
 from configs import train as train_configs
-from blurnet_jax.cli import one_line_errors, parse_flags
+from launch.cli import one_line_errors, parse_flags
 
 _VARIANTS = flags.DEFINE_list("variants", list(train_configs.VARIANTS),
                               "variant names (configs/train.py)")

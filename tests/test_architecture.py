@@ -126,6 +126,66 @@ def test_imports_run_one_way():
       sorted(users))
 
 
+#: The layers, lowest first: a module imports only its own layer and those
+#: below it. Utilities with no project dependency sit at the bottom.
+LAYERS = (
+    ("base", ("blurnet_jax", "blurnet_jax.classes", "blurnet_jax.ops",
+              "blurnet_jax.progress", "blurnet_jax.sentinel",
+              "blurnet_jax.config_args", "blurnet_jax.host_memory",
+              "blurnet_jax.stats", "blurnet_jax.document",
+              "blurnet_jax.checkpoint", "blurnet_jax.distributed",
+              "blurnet_jax.jsonio")),
+    ("data", ("blurnet_jax.data",)),
+    ("models", ("blurnet_jax.models",)),
+    ("losses", ("blurnet_jax.losses", "blurnet_jax.spectral")),
+    ("train and attacks", ("blurnet_jax.train", "blurnet_jax.sweep",
+                           "blurnet_jax.attacks", "blurnet_jax.plots")),
+    ("tools", ("blurnet_jax.benchmark", "blurnet_jax.scaling")),
+    ("study", ("blurnet_jax.study",)),
+    ("configs", ("configs",)),
+    ("launch", ("launch",)),
+)
+
+
+def layer_of(module: str) -> int | None:
+  """Index in LAYERS of the longest prefix that holds `module`."""
+  best, length = None, -1
+  for i, (_, prefixes) in enumerate(LAYERS):
+    for p in prefixes:
+      if (module == p or module.startswith(p + ".")) and len(p) > length:
+        best, length = i, len(p)
+  return best
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+  """Every import of a higher layer, and every module no layer holds."""
+  out = []
+  for module, deps in sorted(graph.items()):
+    mine = layer_of(module)
+    if mine is None:
+      out.append(f"{module} is in no layer; add it to LAYERS")
+      continue
+    for dep in sorted(deps - _parent_packages(module)):
+      theirs = layer_of(dep)
+      if theirs is not None and theirs > mine:
+        out.append(f"{module} ({LAYERS[mine][0]}) imports {dep} "
+                   f"({LAYERS[theirs][0]})")
+  return out
+
+
+def test_the_layer_check_names_an_upward_import():
+  graph = {"blurnet_jax.data.x": {"blurnet_jax.models"},
+           "blurnet_jax.models": {"blurnet_jax.data.x"},
+           "tools.elsewhere": set()}
+  assert upward_imports(graph) == [
+      "blurnet_jax.data.x (data) imports blurnet_jax.models (models)",
+      "tools.elsewhere is in no layer; add it to LAYERS"]
+
+
+def test_layers_classes_data_models_losses_train_attacks_study_launch():
+  assert upward_imports(import_graph()) == []
+
+
 def test_no_test_file_imports_another_test_file():
   for path in (REPO / "tests").glob("test_*.py"):
     tree = ast.parse(path.read_text())

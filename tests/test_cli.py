@@ -28,7 +28,7 @@ def test_bad_config_is_one_line(tmp_path, args, message):
 
 def test_config_paths_resolve_to_the_installed_configs_elsewhere(
     tmp_path, monkeypatch):
-  from blurnet_jax import cli  # pylint: disable=g-import-not-at-top
+  from launch import cli  # pylint: disable=g-import-not-at-top
   import configs  # pylint: disable=g-import-not-at-top
   monkeypatch.chdir(tmp_path)  # no configs/ folder here
   out = cli.resolve_config_path("--config=configs/reproduce.py:quick")
@@ -46,7 +46,7 @@ def test_config_paths_resolve_to_the_installed_configs_elsewhere(
 def test_compilation_cache_folder_or_off(tmp_path):
   """The launchers' persistent compilation cache: a folder, or off."""
   script = (
-      "import jax, sys; from blurnet_jax import cli; "
+      "import jax, sys; from launch import cli; "
       f"print(cli.enable_compilation_cache({str(tmp_path / 'xla')!r})); "
       "print(jax.config.jax_compilation_cache_dir); "
       "print(cli.enable_compilation_cache('off'))")

@@ -12,7 +12,7 @@ import pytest
 
 from blurnet_jax import models
 from blurnet_jax import stats
-from blurnet_jax.data import oracle
+from blurnet_jax.study import oracle
 from blurnet_jax.study import effects
 from blurnet_jax.study import findings
 from blurnet_jax.study import real

@@ -57,3 +57,11 @@ def test_a_path_that_is_no_folder_is_one_line(tmp_path):
   with pytest.raises(FileNotFoundError, match="is not a folder"):
     rp2_assets.rp2_dir(tmp_path / "nowhere")
   assert rp2_assets.rp2_dir("") == rp2_assets.PACKAGED_DIR
+
+
+def test_the_loaders_param_shapes_are_the_models():
+  """The data layer knows the RP2 file's layout without importing models;
+  the two must agree."""
+  from blurnet_jax import models  # pylint: disable=g-import-not-at-top
+  from blurnet_jax.data import rp2_assets  # pylint: disable=g-import-not-at-top
+  assert rp2_assets.RP2_PARAM_SHAPES == models.param_shapes()

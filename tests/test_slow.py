@@ -9,7 +9,7 @@ import json
 import pytest
 
 from blurnet_jax import train
-from blurnet_jax.data import datasets
+from blurnet_jax.study import describe
 from configs import data as data_configs
 from configs import train as train_configs
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_full_synthetic_set_is_balanced_and_renders_fast(tmp_path):
   config = data_configs.get_config()
   config.data_dir = str(tmp_path / "tfds")
-  summary = datasets.prepare_and_describe(config, tmp_path / "out")
+  summary = describe.prepare_and_describe(config, tmp_path / "out")
   assert summary["splits"]["train"]["per_class"] == [2000] * 18
   assert summary["splits"]["test"]["per_class"] == [300] * 18
   assert summary["generation_images_per_second"] >= 5000

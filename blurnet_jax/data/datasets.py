@@ -18,10 +18,8 @@ import tensorflow_datasets as tfds
 
 from blurnet_jax.classes import NUM_CLASSES, label_space
 from blurnet_jax.data import common
-from blurnet_jax.data import oracle
 from blurnet_jax.data import synthetic
-from blurnet_jax import plots
-from blurnet_jax.jsonio import read_json, write_json
+from blurnet_jax.jsonio import write_json
 
 
 @dataclasses.dataclass
@@ -141,9 +139,10 @@ def prepare_synthetic(data_dir: epath.PathLike, *, train_per_class: int = 2000,
                       workers: int | None = None) -> SyntheticSigns:
   """Prepares (or reuses) the synthetic set under `data_dir`.
 
-  A new preparation also writes `contact_sheet.png` and `summary.json` (with
-  the RP2 model's accuracy on the test split, `oracle.oracle_report`) into
-  the data set's folder (`builder.data_path`).
+  A new preparation also writes `summary.json` (examples per class and
+  split, preparation speed) into the data set's folder
+  (`builder.data_path`); pictures and the RP2 model's reading of the set
+  are the study's (`study.describe`).
   """
   config = SyntheticSignsConfig.make(
       train_per_class=train_per_class, test_per_class=test_per_class,
@@ -159,11 +158,7 @@ def prepare_synthetic(data_dir: epath.PathLike, *, train_per_class: int = 2000,
   builder.download_and_prepare()
   seconds = time.perf_counter() - start
   total = (train_per_class + test_per_class) * NUM_CLASSES
-  images, labels = load_split(builder, "train", limit=NUM_CLASSES * 60)
-  plots.contact_sheet(images, labels, builder.data_path / "contact_sheet.png",
-                    per_class=12)
   summary = summarize(builder)
-  summary["oracle"] = oracle.oracle_report(*load_split(builder, "test"))
   summary.update(
       prepare_seconds=round(seconds, 2),
       prepared_images_per_second=round(total / seconds, 1),
@@ -249,74 +244,3 @@ def load_field(builder: tfds.core.DatasetBuilder, split: str, field: str
                      f"{sorted(builder.info.features)}")
   return np.stack([r[field] for r in source.__getitems__(
       list(range(len(source))))])
-
-
-def prepare_and_describe(config, workdir: epath.PathLike) -> dict:
-  """`launch.data`: prepare, then write contact sheet and summary to workdir."""
-  workdir = epath.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  start = time.perf_counter()
-  builder = prepare(config)
-  seconds = time.perf_counter() - start
-  labels_space = label_space(config.source)
-  stored = builder.data_path / "summary.json"
-  first = read_json(stored, "data summary") if stored.exists() else None
-  # A set prepared by `prepare_synthetic` was summarised then; reuse that
-  # rather than read every example again.
-  summary = summarize(builder, labels_space.num_classes) if first is None else {
-      k: first[k] for k in ("name", "config", "path", "splits")}
-  summary["class_names"] = list(labels_space.class_names)
-  total = sum(s["examples"] for s in summary["splits"].values())
-  summary["seconds"] = round(seconds, 2)
-  if first is not None:  # the figures of the run that generated the set
-    summary["prepare_seconds"] = first.get("prepare_seconds")
-    summary["images_per_second"] = first.get("prepared_images_per_second")
-    summary["generation_images_per_second"] = first.get(
-        "generation_images_per_second")
-    summary["reused"] = seconds < 0.5 * (first.get("prepare_seconds") or 0)
-  else:
-    summary["images_per_second"] = round(total / seconds, 1)
-  per_class = getattr(config, "contact_sheet_per_class", 12)
-  images, labels = load_split(builder, "train")
-  plots.contact_sheet(images, labels, workdir / "contact_sheet.png",
-                    per_class=per_class,
-                    class_names=labels_space.class_names)
-  summary["contact_sheet"] = str(workdir / "contact_sheet.png")
-  if labels_space.name != "lisa":  # the RP2 model reads LISA's classes only
-    write_json(workdir / "summary.json", summary)
-    return summary
-  # The RP2 (LISA) model on the test split: how LISA-like the set looks.
-  report = (first or {}).get("oracle")
-  if not report or report.get("output_classes") != list(
-      oracle.OUTPUT_CLASSES):  # measured before the outputs' map: again
-    report = oracle.oracle_report(*load_split(builder, "test"))
-  report["front_on"] = oracle.front_on_report()
-  summary["oracle"] = report
-  plots.confusion_figure(np.asarray(report["confusion"]),
-                         workdir / "oracle_confusion.png",
-                         title=oracle.figure_title(report))
-  summary["oracle_confusion"] = str(workdir / "oracle_confusion.png")
-  write_json(workdir / "summary.json", summary)
-  return summary
-
-
-def format_summary(summary: dict) -> str:
-  """A small table: examples per class and split."""
-  from blurnet_jax.classes import CLASS_NAMES  # pylint: disable=g-import-not-at-top
-  splits = list(summary["splits"])
-  lines = [f"{'class':<22}" + "".join(f"{s:>8}" for s in splits)]
-  for c, name in enumerate(summary.get("class_names", CLASS_NAMES)):
-    lines.append(f"{c:>2} {name:<19}" + "".join(
-        f"{summary['splits'][s]['per_class'][c]:>8}" for s in splits))
-  lines.append(f"{'total':<22}" + "".join(
-      f"{summary['splits'][s]['examples']:>8}" for s in splits))
-  lines.append(f"data: {summary['path']}")
-  lines.append(f"prepared in {summary.get('prepare_seconds', summary['seconds'])}"
-               f" s ({summary.get('images_per_second')} images/s end to end"
-               + (f", rendering {summary['generation_images_per_second']}"
-                  " images/s" if summary.get("generation_images_per_second")
-                  else "") + f"); contact sheet: {summary['contact_sheet']}")
-  if "oracle" in summary:
-    lines.append(oracle.format_oracle(summary["oracle"]))
-    lines.append(f"confusion matrix: {summary['oracle_confusion']}")
-  return "\n".join(lines)

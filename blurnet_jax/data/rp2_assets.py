@@ -24,11 +24,20 @@ import zipfile
 import jax.numpy as jnp
 import numpy as np
 
-from blurnet_jax import models
-from blurnet_jax.attacks.checks import check_colors as _check_colors
 from blurnet_jax.classes import IMAGE_SHAPE
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import victims as victims_lib
+
+#: Parameters as `LisaCNN` takes them: {layer: {'kernel', 'bias'}}.
+Params = dict[str, dict[str, jnp.ndarray]]
+#: The shapes the RP2 authors' LISA-CNN has (the file format this loader
+#: reads; the model layer owns the module and checks params it is given).
+RP2_PARAM_SHAPES = {
+    "conv1": {"kernel": (8, 8, 3, 64), "bias": (64,)},
+    "conv2": {"kernel": (6, 6, 64, 128), "bias": (128,)},
+    "conv3": {"kernel": (5, 5, 128, 128), "bias": (128,)},
+    "dense": {"kernel": (512, 18), "bias": (18,)},
+}
 
 #: The packaged copy of the assets.
 PACKAGED_DIR: Path = Path(__file__).resolve().parent / "rp2"
@@ -78,7 +87,7 @@ class RP2Assets:
   """
 
   root: Path
-  params: models.Params
+  params: Params
   victims: np.ndarray
   victim_names: tuple[str, ...]
   camouflage_mask: np.ndarray
@@ -164,7 +173,7 @@ def _load_npz(npz_path: str | os.PathLike[str], keys: tuple[str, ...],
   return arrays
 
 
-def params_from_rp2(npz_path: str | os.PathLike[str]) -> models.Params:
+def params_from_rp2(npz_path: str | os.PathLike[str]) -> Params:
   """Loads the RP2 authors' trained LISA-CNN as `LisaCNN` params.
 
   Args:
@@ -177,12 +186,13 @@ def params_from_rp2(npz_path: str | os.PathLike[str]) -> models.Params:
   Raises:
     FileNotFoundError: no file at `npz_path`.
     ValueError: not an .npz, a key missing, or an array whose shape is not
-      the one LisaCNN expects.
+      the one the RP2 LISA-CNN has (`RP2_PARAM_SHAPES`, which
+      `tests/test_architecture.py` holds equal to `models.param_shapes()`).
   """
   path = os.fspath(npz_path)
   arrays = _load_npz(path, tuple(RP2_PARAM_NAMES), "RP2 model file")
-  expected = models.param_shapes()
-  params: models.Params = {layer: {} for layer in expected}
+  expected = RP2_PARAM_SHAPES
+  params: Params = {layer: {} for layer in expected}
   for key, (layer, leaf) in RP2_PARAM_NAMES.items():
     array = arrays[key]
     shape = expected[layer][leaf]
@@ -253,5 +263,9 @@ def load_printable_colors(path: str | os.PathLike[str]) -> np.ndarray:
           "remove the line.")
     rows.append(values)
   colors = np.asarray(rows, np.float32).reshape(-1, 3)
-  _check_colors(colors, f"printable colours of {file}")
+  if not len(colors):
+    raise ValueError(f"{file} holds no colour; give one 'r, g, b' per line.")
+  if colors.min() < 0 or colors.max() > 1 or not np.isfinite(colors).all():
+    raise ValueError(f"printable colours of {file} hold values outside "
+                     "[0, 1]; give RGB in [0, 1].")
   return colors

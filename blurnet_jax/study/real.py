@@ -32,7 +32,7 @@ from blurnet_jax.classes import LabelSpace
 from blurnet_jax.data import common
 from blurnet_jax.data import datasets
 from blurnet_jax.data import masks as masks_lib
-from blurnet_jax.data import oracle as oracle_lib
+from blurnet_jax.study import oracle as oracle_lib
 from blurnet_jax.data import splits
 from blurnet_jax.study import effects
 from blurnet_jax.study import table2

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from blurnet_jax import document as R
-from blurnet_jax.data import oracle
+from blurnet_jax.study import oracle
 from blurnet_jax.study import blocks as B
 
 

@@ -24,7 +24,7 @@ from blurnet_jax import document as R
 from blurnet_jax import stats
 from blurnet_jax.attacks import grid
 from blurnet_jax.classes import CLASS_NAMES, REAL_SOURCES
-from blurnet_jax.data import oracle
+from blurnet_jax.study import oracle
 from blurnet_jax.jsonio import read_json
 from blurnet_jax.study.blocks import ci as _ci
 from blurnet_jax.study.blocks import figures_of, findings_blocks, not_run

@@ -29,7 +29,7 @@ from blurnet_jax import plots
 from blurnet_jax import train
 from blurnet_jax.classes import CLASS_NAMES, REAL_SOURCES, label_space
 from blurnet_jax.data import datasets
-from blurnet_jax.data import oracle
+from blurnet_jax.study import oracle
 from blurnet_jax.data import rp2_assets
 from blurnet_jax.jsonio import write_json
 from blurnet_jax.study import findings
