@@ -141,9 +141,12 @@ def create_train_state(config: ml_collections.ConfigDict, model: models.LisaCNN,
         rp2_assets.rp2_dir(config.get("rp2_dir", "")) / "rp2_lisa_cnn.npz")
     _, params = models.insert_filter(pretrained, **config.model.to_dict())
   alpha = config.penalty.alpha if alpha is None else alpha
-  return TrainState.create(apply_fn=model.apply, params=params,
-                           tx=make_optimizer(config) if tx is None else tx,
-                           alpha=jnp.asarray(alpha, jnp.float32))
+  state = TrainState.create(apply_fn=model.apply, params=params,
+                            tx=make_optimizer(config) if tx is None else tx,
+                            alpha=jnp.asarray(alpha, jnp.float32))
+  # flax starts `step` as a Python int and the first update makes it an
+  # int32 array: the step would trace twice. Start it as the array.
+  return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def penalty(kind: str, alpha: jax.Array, params, features) -> jax.Array:

@@ -214,7 +214,7 @@ def _bilinear(images: jax.Array, src_y: jax.Array, src_x: jax.Array,
                       + jnp.clip(xi, 0, w - 1)).astype(jnp.int32))
       weights.append(weight)
   # One gather of the four neighbours: its gradient is one scatter-add,
-  # not four (8% faster RP2 steps on a 2-core CPU).
+  # not four (measured: docs/speed.md).
   index = jnp.stack(indices, 1).reshape(n, -1, 1)  # (N, 4 * H'W', 1)
   values = jnp.take_along_axis(images.reshape(n, h * w, c), index, axis=1)
   values = values.reshape((n, 4) + src_y.shape[1:] + (c,))

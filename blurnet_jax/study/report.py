@@ -182,7 +182,9 @@ def oracle_blocks(report: dict | None, figures: dict) -> list[Any]:
   if not report:
     return blocks + [_not_run_stage("table1")]
   blocks.append(R.Paragraph(
-      "The RP2 authors' LISA-trained model (91% on LISA's own test split) "
+      "The RP2 authors' LISA-trained model "
+      f"({100 * slides.table2_row('baseline')['legit_acc']:.0f}% on LISA's "
+      "own test split, the slides' baseline) "
       "classifies the synthetic test split at "
       f"{100 * report['accuracy']:.1f}% over classes 1-17, each class "
       f"weighted equally ({report['images']} images)"
@@ -191,7 +193,8 @@ def oracle_blocks(report: dict | None, figures: dict) -> list[Any]:
          "mapping.txt read literally the accuracy is "
          f"{100 * report['accuracy_mapping_txt']:.1f}%"
          if "output_classes" in report else "")
-      + ". Goal: 70% over classes 1-17 and 20% on every class. The model "
+      + f". Goal: {oracle.GOAL_ACCURACY:.0%} over classes 1-17 and "
+      f"{oracle.GOAL_PER_CLASS:.0%} on every class. The model "
       "is a measurement, never a training signal of the generator."))
   front = report.get("front_on", {})
   rows = [[name, 100 * value,
