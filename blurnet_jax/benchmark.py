@@ -138,7 +138,7 @@ def grid_throughput(apply_fn, params, images: np.ndarray, mask: np.ndarray, *,
   eval_s = time.perf_counter() - t0
   wall = timings["run_s"]
   images_per_s = len(targets) * len(images) * num_transforms * steps / wall
-  summary = attack_grid.summarize(rows)
+  summary = attack_grid.average_and_worst(rows)
   return {
       "bench": "rp2grid", "impl": f"blurnet_jax (chunk {chunk or 'all'})",
       "chunk": chunk, "targets": len(targets), "victims": len(images),

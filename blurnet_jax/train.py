@@ -35,7 +35,7 @@ from blurnet_jax import distributed
 from blurnet_jax.jsonio import write_json
 from blurnet_jax import losses
 from blurnet_jax import models
-from blurnet_jax.classes import STOP
+from blurnet_jax.classes import IMAGE_SHAPE, STOP
 from blurnet_jax.data import datasets
 from blurnet_jax.data import pipeline
 from blurnet_jax.data import rp2_assets
@@ -135,7 +135,7 @@ def create_train_state(config: ml_collections.ConfigDict, model: models.LisaCNN,
   the same `tx` object share one compiled `train_step`; pass it when making
   several states of one config.
   """
-  params = model.init(rng, jnp.zeros((1, 32, 32, 3), jnp.float32))["params"]
+  params = model.init(rng, jnp.zeros((1, *IMAGE_SHAPE), jnp.float32))["params"]
   if config.get("init", "scratch") == "rp2":
     pretrained = rp2_assets.params_from_rp2(
         rp2_assets.rp2_dir(config.get("rp2_dir", "")) / "rp2_lisa_cnn.npz")

@@ -12,7 +12,7 @@ nothing here trains, reads files or draws.
 
 from blurnet_jax.attacks.grid import (ALL_TARGETS, attack_targets,
                                       evaluate_targets, parse_targets,
-                                      summarize)
+                                      average_and_worst)
 from blurnet_jax.attacks.pgd import PGDConfig, pgd_attack
 from blurnet_jax.attacks.rp2 import (
     DEFAULT_PRINTABLE_COLORS,
@@ -55,7 +55,7 @@ __all__ = [
     "rp2_loss",
     "square_attack",
     "success_under_transforms",
-    "summarize",
+    "average_and_worst",
     "targeted_success",
     "view",
 ]

@@ -5,7 +5,7 @@
   rows, predictions = evaluate_targets(apply_fn, params, victims,
                                        out["adversarial"], [1, 5, 12], key,
                                        eval_transforms=10)
-  summarize(rows)  # average and worst success over the targets
+  average_and_worst(rows)  # average and worst success over the targets
 
 Targets go through one compiled program per chunk (`jax.vmap` over the
 target axis, split over every device of the job: the local ones, and those
@@ -274,7 +274,7 @@ def evaluate_targets(apply_fn: ApplyFn, params: Any, images: np.ndarray,
   return rows, np.stack(preds)
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
+def average_and_worst(rows: list[dict[str, Any]]) -> dict[str, float]:
   """Average and worst (max over targets: where the attack does best)."""
   out = {}
   for k in ("success", "targeted_success", "transform_success",

@@ -2,7 +2,8 @@
 
 from blurnet_jax.data.common import features, to_float
 from blurnet_jax.data.datasets import (SyntheticSigns, SyntheticSignsConfig,
-                                       load_split, prepare_synthetic, summarize)
+                                       count_examples, load_split,
+                                       prepare_synthetic)
 from blurnet_jax.data.lisa import (Lisa, LisaConfig, crop_box, prepare_lisa,
                                    read_annotations, split_records)
 from blurnet_jax.data.masks import (BUILTIN_MASKS, camouflage_mask, get_mask,

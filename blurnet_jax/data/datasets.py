@@ -158,7 +158,7 @@ def prepare_synthetic(data_dir: epath.PathLike, *, train_per_class: int = 2000,
   builder.download_and_prepare()
   seconds = time.perf_counter() - start
   total = (train_per_class + test_per_class) * NUM_CLASSES
-  summary = summarize(builder)
+  summary = count_examples(builder)
   summary.update(
       prepare_seconds=round(seconds, 2),
       prepared_images_per_second=round(total / seconds, 1),
@@ -169,8 +169,8 @@ def prepare_synthetic(data_dir: epath.PathLike, *, train_per_class: int = 2000,
   return builder
 
 
-def summarize(builder: tfds.core.DatasetBuilder,
-              num_classes: int = NUM_CLASSES) -> dict:
+def count_examples(builder: tfds.core.DatasetBuilder,
+                   num_classes: int = NUM_CLASSES) -> dict:
   """Examples per class and split of a prepared builder."""
   out = {"name": builder.name, "config": builder.builder_config.name,
          "path": str(builder.data_path), "splits": {}}

@@ -153,7 +153,7 @@ def run_attack(config: ml_collections.ConfigDict,
       "mask": f"{config.mask} ({float(mask.mean()):.1%} of pixels)",
       "clean_stop_rate": round(float(np.mean(clean == STOP)), 6),
       "targets": rows,
-      "summary": grid.summarize(rows),
+      "summary": grid.average_and_worst(rows),
       "slides_baseline": {k: slides.table2_row("baseline")[k] for k in (
           "avg_success", "worst_success", "l2_distortion")},
       "seconds": round(seconds, 2),

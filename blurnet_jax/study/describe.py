@@ -31,7 +31,7 @@ def prepare_and_describe(config, workdir: epath.PathLike) -> dict:
            else None)
   # A set prepared by `prepare_synthetic` was summarised then; reuse that
   # rather than read every example again.
-  summary = datasets.summarize(builder, labels_space.num_classes) if first is None else {
+  summary = datasets.count_examples(builder, labels_space.num_classes) if first is None else {
       k: first[k] for k in ("name", "config", "path", "splits")}
   summary["class_names"] = list(labels_space.class_names)
   total = sum(s["examples"] for s in summary["splits"].values())

@@ -276,7 +276,7 @@ def run_real(config: ml_collections.ConfigDict,
   results: dict[str, Any] = {}
   with stage("data"):
     builder = train.prepare_data(config.data)  # process 0 first
-    summary = datasets.summarize(builder)
+    summary = datasets.count_examples(builder)
     study["data"] = {k: summary[k] for k in ("name", "config", "path")} | {
         split: v["examples"] for split, v in summary["splits"].items()}
     print(f"data: {builder.info.full_name} at {builder.data_dir}: "

@@ -245,7 +245,7 @@ def measure(apply_fn, params, images, mask, key, rc, *,
   Returns {'gradients': the gradient check, 'outcomes': a tree of arrays
   whose last axis is the victims (1.0 = not classified as stop; under EOT
   the share of transforms), '_adversarial': the images that the transfer
-  matrix shows to other models}. `summarize` turns the outcomes of one or
+  matrix shows to other models}. `pool_members` turns the outcomes of one or
   more members (seeds, attack keys) into figures with intervals.
   """
   images = np.asarray(images, np.float32)
@@ -353,7 +353,7 @@ def _rate(stack: np.ndarray) -> tuple[list, list, list]:
   return out  # scalars when there are no middle axes
 
 
-def summarize(measured: list[dict[str, Any]], rc) -> dict[str, Any]:
+def pool_members(measured: list[dict[str, Any]], rc) -> dict[str, Any]:
   """The checklist's figures of one model from its members' `measure`
   results (seeds of a trained variant, or attack keys on one model): each
   rate the mean over members and victims with 'ci_low'/'ci_high' beside
@@ -403,7 +403,7 @@ def evaluate_members(apply_fn, members, images, mask, key, rc, *,
   """The checklist on one model: `measure` on each member (params of one
   seed; the same params repeated for attack keys only), member j with the
   key `fold_in(key, j)`, so member j of every model meets the same attack
-  randomness, then `summarize`. The images of member 0 go to the transfer
+  randomness, then `pool_members`. The images of member 0 go to the transfer
   matrix ('_adversarial', not for JSON)."""
   measured = []
   for j, params in enumerate(members):
@@ -412,7 +412,7 @@ def evaluate_members(apply_fn, members, images, mask, key, rc, *,
     measured.append(measure(apply_fn, params, images, mask,
                             jax.random.fold_in(key, j), rc, sticker=sticker,
                             desc=label))
-  out = summarize(measured, rc)
+  out = pool_members(measured, rc)
   out["_adversarial"] = measured[0]["_adversarial"]
   return out
 

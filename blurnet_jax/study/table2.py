@@ -45,7 +45,7 @@ def whitebox(apply_fn, params, images, mask, key, *, targets, steps: int,
                                             eval_transforms=eval_transforms,
                                             labels=labels)
   clean = models.predict(apply_fn, params, images)
-  s = grid.summarize(rows)
+  s = grid.average_and_worst(rows)
   return {"avg_success": s["average_success"],
           "worst_success": s["worst_success"],
           "l2_distortion": s["average_l2"],
