@@ -11,7 +11,7 @@ import json
 from absl import app
 from absl import flags
 
-from blurnet_jax.data import synthetic
+from blurnet_jax import benchmark
 
 _PER_CLASS = flags.DEFINE_integer("per_class", 500,
                                   "images per class of each timed split")
@@ -24,9 +24,9 @@ _SEED = flags.DEFINE_integer("seed", 0, "seed of the first timed run")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  result = synthetic.benchmark(_PER_CLASS.value, workers=_WORKERS.value,
+  result = benchmark.render_speed(_PER_CLASS.value, workers=_WORKERS.value,
                                repeats=_REPEATS.value, seed=_SEED.value)
-  print(synthetic.format_benchmark(result))
+  print(benchmark.format_render_speed(result))
   print(json.dumps(result))
 
 

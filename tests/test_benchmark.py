@@ -55,3 +55,15 @@ def test_train_throughput_runs_the_real_step():
   row = benchmark.train_throughput(batch=8, steps=2, warmup=1)
   assert row["bench"] == "train" and row["images_per_s"] > 0
   assert row["impl"] == "blurnet_jax (auto)"
+
+
+def test_render_speed_counts_what_it_renders():
+  result = benchmark.render_speed(1, workers=2, repeats=1)
+  assert result["images"] == 18 and result["chunk"] == 512
+  assert [r["workers"] for r in result["results"]] == [1, 2]
+  assert all(r["best"] > 0 and r["runs"] == [r["best"]]
+             for r in result["results"])
+  table = benchmark.format_render_speed(result)
+  assert table.splitlines()[0].split()[0] == "workers"
+  with pytest.raises(ValueError, match="per_class must be an integer >= 1"):
+    benchmark.render_speed(0)
