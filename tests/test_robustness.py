@@ -164,12 +164,16 @@ def test_physical_curves_start_from_the_images_as_they_are():
   params, x = linear_params(), images(6)
   rc = tiny_block()
   stickered = np.clip(x + 0.2 * stripe_mask(), 0, 1)
-  curves = robustness.physical_curves(linear_apply, params, x, stickered, rc)
+  outcomes = robustness.physical_outcomes(linear_apply, params, x, stickered,
+                                          rc)
+  angles, distances = robustness._physical_settings(rc)  # pylint: disable=protected-access
   fooled = lambda im: float(np.mean(np.argmax(linear_apply(params, im), -1)
                                     != STOP))
-  assert curves["angles"][0] == 0 and curves["distances"][0] == 32
-  assert curves["clean_angle"][0] == pytest.approx(fooled(x))
-  assert curves["perturbed_distance"][0] == pytest.approx(fooled(stickered))
+  assert angles[0] == 0 and distances[0] == 32
+  assert outcomes["clean_angle"].shape == (len(angles), 6)
+  assert outcomes["clean_angle"][0].mean() == pytest.approx(fooled(x))
+  assert outcomes["perturbed_distance"][0].mean() == pytest.approx(
+      fooled(stickered))
 
 
 def test_members_pool_into_means_with_intervals():

@@ -250,7 +250,6 @@ def measure(apply_fn, params, images, mask, key, rc, *,
   """
   images = np.asarray(images, np.float32)
   budgets, reference, steps = _settings(rc)
-  keys = iter(jax.random.split(key, 16))
   cfgs = attack_configs(rc)
   x = jnp.asarray(images)
   gradients = gradient_check(apply_fn, params, images)
@@ -465,17 +464,6 @@ def physical_outcomes(apply_fn, params, clean, perturbed, rc
     out[f"{name}_distance"] = np.stack([not_stop(
         apply_fn, params, transforms.at_distance(images, d))
         for d in distances])
-  return out
-
-
-def physical_curves(apply_fn, params, clean, perturbed, rc) -> dict[str, Any]:
-  """Not-stop rates of the clean and the perturbed victims, seen from each
-  viewing angle (yaw) and at each distance (sign width in pixels)."""
-  angles, distances = _physical_settings(rc)
-  out = {"angles": angles, "distances": distances}
-  for name, v in physical_outcomes(apply_fn, params, clean, perturbed,
-                                   rc).items():
-    out[name] = v.mean(-1).tolist()
   return out
 
 
