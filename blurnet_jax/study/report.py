@@ -216,11 +216,28 @@ def oracle_blocks(report: dict | None, figures: dict) -> list[Any]:
 
 def study_blocks(config, results: dict[str, Any]) -> list[Any]:
   """The blocks of the study's report, from its JSON results (see
-  `load_results`)."""
+  `load_results`): one section after another."""
+  figures = results["study"]["figures"]
+  return (_intro_blocks(config, results) + _table1_blocks(config, results)
+          + _table2_blocks(results) + _lisa_blocks(config, results)
+          + _spectral_blocks(config, results)
+          + [R.Heading("Alpha sweeps")]
+          + ([_sweep_block(results["sweep"])] + figures_of(figures, "sweep")
+             if "sweep" in results else [_not_run_stage("sweep")])
+          + _robustness_section(config, results)
+          + [R.Heading("Wall time per stage"),
+             R.Table(["stage", "seconds"],
+                     [[k, v] for k, v in results["stages"].items()],
+                     formats={"seconds": ".1f"}),
+             R.Heading("Config"),
+             R.Code(json.dumps(config.to_dict(), indent=2), "json")])
+
+
+def _intro_blocks(config, results: dict[str, Any]) -> list[Any]:
+  """The run, the findings, the settings that differ from the slides."""
   meta = results["study"]
-  figures = meta["figures"]
   env = meta["environment"]
-  blocks: list[Any] = [
+  return [
       R.Paragraph(f"Run `{config.name}` of `launch.reproduce`, seed "
                   f"{config.seed}; jax {env['jax']}, flax {env['flax']}, "
                   f"optax {env['optax']}, backend {env['backend']} "
@@ -230,6 +247,13 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
       *findings_blocks(results.get("findings")),
       R.Heading("Settings that differ from the slides"),
       R.Bullets(reductions(config)),
+  ]
+
+
+def _table1_blocks(config, results: dict[str, Any]) -> list[Any]:
+  """Table 1 per data set, the reading the slides follow, its figures."""
+  figures = results["study"]["figures"]
+  blocks: list[Any] = [
       R.Heading("Table 1: black-box transfer"),
       R.Paragraph(
           "The camouflage perturbation made on the undefended model, shown "
@@ -268,6 +292,14 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
             "(before/after the ReLU) move the box rows by at most 5 points."
             if rd["kernels_beyond_5_points"] else "")))
   blocks += figures_of(figures, "table1")
+  return blocks
+
+
+def _table2_blocks(results: dict[str, Any]) -> list[Any]:
+  """Table 2, the proxy's reading by the RP2 model, Table 2 at the proxy."""
+  meta = results["study"]
+  figures = meta["figures"]
+  blocks: list[Any] = []
   blocks += [
       R.Heading("Table 2: white-box RP2"),
       R.Paragraph(
@@ -297,7 +329,12 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
         table2_block(results["table2"] + rows,
                       "Table 2 at the default and at the proxy setting")]
   blocks += figures_of(figures, "table2")
-  blocks += [R.Heading("Table 2, LISA-initialised arm")]
+  return blocks
+
+
+def _lisa_blocks(config, results: dict[str, Any]) -> list[Any]:
+  """The LISA-initialised arm."""
+  blocks: list[Any] = [R.Heading("Table 2, LISA-initialised arm")]
   if "lisa" in results:
     L = config.lisa
     blocks += [R.Paragraph(
@@ -316,7 +353,13 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
         table2_block(results["lisa"], "LISA-initialised arm")]
   else:
     blocks.append(_not_run_stage("lisa"))
-  blocks += [R.Heading("Spectral analysis")]
+  return blocks
+
+
+def _spectral_blocks(config, results: dict[str, Any]) -> list[Any]:
+  """High-frequency shares per layer and the spectra."""
+  figures = results["study"]["figures"]
+  blocks: list[Any] = [R.Heading("Spectral analysis")]
   if "spectral" in results:
     blocks += [
         R.Paragraph(f"Share of spectral power above radius "
@@ -328,24 +371,19 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
     ] + figures_of(figures, "spectral")
   else:
     blocks.append(_not_run_stage("spectral"))
-  blocks += [R.Heading("Alpha sweeps")]
-  blocks += ([_sweep_block(results["sweep"])] + figures_of(figures, "sweep")
-             if "sweep" in results else [_not_run_stage("sweep")])
-  blocks += [R.Heading("Robustness checks (beyond the slides)")]
+  return blocks
+
+
+def _robustness_section(config, results: dict[str, Any]) -> list[Any]:
+  """The checklist, or a line saying it did not run."""
+  figures = results["study"]["figures"]
+  blocks: list[Any] = [R.Heading("Robustness checks (beyond the slides)")]
   if "robustness" in results:
     blocks += robustness_blocks(results["robustness"],
                                 figures_of(figures, "robustness"),
                                 config.robustness)
   else:
     blocks.append(_not_run_stage("robustness"))
-  blocks += [
-      R.Heading("Wall time per stage"),
-      R.Table(["stage", "seconds"],
-              [[k, v] for k, v in results["stages"].items()],
-              formats={"seconds": ".1f"}),
-      R.Heading("Config"),
-      R.Code(json.dumps(config.to_dict(), indent=2), "json"),
-  ]
   return blocks
 
 
