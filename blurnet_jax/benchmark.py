@@ -261,15 +261,18 @@ def data_throughput(per_class: int, workers: int) -> dict[str, Any]:
           "workers": [r["workers"] for r in result["results"]]}
 
 
-def _chunks(spec: str) -> list[int]:
-  if spec == "auto":  # the backend's default chunk, and all targets at once
+def _chunks(spec) -> list[int]:
+  """Targets per program to time: `spec`, or () for the backend's default
+  chunk and all targets at once."""
+  if not spec:
     default = attack_grid.AUTO_CHUNK.get(jax.default_backend(), 0)
     return sorted({default, 0}, reverse=True)
-  try:
-    return [int(c) for c in spec.split(",")]
-  except ValueError:
-    raise ValueError(f"grid_chunks={spec!r} is not 'auto' or a comma list of "
-                     "ints (0: all targets in one program)") from None
+  if any(isinstance(c, bool) or not isinstance(c, int) or c < 0
+         for c in spec):
+    raise ValueError(f"grid_chunks={tuple(spec)!r} must be a tuple of ints "
+                     ">= 0 (0: all targets in one program), or () for the "
+                     "backend's")
+  return list(spec)
 
 
 def run_benchmark(config: ml_collections.ConfigDict,
@@ -279,11 +282,11 @@ def run_benchmark(config: ml_collections.ConfigDict,
   `benchmark.json` (every run, the medians, the ratios, the environment).
   """
   workdir = epath.Path(workdir)
-  sections = [s for s in config.sections.split(",") if s]
+  sections = list(config.sections)
   unknown = set(sections) - {"train", "grid", "data"}
-  if unknown:
-    raise ValueError(f"unknown sections {sorted(unknown)}; use a comma list "
-                     "of train, grid, data")
+  if unknown or isinstance(config.sections, str):
+    raise ValueError(f"sections={config.sections!r}: give a tuple of train, "
+                     "grid, data, e.g. --config.sections='(\"grid\",)'")
   ref_dir = config.reference_dir
   if ref_dir and not os.path.isfile(os.path.join(ref_dir, "jax_ref.py")):
     raise ValueError(f"reference_dir={ref_dir!r} has no jax_ref.py; give the "
@@ -323,12 +326,12 @@ def run_benchmark(config: ml_collections.ConfigDict,
                    reference(s, ["--train", "--steps", str(config.train_steps)],
                              python=p)))
     if "grid" in sections:
-      for mode in (f"--{m}" for m in config.reference_modes.split(",")):
+      for mode in (f"--{m}" for m in config.reference_modes):
         jobs.append((f"{name} reference grid {mode[2:]}",
                      lambda s=script, p=python, m=mode:
                      reference(s, [*grid_args, m], python=p)))
   if "train" in sections:
-    for impl in config.conv_impls.split(","):
+    for impl in config.conv_impls:
       jobs.append((f"train ({impl})", lambda i=impl: train_throughput(
           conv_impl=i, batch=config.batch, steps=config.train_steps)))
   if "grid" in sections:

@@ -4,7 +4,7 @@ r"""Speed of training, the RP2 white-box grid and the data, beside references.
     python -m launch.benchmark --config=configs/benchmark.py:runlocal \
         --workdir=/tmp/b
     python -m launch.benchmark --config=configs/benchmark.py \
-        --config.sections=grid --config.grid_steps=30 --config.repeats=3 \
+        --config.sections='("grid",)' --config.grid_steps=30 --config.repeats=3 \
         --config.torch_python=/path/to/venv-with-torch/bin/python \
         --workdir=/tmp/b
 
@@ -34,12 +34,12 @@ def _existing(path: Path) -> str:
 def get_config(arg=None):
   arg = parse_arg(arg, runlocal=False)
   c = ml_collections.ConfigDict()
-  c.sections = "train,grid,data"  # comma list of train, grid, data
+  c.sections = ("train", "grid", "data")  # any of these
   c.repeats = 1  # interleaved repetitions; the report gives medians
   # train: the jitted train step, batch of random images.
   c.batch = 128
   c.train_steps = 60  # timed steps (after 5 untimed ones)
-  c.conv_impls = "auto,xla"  # LisaCNN.conv_impl values to time
+  c.conv_impls = ("auto", "xla")  # LisaCNN.conv_impl values to time
   # grid: 17 targets x victims x num_transforms x grid_steps.
   # The RP2 model, its camouflage mask and (victims='rp2') its 40 real
   # victims, from the packaged assets or rp2_dir; victims='synthetic': 40
@@ -48,9 +48,9 @@ def get_config(arg=None):
   c.victims = "rp2"
   c.grid_steps = 10
   c.num_transforms = 8
-  # 'auto': chunks of 1 and of all targets on a CPU, all on an accelerator;
-  # or a comma list of targets per program (0 = all 17).
-  c.grid_chunks = "auto"
+  # Targets per program to time, e.g. (1, 0) (0 = all 17); () = the
+  # backend's: 1 and all on a CPU, all on an accelerator.
+  c.grid_chunks = ()
   # 'reference': the reference scripts' transforms (like for like);
   # 'physical': the project's default physical transforms.
   c.grid_transforms = "reference"
@@ -60,7 +60,7 @@ def get_config(arg=None):
   c.reference_dir = _existing(_BENCH)
   c.torch_python = ""  # interpreter with torch; '' = this one
   # The references' grid forms: all targets in one vmap, one at a time.
-  c.reference_modes = "batched,sequential"
+  c.reference_modes = ("batched", "sequential")
   if arg.runlocal:
     c.train_steps = 10
     c.grid_steps = 2

@@ -67,3 +67,16 @@ def test_render_speed_counts_what_it_renders():
   assert table.splitlines()[0].split()[0] == "workers"
   with pytest.raises(ValueError, match="per_class must be an integer >= 1"):
     benchmark.render_speed(0)
+
+
+def test_lists_are_tuples_and_bad_ones_say_so():
+  from configs import benchmark as benchmark_configs  # pylint: disable=g-import-not-at-top
+  c = benchmark_configs.get_config("runlocal")
+  assert c.sections == ("train", "grid", "data") and c.grid_chunks == ()
+  assert benchmark._chunks((1, 0)) == [1, 0]  # pylint: disable=protected-access
+  assert 0 in benchmark._chunks(())  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match=r"grid_chunks=\('1',\) must be"):
+    benchmark._chunks(("1",))  # pylint: disable=protected-access
+  c.sections = ("gird",)
+  with pytest.raises(ValueError, match=r"sections=\('gird',\): give a tuple"):
+    benchmark.run_benchmark(c, "/nonexistent")
