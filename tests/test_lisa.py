@@ -1,4 +1,5 @@
-"""Tests of the LISA builder on a tiny synthetic LISA-shaped folder."""
+"""Tests of the LISA annotation reader, cropper and builder on a tiny
+synthetic LISA-shaped folder."""
 
 import logging
 import os
@@ -9,6 +10,8 @@ import pytest
 
 from blurnet_jax import classes
 from blurnet_jax.data import lisa
+from blurnet_jax.data import lisa_annotations
+from blurnet_jax.data import lisa_examples
 
 HEIGHT, WIDTH = 120, 160
 BACKGROUND = (30, 30, 30)
@@ -91,7 +94,7 @@ def _make_lisa(folder):
     path = folder / filename
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(frame).save(path)
-  lines = [";".join(lisa.HEADER)]
+  lines = [";".join(lisa_annotations.HEADER)]
   for line, row in enumerate(rows, start=2):
     row["line"] = line
     row["group"] = (f"track:{row['origin']}|{row['track']}" if row["track"]
@@ -99,7 +102,7 @@ def _make_lisa(folder):
     coords = row["raw"] or tuple(str(v) for v in row["box"])
     lines.append(";".join((row["filename"], row["tag"], *coords, "0,0",
                            row["origin"], "17", row["track"], "3")))
-  (folder / lisa.CSV_NAME).write_text("\n".join(lines) + "\n")
+  (folder / lisa_annotations.CSV_NAME).write_text("\n".join(lines) + "\n")
   return rows
 
 
@@ -119,7 +122,7 @@ def _kept(rows):
 def test_read_annotations_labels_and_drops(lisa_dir, caplog):
   manual, rows = lisa_dir
   with caplog.at_level(logging.WARNING):
-    records = lisa.read_annotations(manual)
+    records = lisa_annotations.read_annotations(manual)
   kept = _kept(rows)
   assert [r.row for r in records] == [r["line"] for r in kept]
   for record, row in zip(records, kept):
@@ -131,16 +134,16 @@ def test_read_annotations_labels_and_drops(lisa_dir, caplog):
   assert DROPPED_TAG not in {r.tag for r in records}
   assert "skipped 2 malformed rows" in caplog.text
 
-  with_other = lisa.read_annotations(manual, other_tags=True)
+  with_other = lisa_annotations.read_annotations(manual, other_tags=True)
   assert len(with_other) == len(records) + 1
   assert [r.label for r in with_other if r.tag == DROPPED_TAG] == [0]
 
 
 def test_crops_land_where_the_csv_says(lisa_dir, caplog):
   manual, rows = lisa_dir
-  records = lisa.read_annotations(manual)
+  records = lisa_annotations.read_annotations(manual)
   with caplog.at_level(logging.WARNING):
-    examples = list(lisa.generate_examples(records))
+    examples = list(lisa_examples.generate_examples(records))
   # Only the box in the missing frame is lost.
   drawn = [r for r in _kept(rows) if not r["filename"].startswith("missing")]
   assert len(examples) == len(drawn)
@@ -160,16 +163,16 @@ def test_crop_margin():
   colour = (200, 60, 120)
   frame[30:70, 40:80] = colour  # Box (40, 30, 79, 69), 40x40 px.
   box = (40, 30, 79, 69)
-  whole = lisa.crop_box(frame, box, margin=0.0)
+  whole = lisa_examples.crop_box(frame, box, margin=0.0)
   assert (np.abs(whole.astype(int) - colour) <= 2).all()
   for margin in (0.1, 0.25, 0.5):
-    crop = lisa.crop_box(frame, box, margin=margin)
+    crop = lisa_examples.crop_box(frame, box, margin=margin)
     expected = 32 / (1 + 2 * margin)
     inside = _closer_to(crop[16], colour, BACKGROUND).sum()
     assert abs(inside - expected) <= 1.5, (margin, inside)
     inside = _closer_to(crop[:, 16], colour, BACKGROUND).sum()
     assert abs(inside - expected) <= 1.5, (margin, inside)
-  crop = lisa.crop_box(frame, box, margin=0.5)
+  crop = lisa_examples.crop_box(frame, box, margin=0.5)
   for y, x in ((0, 0), (1, 16), (16, 1), (30, 30)):
     assert _near(crop[y, x], BACKGROUND, tol=6), (y, x, crop[y, x])
 
@@ -178,7 +181,7 @@ def test_crop_margin_clipped_at_frame_border():
   frame = np.full((HEIGHT, WIDTH, 3), BACKGROUND, np.uint8)
   colour = (40, 220, 90)
   frame[40:70, 0:30] = colour  # Box touching the left edge.
-  crop = lisa.crop_box(frame, (0, 40, 29, 69), margin=0.5)
+  crop = lisa_examples.crop_box(frame, (0, 40, 29, 69), margin=0.5)
   # Window x in [0, 45): no padding, the box fills the left 2/3.
   assert _near(crop[16, 0], colour)
   assert _near(crop[16, 31], BACKGROUND, tol=6)
@@ -190,15 +193,15 @@ def test_crop_margin_clipped_at_frame_border():
 
   frame[:] = BACKGROUND
   frame[-30:, -30:] = colour  # Box in the bottom-right corner.
-  crop = lisa.crop_box(frame, (WIDTH - 30, HEIGHT - 30, WIDTH - 1,
-                               HEIGHT - 1), margin=0.5)
+  crop = lisa_examples.crop_box(frame, (WIDTH - 30, HEIGHT - 30, WIDTH - 1,
+                                        HEIGHT - 1), margin=0.5)
   assert _near(crop[31, 31], colour) and _near(crop[0, 0], BACKGROUND, tol=6)
 
 
 def test_split_is_by_track(lisa_dir):
   manual, _ = lisa_dir
-  records = lisa.read_annotations(manual)
-  splits = lisa.split_records(records, test_fraction=0.2)
+  records = lisa_annotations.read_annotations(manual)
+  splits = lisa_annotations.split_records(records, test_fraction=0.2)
   assert splits["train"] and splits["test"]
   assert len(splits["train"]) + len(splits["test"]) == len(records)
   train_groups = {r.group for r in splits["train"]}
@@ -210,7 +213,7 @@ def test_split_is_by_track(lisa_dir):
       if record.group.startswith("track:") and "missing" not in record.group:
         assert sum(r.group == record.group for r in side) == 2
   # Deterministic: the hash depends only on the key.
-  again = lisa.split_records(records, test_fraction=0.2)
+  again = lisa_annotations.split_records(records, test_fraction=0.2)
   assert again == splits
 
 
@@ -230,8 +233,8 @@ def test_builder_end_to_end(lisa_dir, tmp_path):
   sources = builder.as_data_source()
   assert set(sources) == {"train", "test"}
 
-  records = lisa.read_annotations(manual)
-  expected = lisa.split_records(records, 0.2)
+  records = lisa_annotations.read_annotations(manual)
+  expected = lisa_annotations.split_records(records, 0.2)
   for side in ("train", "test"):
     examples = _read_all(sources[side])
     assert examples
@@ -239,7 +242,7 @@ def test_builder_end_to_end(lisa_dir, tmp_path):
       assert example["image"].dtype == np.uint8
       assert example["image"].shape == (32, 32, 3)
       assert isinstance(example["label"], (int, np.integer))
-    want = [e for _, e in lisa.generate_examples(expected[side])]
+    want = [e for _, e in lisa_examples.generate_examples(expected[side])]
     assert _crop_set(examples) == _crop_set(want)
 
 
@@ -282,7 +285,7 @@ def test_no_manual_dir(tmp_path):
                       file_format="array_record")
   with pytest.raises(FileNotFoundError, match="no manual_dir given") as e:
     builder.download_and_prepare()
-  assert _one_line(e) and lisa.CSV_NAME in str(e.value)
+  assert _one_line(e) and lisa_annotations.CSV_NAME in str(e.value)
   assert not (tmp_path / "tfds" / "lisa").exists()
 
 
@@ -296,7 +299,8 @@ def test_folder_without_csv(tmp_path, make):
     lisa.prepare_lisa(manual, tmp_path / "tfds")
   message = str(e.value)
   assert _one_line(e)
-  assert lisa.CSV_NAME in message and lisa.HOMEPAGE in message
+  assert lisa_annotations.CSV_NAME in message
+  assert lisa_annotations.HOMEPAGE in message
   assert str(manual) in message and "manual_dir" in message
   assert not (tmp_path / "tfds" / "lisa").exists()
 
@@ -304,38 +308,39 @@ def test_folder_without_csv(tmp_path, make):
 def test_malformed_header(tmp_path):
   manual = tmp_path / "manual"
   manual.mkdir()
-  header = ";".join(lisa.HEADER).replace("Occluded,On another road",
-                                          "Occluded;On another road")
+  header = ";".join(lisa_annotations.HEADER).replace(
+      "Occluded,On another road", "Occluded;On another road")
   row = "x.png;stop;1;2;3;4;0,0;a;1;t;1"
-  (manual / lisa.CSV_NAME).write_text(f"{header}\n{row}\n")
+  (manual / lisa_annotations.CSV_NAME).write_text(f"{header}\n{row}\n")
   with pytest.raises(ValueError, match="header") as e:
-    lisa.read_annotations(manual)
+    lisa_annotations.read_annotations(manual)
   assert _one_line(e)
   with pytest.raises(ValueError, match="header"):
     lisa.prepare_lisa(manual, tmp_path / "tfds")
   assert not (tmp_path / "tfds" / "lisa").exists()
-  (manual / lisa.CSV_NAME).write_text("")
+  (manual / lisa_annotations.CSV_NAME).write_text("")
   with pytest.raises(ValueError, match="header"):
-    lisa.read_annotations(manual)
+    lisa_annotations.read_annotations(manual)
 
 
 def test_ambiguous_csv(tmp_path):
   for sub in ("a", "b"):
     (tmp_path / sub).mkdir()
-    (tmp_path / sub / lisa.CSV_NAME).write_text(";".join(lisa.HEADER) + "\n")
+    (tmp_path / sub / lisa_annotations.CSV_NAME).write_text(
+        ";".join(lisa_annotations.HEADER) + "\n")
   with pytest.raises(ValueError, match="Several") as e:
-    lisa.find_annotations_csv(tmp_path)
+    lisa_annotations.find_annotations_csv(tmp_path)
   assert _one_line(e)
 
 
 def test_bad_arguments(tmp_path):
   frame = np.zeros((20, 20, 3), np.uint8)
   cases = [
-      lambda: lisa.crop_box(frame.astype(np.float32), (1, 1, 5, 5)),
-      lambda: lisa.crop_box(frame[..., 0], (1, 1, 5, 5)),
-      lambda: lisa.crop_box(frame, (1, 1, 5, 5), margin=-0.1),
-      lambda: lisa.crop_box(frame, (5, 1, 1, 5)),
-      lambda: lisa.crop_box(frame, (30, 30, 40, 40)),
+      lambda: lisa_examples.crop_box(frame.astype(np.float32), (1, 1, 5, 5)),
+      lambda: lisa_examples.crop_box(frame[..., 0], (1, 1, 5, 5)),
+      lambda: lisa_examples.crop_box(frame, (1, 1, 5, 5), margin=-0.1),
+      lambda: lisa_examples.crop_box(frame, (5, 1, 1, 5)),
+      lambda: lisa_examples.crop_box(frame, (30, 30, 40, 40)),
       lambda: lisa.LisaConfig(test_fraction=0.0),
       lambda: lisa.LisaConfig(test_fraction=1.5),
       lambda: lisa.LisaConfig(margin=-1.0),

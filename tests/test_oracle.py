@@ -10,6 +10,8 @@ from blurnet_jax.data import datasets
 from blurnet_jax.study import oracle
 from blurnet_jax.data import rp2_assets
 from blurnet_jax.data import synthetic
+from blurnet_jax.data import synthetic_pixels
+from blurnet_jax.data import synthetic_scene
 
 # ---------------------------------------------------------------- the measure
 
@@ -114,11 +116,12 @@ def test_corruption_zero_is_the_scene_without_the_camera():
   key = jax.random.key(3)
   clean = synthetic.render(labels, key, corruption=0.0, workers=1)
   taps, offsets, counts = synthetic._bank_arrays()
-  rnd = synthetic._random(jax.random.fold_in(key, 0), synthetic.CHUNK)
-  s0 = synthetic._scene(labels, rnd, offsets, counts, victim=False,
-                        strength=0.0)
-  s1 = synthetic._scene(labels, rnd, offsets, counts, victim=False,
-                        strength=1.0)
+  rnd = synthetic_scene.chunk_draws(jax.random.fold_in(key, 0),
+                                    synthetic.CHUNK)
+  s0 = synthetic_scene.scene_parameters(labels, rnd, offsets, counts,
+                                        victim=False, strength=0.0)
+  s1 = synthetic_scene.scene_parameters(labels, rnd, offsets, counts,
+                                        victim=False, strength=1.0)
   for k in ("blur_sigma", "blur_length", "noise_sigma", "noise_shot", "haze",
             "shadow_depth"):
     assert float(np.abs(np.asarray(s0[k])).max()) == 0.0, k
@@ -132,11 +135,11 @@ def test_corruption_zero_is_the_scene_without_the_camera():
   for k in ("warp", "tidx", "gain", "bg_c0", "grey", "saturation"):
     np.testing.assert_array_equal(np.asarray(s0[k]), np.asarray(s1[k]))
   # The image is the exposure, quantised: no blur, noise, JPEG or resize.
-  m = synthetic._planes(s0)
-  bg = synthetic._background(s0, m)
-  img = synthetic._compose(s0, m, synthetic._sign(taps, m), bg,
-                           synthetic._flip(bg))
-  img = np.asarray(synthetic._contrast(s0, img))
+  m = synthetic_pixels.planes(s0)
+  bg = synthetic_pixels.background(s0, m)
+  img = synthetic_pixels.compose(s0, m, synthetic_pixels.sign(taps, m), bg,
+                                 synthetic_pixels.flip(bg))
+  img = np.asarray(synthetic_pixels.contrast(s0, img))
   expected = np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
   np.testing.assert_array_equal(clean, expected.transpose(0, 2, 3, 1))
   # At strength 1 the camera changes most images.
@@ -146,13 +149,13 @@ def test_corruption_zero_is_the_scene_without_the_camera():
 
 
 def test_resample_bank_is_an_average_preserving_resize():
-  bank = synthetic._resample_bank()
-  assert bank.shape == (32 - synthetic.SOURCE_MIN + 1, 32, 32)
+  bank = synthetic_scene.resample_bank()
+  assert bank.shape == (32 - synthetic_scene.SOURCE_MIN + 1, 32, 32)
   np.testing.assert_allclose(bank.sum(-1), 1.0, atol=1e-5)  # flat stays flat
   np.testing.assert_array_equal(bank[-1], np.eye(32))
   # A 16-px source cannot show a 1-px stripe pattern: it is averaged away.
   stripes = np.tile([0.0, 1.0], 16)
-  r16 = bank[16 - synthetic.SOURCE_MIN] @ stripes
+  r16 = bank[16 - synthetic_scene.SOURCE_MIN] @ stripes
   assert np.abs(r16 - 0.5).max() < 1e-5
 
 

@@ -4,8 +4,9 @@ from blurnet_jax.data.common import features, to_float
 from blurnet_jax.data.datasets import (SyntheticSigns, SyntheticSignsConfig,
                                        count_examples, load_split,
                                        prepare_synthetic)
-from blurnet_jax.data.lisa import (Lisa, LisaConfig, crop_box, prepare_lisa,
-                                   read_annotations, split_records)
+from blurnet_jax.data.lisa import Lisa, LisaConfig, prepare_lisa
+from blurnet_jax.data.lisa_annotations import read_annotations, split_records
+from blurnet_jax.data.lisa_examples import crop_box
 from blurnet_jax.data.masks import (BUILTIN_MASKS, camouflage_mask, get_mask,
                                     load_mask, octagon_mask,
                                     random_rectangles_mask)
