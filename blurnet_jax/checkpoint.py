@@ -27,59 +27,38 @@ Typical use::
       checkpoint.save(workdir, state, step=step, config=config)
 
 Call `save` from one process only (e.g. `jax.process_index() == 0`).
+What the two files of a checkpoint hold and how they are verified is
+`checkpoint_format`; this module is the crash-safe protocol around them
+(temp files, renames, `LATEST`, pruning, falling back on restore).
 """
 
 from __future__ import annotations
 
-import collections.abc
-import hashlib
-import json
 import os
 import re
 import uuid
 from typing import Any
 
 from absl import logging
-import flax.serialization
-import jax
-import ml_collections
 import numpy as np
 
-LATEST = "LATEST"
-FORMAT = "blurnet_jax.checkpoint/1"
+from blurnet_jax import checkpoint_format
 
-_PREFIX = "ckpt_"
-_DATA_RE = re.compile(r"^ckpt_(\d+)\.msgpack$")
-_SIDECAR_RE = re.compile(r"^ckpt_(\d+)\.json$")
+LATEST = "LATEST"
+
 _TMP_RE = re.compile(r"^\.(ckpt_\d+\.(msgpack|json)|LATEST)\.tmp-[0-9a-f]+$")
 
 
-class _CorruptError(ValueError):
-  """The checkpoint bytes are damaged (sha256 mismatch, cannot decode)."""
-
-
-class _MismatchError(ValueError):
-  """The checkpoint is intact but holds another model's tree."""
-
-
-# ----------------------------------------------------------------- names ---
-
-
-def _data_name(step: int) -> str:
-  return f"{_PREFIX}{step:08d}.msgpack"
-
-
-def _sidecar_name(step: int) -> str:
-  return f"{_PREFIX}{step:08d}.json"
+# ------------------------------------------------------------------- dir ---
 
 
 def _steps_on_disk(ckpt_dir: str) -> list[int]:
   """Steps that have a msgpack file in `ckpt_dir`, ascending."""
   steps = []
   for name in os.listdir(ckpt_dir):
-    match = _DATA_RE.match(name)
-    if match:
-      steps.append(int(match.group(1)))
+    step = checkpoint_format.data_step(name)
+    if step is not None:
+      steps.append(step)
   return sorted(steps)
 
 
@@ -94,12 +73,11 @@ def _read_pointer(ckpt_dir: str) -> int | None:
   except (OSError, UnicodeDecodeError) as e:
     logging.warning("Ignoring unreadable %s: %s.", path, e)
     return None
-  match = _DATA_RE.match(name)
-  if not match:
+  step = checkpoint_format.data_step(name)
+  if step is None:
     logging.warning("Ignoring %s: it names %r, not a checkpoint file.", path,
                     name[:100])
-    return None
-  return int(match.group(1))
+  return step
 
 
 def _candidates(ckpt_dir: str) -> list[int]:
@@ -121,80 +99,10 @@ def _candidates(ckpt_dir: str) -> list[int]:
     return steps[::-1]
   if pointed not in steps:
     logging.warning("%s names %s, which is missing; using older checkpoints.",
-                    os.path.join(ckpt_dir, LATEST), _data_name(pointed))
+                    os.path.join(ckpt_dir, LATEST),
+                    checkpoint_format.data_name(pointed))
   older = [s for s in steps if s < pointed][::-1]
   return ([pointed] if pointed in steps else []) + older
-
-
-# ------------------------------------------------------------ tree summary ---
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-  """Flattens a flax state dict into {'a/b': leaf}; empty dicts are leaves."""
-  if isinstance(tree, collections.abc.Mapping) and tree:
-    flat = {}
-    for key, value in tree.items():
-      flat.update(_flatten(value, f"{prefix}{key}/"))
-    return flat
-  return {prefix[:-1] if prefix else "<root>": tree}
-
-
-def _describe(leaf: Any) -> dict[str, Any]:
-  """JSON-able shape/dtype summary of one state-dict leaf."""
-  if isinstance(leaf, (np.ndarray, np.generic, jax.Array)):
-    return {"shape": list(np.shape(leaf)), "dtype": str(leaf.dtype)}
-  if isinstance(leaf, collections.abc.Mapping):  # An empty container.
-    return {"shape": None, "dtype": "empty"}
-  if isinstance(leaf, (bool, int, float, complex)):
-    # A Python number, e.g. TrainState.step before any jitted update.
-    return {"shape": [], "dtype": type(leaf).__name__}
-  return {"shape": None, "dtype": type(leaf).__name__}  # None, str, ...
-
-
-def _summary(state_dict: Any) -> dict[str, dict[str, Any]]:
-  return {path: _describe(leaf) for path, leaf in _flatten(state_dict).items()}
-
-
-def _shape_str(desc: dict[str, Any]) -> str:
-  return "no array" if desc["shape"] is None else str(tuple(desc["shape"]))
-
-
-def _leaf_mismatch(path: str, got: dict[str, Any] | None,
-                   want: dict[str, Any] | None) -> str | None:
-  """One-phrase description of how a saved leaf differs, or None if it fits."""
-  if got is None:
-    return f"leaf {path} is missing but the model has it"
-  if want is None:
-    return f"leaf {path} is saved but the model has no such leaf"
-  if got["shape"] != want["shape"]:
-    return (f"leaf {path} has shape {_shape_str(got)} but the model expects "
-            f"{_shape_str(want)}")
-  py_scalars = {"bool", "int", "float", "complex"}
-  if got["dtype"] in py_scalars or want["dtype"] in py_scalars:
-    return None  # A Python number and a 0-d array of any dtype restore fine.
-  if got["dtype"] != want["dtype"]:
-    return (f"leaf {path} has dtype {got['dtype']} but the model expects "
-            f"{want['dtype']}")
-  return None
-
-
-def _check_matches(path: str, saved: dict[str, Any], target: Any) -> None:
-  """Raises _MismatchError unless `saved` fits the tree of `target`."""
-  got = _summary(saved)
-  want = _summary(flax.serialization.to_state_dict(target))
-  problems = [(p, _leaf_mismatch(p, got.get(p), want.get(p)))
-              for p in list(want) + [p for p in got if p not in want]]
-  problems = [(p, msg) for p, msg in problems if msg is not None]
-  if not problems:
-    return
-  # Report the most direct leaf (params before optimizer copies of them).
-  problems.sort(key=lambda item: item[0].count("/"))
-  more = ""
-  if len(problems) > 1:
-    more = f" ({len(problems) - 1} more leaves differ)"
-  raise _MismatchError(
-      f"checkpoint {path} holds params of another model: {problems[0][1]}"
-      f"{more}; use a workdir of this model")
 
 
 # ------------------------------------------------------------------- I/O ---
@@ -242,28 +150,7 @@ def _remove_quietly(path: str) -> None:
     logging.warning("Could not remove %s: %s.", path, e)
 
 
-def _json_default(obj: Any) -> Any:
-  """Best-effort JSON for config values json cannot encode."""
-  if isinstance(obj, np.generic):
-    return obj.item()
-  if isinstance(obj, (np.ndarray, jax.Array)):
-    return np.asarray(obj).tolist()
-  if isinstance(obj, (set, frozenset)):
-    return sorted(obj, key=repr)
-  return repr(obj)
-
-
-def _config_json(config: Any) -> Any:
-  """The config as a JSON-able value (None, ConfigDict or mapping)."""
-  if config is None:
-    return None
-  if isinstance(config, ml_collections.ConfigDict):
-    return json.loads(config.to_json_best_effort())
-  if isinstance(config, collections.abc.Mapping):
-    return json.loads(json.dumps(dict(config), default=_json_default))
-  raise ValueError(
-      f"config must be an ml_collections.ConfigDict, a dict or None, got "
-      f"{type(config).__name__}; pass config.to_dict() or leave it out")
+# ------------------------------------------------------------- arguments ---
 
 
 def _check_step(step: Any) -> int:
@@ -272,6 +159,13 @@ def _check_step(step: Any) -> int:
     raise ValueError(f"step must be a non-negative int, got {step!r}; pass "
                      "the training step as an int, e.g. int(state.step)")
   return int(step)
+
+
+def _check_keep(keep: Any) -> None:
+  if keep is not None and (isinstance(keep, bool) or
+                           not isinstance(keep, int) or keep < 1):
+    raise ValueError(f"keep must be an int >= 1 or None, got {keep!r}; pass "
+                     "e.g. keep=3 (or None to keep every checkpoint)")
 
 
 # ------------------------------------------------------------------ save ---
@@ -304,58 +198,53 @@ def save(ckpt_dir: str | os.PathLike, state: Any, *, step: int,
     OSError: if writing fails (nothing already saved is touched).
   """
   step = _check_step(step)
-  if keep is not None and (isinstance(keep, bool) or
-                           not isinstance(keep, int) or keep < 1):
-    raise ValueError(f"keep must be an int >= 1 or None, got {keep!r}; pass "
-                     "e.g. keep=3 (or None to keep every checkpoint)")
-  config_json = _config_json(config)
+  _check_keep(keep)
+  config_json = checkpoint_format.config_json(config)
   ckpt_dir = os.fspath(ckpt_dir)
   os.makedirs(ckpt_dir, exist_ok=True)
+  data, sidecar = checkpoint_format.encode(state, step, config_json)
+  data_path = _publish(ckpt_dir, step, data, sidecar)
+  _point_latest(ckpt_dir, step)
+  _prune(ckpt_dir, step, keep)
+  return data_path
 
-  state_dict = flax.serialization.to_state_dict(jax.device_get(state))
-  data = flax.serialization.msgpack_serialize(state_dict)
-  tree = _summary(state_dict)
-  sidecar = {
-      "format": FORMAT,
-      "step": step,
-      "file": _data_name(step),
-      "sha256": hashlib.sha256(data).hexdigest(),
-      "num_bytes": len(data),
-      "num_params": int(sum(np.prod(d["shape"]) for d in tree.values()
-                            if d["shape"] is not None)),
-      "config": config_json,
-      "tree": tree,
-  }
-  sidecar_bytes = (json.dumps(sidecar, indent=1) + "\n").encode("utf-8")
 
-  data_path = os.path.join(ckpt_dir, _data_name(step))
-  sidecar_path = os.path.join(ckpt_dir, _sidecar_name(step))
-  tmp_sidecar = _write_temp(ckpt_dir, _sidecar_name(step), sidecar_bytes)
+def _publish(ckpt_dir: str, step: int, data: bytes, sidecar: bytes) -> str:
+  """Gives the sidecar and the msgpack of `step` their final names: each is
+  written to a temp file and synced, then renamed, then the dir is synced.
+  A failure leaves no temp file. Returns the path of the msgpack."""
+  data_name = checkpoint_format.data_name(step)
+  sidecar_name = checkpoint_format.sidecar_name(step)
+  tmp_sidecar = _write_temp(ckpt_dir, sidecar_name, sidecar)
   try:
-    tmp_data = _write_temp(ckpt_dir, _data_name(step), data)
+    tmp_data = _write_temp(ckpt_dir, data_name, data)
   except BaseException:
     _remove_quietly(tmp_sidecar)
     raise
   try:
     # Sidecar first: a msgpack on disk always has its sidecar (a crash in
     # between leaves at most a sidecar with no msgpack, which is ignored).
-    os.replace(tmp_sidecar, sidecar_path)
-    os.replace(tmp_data, data_path)
-    _fsync_dir(ckpt_dir)
-    tmp_pointer = _write_temp(ckpt_dir, LATEST,
-                              (_data_name(step) + "\n").encode("utf-8"))
-    try:
-      os.replace(tmp_pointer, os.path.join(ckpt_dir, LATEST))
-    except BaseException:
-      _remove_quietly(tmp_pointer)
-      raise
+    os.replace(tmp_sidecar, os.path.join(ckpt_dir, sidecar_name))
+    os.replace(tmp_data, os.path.join(ckpt_dir, data_name))
     _fsync_dir(ckpt_dir)
   finally:
     _remove_quietly(tmp_sidecar)
     _remove_quietly(tmp_data)
+  return os.path.join(ckpt_dir, data_name)
 
-  _prune(ckpt_dir, step, keep)
-  return data_path
+
+def _point_latest(ckpt_dir: str, step: int) -> None:
+  """Points `LATEST` at the msgpack of `step` (temp file + `os.replace`,
+  atomic), then syncs the dir."""
+  tmp_pointer = _write_temp(
+      ckpt_dir, LATEST,
+      (checkpoint_format.data_name(step) + "\n").encode("utf-8"))
+  try:
+    os.replace(tmp_pointer, os.path.join(ckpt_dir, LATEST))
+  except BaseException:
+    _remove_quietly(tmp_pointer)
+    raise
+  _fsync_dir(ckpt_dir)
 
 
 def _prune(ckpt_dir: str, step: int, keep: int | None) -> None:
@@ -371,57 +260,16 @@ def _prune(ckpt_dir: str, step: int, keep: int | None) -> None:
     doomed = set([s for s in steps if s <= step][::-1][keep:])
   for s in sorted(doomed):
     # Msgpack first: a sidecar without its msgpack is ignored by restore.
-    _remove_quietly(os.path.join(ckpt_dir, _data_name(s)))
-    _remove_quietly(os.path.join(ckpt_dir, _sidecar_name(s)))
+    _remove_quietly(os.path.join(ckpt_dir, checkpoint_format.data_name(s)))
+    _remove_quietly(os.path.join(ckpt_dir, checkpoint_format.sidecar_name(s)))
   kept = set(steps) - doomed
   for name in os.listdir(ckpt_dir):
-    match = _SIDECAR_RE.match(name)
-    if (match and int(match.group(1)) not in kept) or _TMP_RE.match(name):
+    of_step = checkpoint_format.sidecar_step(name)
+    if (of_step is not None and of_step not in kept) or _TMP_RE.match(name):
       _remove_quietly(os.path.join(ckpt_dir, name))  # Left by a crash.
 
 
 # --------------------------------------------------------------- restore ---
-
-
-def _load(ckpt_dir: str, step: int, target: Any) -> Any:
-  """Reads, verifies and restores one checkpoint into the tree of `target`."""
-  data_path = os.path.join(ckpt_dir, _data_name(step))
-  sidecar_path = os.path.join(ckpt_dir, _sidecar_name(step))
-  fix = "delete it or restore an earlier step"
-  try:
-    with open(sidecar_path, "rb") as f:
-      sidecar = json.loads(f.read().decode("utf-8"))
-    expected_sha = sidecar["sha256"]
-    if sidecar.get("step") != step:
-      raise ValueError(f"sidecar says step {sidecar.get('step')!r}")
-  except FileNotFoundError:
-    raise _CorruptError(f"checkpoint {data_path} is corrupt (cannot decode): "
-                        f"its sidecar {sidecar_path} is missing; {fix}"
-                        ) from None
-  except (OSError, ValueError, KeyError, TypeError) as e:
-    raise _CorruptError(f"checkpoint {data_path} is corrupt (cannot decode): "
-                        f"bad sidecar {sidecar_path}: {e}; {fix}") from None
-  with open(data_path, "rb") as f:
-    data = f.read()
-  sha = hashlib.sha256(data).hexdigest()
-  if sha != expected_sha:
-    raise _CorruptError(
-        f"checkpoint {data_path} is corrupt (sha256 mismatch): {len(data)} "
-        f"bytes hash to {sha[:12]}.., the sidecar recorded "
-        f"{str(expected_sha)[:12]}.. for {sidecar.get('num_bytes')} bytes; "
-        f"{fix}")
-  try:
-    saved = flax.serialization.msgpack_restore(data)
-  except Exception as e:  # pylint: disable=broad-except
-    raise _CorruptError(f"checkpoint {data_path} is corrupt (cannot decode): "
-                        f"{type(e).__name__}: {e}; {fix}") from None
-  _check_matches(data_path, saved, target)
-  try:
-    return flax.serialization.from_state_dict(target, saved)
-  except (ValueError, KeyError, TypeError) as e:
-    raise _MismatchError(
-        f"checkpoint {data_path} holds params of another model: "
-        f"{type(e).__name__}: {e}; use a workdir of this model") from None
 
 
 def _check_dir(ckpt_dir: str) -> None:
@@ -482,14 +330,20 @@ def restore(ckpt_dir: str | os.PathLike, target: Any, *,
   """
   ckpt_dir = os.fspath(ckpt_dir)
   _check_dir(ckpt_dir)
-  if step is not None:
-    step = _check_step(step)
-    if not os.path.isfile(os.path.join(ckpt_dir, _data_name(step))):
-      raise FileNotFoundError(
-          f"no checkpoint of step {step} in {ckpt_dir} (steps there: "
-          f"{_steps_on_disk(ckpt_dir)}); pass one of those or step=None")
-    return _load(ckpt_dir, step, target), step
+  if step is None:
+    return _restore_newest_good(ckpt_dir, target)
+  step = _check_step(step)
+  if not os.path.isfile(
+      os.path.join(ckpt_dir, checkpoint_format.data_name(step))):
+    raise FileNotFoundError(
+        f"no checkpoint of step {step} in {ckpt_dir} (steps there: "
+        f"{_steps_on_disk(ckpt_dir)}); pass one of those or step=None")
+  return checkpoint_format.load(ckpt_dir, step, target), step
 
+
+def _restore_newest_good(ckpt_dir: str, target: Any) -> tuple[Any, int]:
+  """`restore` from `LATEST`: the first good one of `_candidates`, with a
+  warning for each one skipped."""
   candidates = _candidates(ckpt_dir)
   if not candidates:
     raise FileNotFoundError(
@@ -498,8 +352,9 @@ def restore(ckpt_dir: str | os.PathLike, target: Any, *,
   failures = []
   for s in candidates:
     try:
-      state = _load(ckpt_dir, s, target)
-    except (_CorruptError, _MismatchError) as e:
+      state = checkpoint_format.load(ckpt_dir, s, target)
+    except (checkpoint_format.CorruptError,
+            checkpoint_format.MismatchError) as e:
       logging.warning("Skipping checkpoint of step %d: %s", s, e)
       failures.append(e)
       continue
@@ -512,8 +367,8 @@ def restore(ckpt_dir: str | os.PathLike, target: Any, *,
       logging.warning("Restored step %d from %s after skipping %d unusable "
                       "newer checkpoint(s).", s, ckpt_dir, len(failures))
     return state, s
-  if all(isinstance(e, _MismatchError) for e in failures):
-    raise _MismatchError(str(failures[0]))
+  if all(isinstance(e, checkpoint_format.MismatchError) for e in failures):
+    raise checkpoint_format.MismatchError(str(failures[0]))
   raise ValueError(
       f"no checkpoint in {ckpt_dir} can be restored (tried steps "
       f"{candidates}; newest: {failures[0]}); fix or delete them, or use a "

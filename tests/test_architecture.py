@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("blurnet_jax", "configs", "launch")
 #: Modules `attacks` may never import: training, checkpoints, figures, files.
 NOT_FROM_ATTACKS = ("blurnet_jax.train", "blurnet_jax.sweep",
-                    "blurnet_jax.checkpoint", "blurnet_jax.plots",
+                    "blurnet_jax.checkpoint", "blurnet_jax.checkpoint_format",
+                    "blurnet_jax.plots",
                     "blurnet_jax.document", "blurnet_jax.jsonio",
                     "blurnet_jax.data", "blurnet_jax.study")
 
@@ -133,8 +134,8 @@ LAYERS = (
               "blurnet_jax.progress", "blurnet_jax.sentinel",
               "blurnet_jax.config_args", "blurnet_jax.host_memory",
               "blurnet_jax.stats", "blurnet_jax.document",
-              "blurnet_jax.checkpoint", "blurnet_jax.distributed",
-              "blurnet_jax.jsonio")),
+              "blurnet_jax.checkpoint", "blurnet_jax.checkpoint_format",
+              "blurnet_jax.distributed", "blurnet_jax.jsonio")),
     ("data", ("blurnet_jax.data",)),
     ("models", ("blurnet_jax.models",)),
     ("losses", ("blurnet_jax.losses", "blurnet_jax.spectral")),
