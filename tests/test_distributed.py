@@ -134,10 +134,10 @@ _WORKER = textwrap.dedent("""
       out["grid_losses"] = np.asarray(res["losses"]).tolist()
     if "budgets" in what:
       from blurnet_jax.attacks import pgd
-      from blurnet_jax.study import robustness
+      from blurnet_jax.study import robustness_attacks
       victims = synthetic.synthetic_victims(4, seed=0)
       mask = masks.get_mask("camouflage").astype(np.float32)
-      adv = robustness.budget_curve(
+      adv = robustness_attacks.budget_curve(
           "pgd", linear_apply, linear_params(), victims,
           np.stack([mask] * 3), jax.random.key(3), [0.1, 0.3, 1.0],
           pgd.PGDConfig(steps=3))

@@ -9,6 +9,10 @@ import pytest
 
 from blurnet_jax.jsonio import jsonable
 from blurnet_jax.study import robustness
+from blurnet_jax.study import robustness_attacks
+from blurnet_jax.study import robustness_checks
+from blurnet_jax.study import robustness_measure
+from blurnet_jax.study import robustness_settings
 from configs import common
 from blurnet_jax import spectral
 from blurnet_jax.attacks import transforms
@@ -39,7 +43,7 @@ def passing_result():
 
 
 def flags_of(result):
-  return [c["check"] for c in robustness.checks(result, slack=0.1)
+  return [c["check"] for c in robustness_checks.checks(result, slack=0.1)
           if not c["passed"]]
 
 
@@ -100,8 +104,8 @@ def test_gradient_masking_is_flagged_end_to_end():
   assert smooth["gradients"] == pytest.approx(
       {"finite": 1.0, "nonzero": 1.0,
        "median_norm": smooth["gradients"]["median_norm"]})
-  flags = lambda r: [c["check"] for c in robustness.checks(r, slack=1 / 6)
-                     if not c["passed"]]
+  flags = lambda r: [c["check"] for c in robustness_checks.checks(
+      r, slack=1 / 6) if not c["passed"]]
   assert "gradients finite and non-zero" in flags(masked)
   assert "gradient-free <= gradient-based (linf)" in flags(masked)
   assert "gradients finite and non-zero" not in flags(smooth)
@@ -115,7 +119,7 @@ def test_transfer_matrix_diagonal_is_white_box():
   x = images(6)
   adv = {"a": x, "b": np.clip(x + 0.3, 0, 1)}
   named = [("a", linear_apply, a), ("b", linear_apply, b)]
-  m = robustness.transfer_matrix(named, adv)
+  m = robustness_attacks.transfer_matrix(named, adv)
   for i, (src, _, _) in enumerate(named):
     for j, (_, f, p) in enumerate(named):
       expected = np.mean(np.argmax(f(p, adv[src]), -1) != STOP)
@@ -164,9 +168,9 @@ def test_physical_curves_start_from_the_images_as_they_are():
   params, x = linear_params(), images(6)
   rc = tiny_block()
   stickered = np.clip(x + 0.2 * stripe_mask(), 0, 1)
-  outcomes = robustness.physical_outcomes(linear_apply, params, x, stickered,
-                                          rc)
-  angles, distances = robustness._physical_settings(rc)  # pylint: disable=protected-access
+  outcomes = robustness_measure.physical_outcomes(linear_apply, params, x,
+                                                  stickered, rc)
+  angles, distances = robustness_settings.physical_settings(rc)
   fooled = lambda im: float(np.mean(np.argmax(linear_apply(params, im), -1)
                                     != STOP))
   assert angles[0] == 0 and distances[0] == 32
@@ -188,8 +192,9 @@ def test_members_pool_into_means_with_intervals():
   key = jax.random.key(3)
   pooled = robustness.evaluate_members(linear_apply, members, x, mask, key,
                                        rc, sticker=x)
-  singles = [robustness.measure(linear_apply, p, x, mask,
-                                jax.random.fold_in(key, j), rc, sticker=x)
+  singles = [robustness_measure.measure(linear_apply, p, x, mask,
+                                        jax.random.fold_in(key, j), rc,
+                                        sticker=x)
              for j, p in enumerate(members)]
   assert pooled["members"] == 2 and pooled["victims"] == 6
   for get, got in (

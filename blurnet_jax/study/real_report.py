@@ -76,48 +76,45 @@ def _oracle_blocks(o: dict[str, Any] | None, figures) -> list[Any]:
   ]
 
 
-def blocks(config, results: dict[str, Any]) -> list[Any]:
-  """The report's blocks (see the module doc)."""
+def _opening(config, results: dict[str, Any]) -> R.Paragraph:
+  """The run, its source, environment and data."""
   meta = results["study"]
-  figures = meta["figures"]
   env = meta["environment"]
-  source = meta["source"]
-  rows = results["table2"]
+  return R.Paragraph(
+      f"Run `{config.name}` of `launch.reproduce` on the real source "
+      f"`{meta['source']}` ({meta['rests_on']}; "
+      f"{len(meta['class_names'])} classes), seed {config.seed}; jax "
+      f"{env['jax']}, flax {env['flax']}, backend {env['backend']} "
+      f"({env['device_kind']}). Data: {meta['data']['path']} "
+      + ", ".join(f"{k} {v}" for k, v in meta["data"].items()
+                  if k not in ("name", "config", "path"))
+      + ". The data set's licence allows research use only; cite its "
+      "authors (README, 'Data').")
+
+
+def _settings_block(config, meta: dict[str, Any]) -> R.Bullets:
+  """The variants, training, white-box grid and what counts as success."""
   real = config.real
   steps = real.num_train_steps[meta["labels"]]
-  out: list[Any] = [
-      R.Paragraph(
-          f"Run `{config.name}` of `launch.reproduce` on the real source "
-          f"`{source}` ({meta['rests_on']}; {len(meta['class_names'])} "
-          f"classes), seed {config.seed}; jax {env['jax']}, flax "
-          f"{env['flax']}, backend {env['backend']} "
-          f"({env['device_kind']}). Data: {meta['data']['path']} "
-          + ", ".join(f"{k} {v}" for k, v in meta["data"].items()
-                      if k not in ("name", "config", "path"))
-          + ". The data set's licence allows research use only; cite its "
-          "authors (README, 'Data')."),
-      R.Heading("Findings"),
-      *B.findings_blocks(results.get("findings")),
-      R.Heading("Settings"),
-      R.Bullets([
-          f"variants: {', '.join(real.variants)}; seeds "
-          f"{tuple(real.seeds)} (one vmapped population per variant)",
-          f"training: {steps} steps of {config.batch_size} images, learning "
-          f"rate {real.learning_rate}, from scratch",
-          f"white-box RP2 grid: targets "
-          f"{tuple(real.grid.targets[meta['labels']]) or 'all but stop'}, "
-          f"{real.grid.steps} steps x {real.grid.num_transforms} "
-          f"transforms, evaluated under {real.grid.eval_transforms} "
-          "transforms; the RP2 authors' camouflage rectangles mask",
-          "success: the prediction changed, counted over the victims the "
-          "model (each seed) classifies as stop before the attack; paired "
-          "differences over the victims both models classify as stop",
-      ]),
-      R.Heading("Victims"),
-      _victims_block(results.get("victims") or {}),
-      *B.figures_of(figures, "victims"),
-      R.Heading("Table 2 on real photographs"),
-  ]
+  return R.Bullets([
+      f"variants: {', '.join(real.variants)}; seeds "
+      f"{tuple(real.seeds)} (one vmapped population per variant)",
+      f"training: {steps} steps of {config.batch_size} images, learning "
+      f"rate {real.learning_rate}, from scratch",
+      f"white-box RP2 grid: targets "
+      f"{tuple(real.grid.targets[meta['labels']]) or 'all but stop'}, "
+      f"{real.grid.steps} steps x {real.grid.num_transforms} "
+      f"transforms, evaluated under {real.grid.eval_transforms} "
+      "transforms; the RP2 authors' camouflage rectangles mask",
+      "success: the prediction changed, counted over the victims the "
+      "model (each seed) classifies as stop before the attack; paired "
+      "differences over the victims both models classify as stop",
+  ])
+
+
+def _table2_blocks(rows: list[dict[str, Any]]) -> list[Any]:
+  """Per victim set: Table 2, then whether each defence acted."""
+  out: list[Any] = []
   for dataset in dict.fromkeys(r["dataset"] for r in rows):
     part = [r for r in rows if r["dataset"] == dataset]
     counted = ", ".join(
@@ -138,8 +135,26 @@ def blocks(config, results: dict[str, Any]) -> list[Any]:
             "share against the baseline's). A verdict is only "
             "read when it fell and clean accuracy is within 2 points.")),
     ]
-  out += _oracle_blocks(results.get("oracle"), figures)
-  out += [R.Heading("Seconds per stage"),
-          R.Table(["stage", "seconds"],
-                  [[k, v] for k, v in results["stages"].items()])]
   return out
+
+
+def blocks(config, results: dict[str, Any]) -> list[Any]:
+  """The report's blocks (see the module doc), one section after another."""
+  meta = results["study"]
+  figures = meta["figures"]
+  return [
+      _opening(config, results),
+      R.Heading("Findings"),
+      *B.findings_blocks(results.get("findings")),
+      R.Heading("Settings"),
+      _settings_block(config, meta),
+      R.Heading("Victims"),
+      _victims_block(results.get("victims") or {}),
+      *B.figures_of(figures, "victims"),
+      R.Heading("Table 2 on real photographs"),
+      *_table2_blocks(results["table2"]),
+      *_oracle_blocks(results.get("oracle"), figures),
+      R.Heading("Seconds per stage"),
+      R.Table(["stage", "seconds"],
+              [[k, v] for k, v in results["stages"].items()]),
+  ]

@@ -123,6 +123,48 @@ def combine(name: str, dataset: str, alpha: float, results: list[dict],
   return out
 
 
+def _claim_verdict(r: dict[str, Any], base: dict[str, Any],
+                   slides_base: float) -> dict[str, Any]:
+  """The verdict on the slides' claim for defended row `r` against the
+  `base` row, its paired difference already in r['vs_baseline'] (which
+  gains the slides' differences and the effect to expect)."""
+  diff = r["vs_baseline"]
+  # The slides' claim is a cut of the baseline's success (49% to 8-30%):
+  # read against this baseline, the same relative cut is the effect to
+  # expect (a baseline fooled 17% of the time cannot lose 25 points).
+  relative = r["slides_avg_success"] / slides_base - 1
+  effect = relative * base["avg_success"]
+  diff |= {"slides_difference": r["slides_avg_success"] - slides_base,
+           "slides_relative": relative, "expected_difference": effect}
+  accuracy = min(r["legit_acc"], base["legit_acc"])
+  if effect and effect == effect:
+    return stats.verdict(diff, effect, accuracy=accuracy)
+  # A baseline never fooled.
+  if accuracy < stats.MIN_ACCURACY:
+    return stats.verdict(diff, -1.0, accuracy=accuracy)
+  return {"verdict": "inconclusive",
+          "reason": "the baseline is never fooled: there is no success to "
+                    "cut"}
+
+
+def _not_in_effect(r: dict[str, Any], base: dict[str, Any],
+                   treatment: dict[str, Any]) -> dict[str, Any] | None:
+  """The 'not in effect' verdict of defended row `r` when its treatment
+  did not act or its clean accuracy is more than `effects.ACCURACY_POINTS`
+  below the `base` row's; None when the defence is in effect."""
+  if not treatment["acted"]:
+    return {"verdict": "not in effect",
+            "reason": f"the treatment did not act: {treatment['reason']}"}
+  gap = base["legit_acc"] - r["legit_acc"]
+  if gap > effects.ACCURACY_POINTS:
+    return {"verdict": "not in effect",
+            "reason": f"clean accuracy {r['legit_acc']:.1%} is "
+                      f"{100 * gap:.1f} points below the baseline's "
+                      f"{base['legit_acc']:.1%} (more than "
+                      f"{100 * effects.ACCURACY_POINTS:g})"}
+  return None
+
+
 def compare(rows: list[dict[str, Any]], dataset: str = "synthetic",
             treatments: dict[str, dict[str, Any]] | None = None) -> None:
   """Adds to each defended row of `dataset` its paired difference in
@@ -144,47 +186,20 @@ def compare(rows: list[dict[str, Any]], dataset: str = "synthetic",
   for r in rows:
     if r is base or r["dataset"] != dataset:
       continue
-    diff = stats.paired_difference(base["outcomes"].transpose(0, 2, 1),
-                                   r["outcomes"].transpose(0, 2, 1))
-    r["vs_baseline"] = diff
+    r["vs_baseline"] = stats.paired_difference(
+        base["outcomes"].transpose(0, 2, 1), r["outcomes"].transpose(0, 2, 1))
     if "slides_avg_success" not in r:
       continue
-    # The slides' claim is a cut of the baseline's success (49% to 8-30%):
-    # read against this baseline, the same relative cut is the effect to
-    # expect (a baseline fooled 17% of the time cannot lose 25 points).
-    relative = r["slides_avg_success"] / slides_base - 1
-    effect = relative * base["avg_success"]
-    r["vs_baseline"] |= {
-        "slides_difference": r["slides_avg_success"] - slides_base,
-        "slides_relative": relative, "expected_difference": effect}
-    accuracy = min(r["legit_acc"], base["legit_acc"])
-    if not effect or effect != effect:  # a baseline never fooled
-      r["verdict"] = (
-          stats.verdict(diff, -1.0, accuracy=accuracy)
-          if accuracy < stats.MIN_ACCURACY else
-          {"verdict": "inconclusive",
-           "reason": "the baseline is never fooled: there is no success "
-                     "to cut"})
-    else:
-      r["verdict"] = stats.verdict(diff, effect, accuracy=accuracy)
+    r["verdict"] = _claim_verdict(r, base, slides_base)
     treatment = (treatments or {}).get(r["variant"])
     if treatment is None:
       continue
     r["treatment"] = treatment
     if r["verdict"]["verdict"] == "undertrained":
       continue
-    gap = base["legit_acc"] - r["legit_acc"]
-    if not treatment["acted"]:
-      r["verdict"] = {"verdict": "not in effect",
-                      "reason": f"the treatment did not act: "
-                                f"{treatment['reason']}"}
-    elif gap > effects.ACCURACY_POINTS:
-      r["verdict"] = {
-          "verdict": "not in effect",
-          "reason": f"clean accuracy {r['legit_acc']:.1%} is "
-                    f"{100 * gap:.1f} points below the baseline's "
-                    f"{base['legit_acc']:.1%} (more than "
-                    f"{100 * effects.ACCURACY_POINTS:g})"}
+    not_in_effect = _not_in_effect(r, base, treatment)
+    if not_in_effect is not None:
+      r["verdict"] = not_in_effect
 
 
 def trained_treatments(base_model, base_members, trained, images
