@@ -13,6 +13,10 @@ from launch.cli import one_line_errors, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "models, tables and report")
+_RESUME = flags.DEFINE_bool(
+    "resume", True, "read back the stages a run of the same config in "
+    "WORKDIR finished; --noresume runs every stage again (trained models "
+    "are reused either way)")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -20,7 +24,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  reproduce.run(_CONFIG.value, _WORKDIR.value)
+  reproduce.run(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
 
 
 if __name__ == "__main__":

@@ -257,3 +257,44 @@ def test_the_wheel_ships_the_rp2_assets_and_both_licences(wheel):
   for pkg in ("blurnet_jax/study/reproduce.py", "launch/report.py",
               "configs/reproduce.py", "blurnet_jax/ops/conv.py"):
     assert pkg in names, pkg
+
+
+#: A module a reader can hold, and a study function one can read at once.
+MAX_MODULE_LINES = 500
+MAX_STUDY_FUNCTION_LINES = 60
+
+
+def oversized(files: dict[str, str]) -> list[str]:
+  """Modules over MAX_MODULE_LINES and functions of `blurnet_jax.study`
+  over MAX_STUDY_FUNCTION_LINES, by name, from {module: source}."""
+  out = []
+  for module, text in sorted(files.items()):
+    lines = len(text.splitlines())
+    if lines > MAX_MODULE_LINES:
+      out.append(f"{module}: {lines} lines > {MAX_MODULE_LINES}")
+    if not module.startswith("blurnet_jax.study"):
+      continue
+    for node in ast.walk(ast.parse(text)):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        length = node.end_lineno - node.lineno + 1
+        if length > MAX_STUDY_FUNCTION_LINES:
+          out.append(f"{module}.{node.name}: {length} lines > "
+                     f"{MAX_STUDY_FUNCTION_LINES}")
+  return out
+
+
+def test_the_size_check_names_a_long_module_and_a_long_study_function():
+  body = "".join(f"  x{i} = {i}\n" for i in range(MAX_STUDY_FUNCTION_LINES))
+  long_function = f"def f():\n{body}"
+  assert oversized({"blurnet_jax.study.a": long_function,
+                    "blurnet_jax.ops.b": long_function,
+                    "blurnet_jax.c": "x = 1\n" * (MAX_MODULE_LINES + 1)}) == [
+      f"blurnet_jax.c: {MAX_MODULE_LINES + 1} lines > {MAX_MODULE_LINES}",
+      f"blurnet_jax.study.a.f: {MAX_STUDY_FUNCTION_LINES + 1} lines > "
+      f"{MAX_STUDY_FUNCTION_LINES}"]
+
+
+def test_modules_and_study_functions_stay_readable():
+  files = {_module_name(p): p.read_text()
+           for p in (REPO / "blurnet_jax").rglob("*.py")}
+  assert oversized(files) == []

@@ -16,6 +16,7 @@ from blurnet_jax.study import oracle
 from blurnet_jax.study import effects
 from blurnet_jax.study import findings
 from blurnet_jax.study import real
+from blurnet_jax.study import real_stages
 from blurnet_jax.study import reproduce
 from blurnet_jax.study import table2
 from blurnet_jax.study import zoo
@@ -252,7 +253,7 @@ def test_a_short_baseline_on_real_lisa_crops_reads_held_out_tracks(tmp_path):
   c.real.seeds = (0,)
   c.real.num_train_steps.lisa = 300
   from blurnet_jax.classes import LISA  # pylint: disable=g-import-not-at-top
-  cfg = reproduce.real_model_configs(c, LISA)["baseline"]
+  cfg = real_stages.real_model_configs(c, LISA)["baseline"]
   rows, _, _ = sweep.train_population(cfg, tmp_path / "baseline")
   # 300 steps of 64 crops (about 4 epochs) on tracks it never saw.
   assert rows[0]["test_accuracy"] >= 0.85, rows[0]
@@ -262,8 +263,8 @@ def test_real_model_configs_follow_the_label_space_and_the_real_seeds():
   from blurnet_jax.classes import GTSRB, LISA  # pylint: disable=g-import-not-at-top
   c = reproduce_configs.get_config("quick")
   c.real.seeds = (3, 4)
-  lisa = reproduce.real_model_configs(c, LISA)
-  gtsrb = reproduce.real_model_configs(c, GTSRB)
+  lisa = real_stages.real_model_configs(c, LISA)
+  gtsrb = real_stages.real_model_configs(c, GTSRB)
   assert list(lisa) == list(c.real.variants)
   assert lisa.baseline.num_train_steps == c.real.num_train_steps.lisa
   assert gtsrb["tv_1e-4"].num_train_steps == c.real.num_train_steps.gtsrb
@@ -272,8 +273,8 @@ def test_real_model_configs_follow_the_label_space_and_the_real_seeds():
   assert gtsrb.linf_5x5.learning_rate == c.real.learning_rate
   # The data block is the study's: the source decides the outputs.
   c.data.source = "gtsrb"
-  block = reproduce.real_model_configs(c, GTSRB)
+  block = real_stages.real_model_configs(c, GTSRB)
   assert models.model_for(block.baseline).num_classes == 43
   c.data.source = "lisa_crops"
-  block = reproduce.real_model_configs(c, LISA)
+  block = real_stages.real_model_configs(c, LISA)
   assert models.model_for(block.baseline).num_classes == 18

@@ -1,13 +1,16 @@
 """launch.reproduce: Table 1 on the real RP2 data, the readings, a tiny run."""
 
 import json
+import types
 
+import ml_collections
 import numpy as np
 import pytest
 
 from blurnet_jax.study import report
 from blurnet_jax.study import reproduce
 from blurnet_jax.study import slides
+from blurnet_jax.study import stages
 from blurnet_jax.study import table1
 from blurnet_jax.study import zoo
 from configs import common
@@ -224,9 +227,16 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   assert model_cfg == json.loads(json.dumps(saved["models"]["baseline"],
                                             sort_keys=True))
   assert model_cfg["num_train_steps"] == 6
-  # A second run reuses the trained models and gives the same numbers.
+  # A second run reads every finished stage back: nothing runs again.
   stages = json.loads((tmp_path / "stages.json").read_text())
-  reproduce.run(config, tmp_path)
+  read_back = reproduce.run(config, tmp_path)
+  again = json.loads((tmp_path / "stages.json").read_text())
+  assert {k: v for k, v in again.items() if k != "report"} == {
+      k: v for k, v in stages.items() if k != "report"}
+  assert read_back["table2"] == tables["table2"]
+  # Run again without resume, it reuses the trained models and recomputes
+  # every stage to the same numbers.
+  reproduce.run(config, tmp_path, resume=False)
   again = json.loads((tmp_path / "stages.json").read_text())
   assert again["train"] < stages["train"]
   for name in ("table1", "table2", "spectral", "sweep", "robustness",
@@ -341,3 +351,46 @@ def test_table2_setting_picks_the_closest_or_the_named_one():
   assert block.linf_5x5.num_train_steps == 3 * config.num_train_steps
   assert block.baseline.data.corruption == 1.0
   assert proxy.variant_configs(config, "clean").linf_5x5.data.corruption == 0
+
+
+def test_a_resumed_run_reads_back_finished_stages_and_refuses_another_config(
+    tmp_path):
+  """The stage runner on two cheap stages: a resumed run reads the saved
+  results back instead of running them; a workdir of another config is
+  one clear error that leaves its results as they were."""
+  calls = []
+
+  def first(config, inputs):
+    calls.append("first")
+    return {"a": {"value": config.x}, "b": {"pixels": np.arange(3.0)}}
+
+  def second(config, inputs):
+    calls.append("second")
+    return {"c": [inputs.results["a"]["value"] + 1]}
+
+  run = (stages.Stage("first", first, ("a", "b")),
+         stages.Stage("second", second, ("c",)))
+  config = ml_collections.ConfigDict({"x": 1})
+  inputs = types.SimpleNamespace(results={})
+  stages.run_stages(run, config, inputs, tmp_path)
+  assert calls == ["first", "second"] and inputs.results["c"] == [2]
+  assert (tmp_path / "b.npz").exists() and (tmp_path / "a.json").exists()
+  # Resumed: nothing runs, the arrays come back as arrays.
+  inputs = types.SimpleNamespace(results={})
+  stages.run_stages(run, config, inputs, tmp_path)
+  assert calls == ["first", "second"]
+  np.testing.assert_array_equal(inputs.results["b"]["pixels"], np.arange(3.0))
+  # A stage whose result file is gone runs again.
+  (tmp_path / "c.json").unlink()
+  stages.run_stages(run, config, types.SimpleNamespace(results={}), tmp_path)
+  assert calls == ["first", "second", "second"]
+  # Another config: one line naming the way out, the results untouched.
+  with pytest.raises(ValueError, match="another config.*--noresume"):
+    stages.run_stages(run, ml_collections.ConfigDict({"x": 2}),
+                      types.SimpleNamespace(results={}), tmp_path)
+  assert json.loads((tmp_path / "a.json").read_text()) == {"value": 1}
+  # Without resume every stage runs again, over the old results.
+  inputs = types.SimpleNamespace(results={})
+  stages.run_stages(run, ml_collections.ConfigDict({"x": 2}), inputs,
+                    tmp_path, resume=False)
+  assert inputs.results["c"] == [3] and len(calls) == 5

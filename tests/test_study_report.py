@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-from PIL import Image
 import pytest
 
 from blurnet_jax.jsonio import write_json
@@ -20,21 +19,18 @@ def _results(workdir: Path, *, robustness: bool = True) -> None:
   """A hand-made finished run: two Table 1 rows, one Table 2 row, and so on."""
   config = reproduce_configs.get_config("quick")
   write_json(workdir / "config.json", config.to_dict())
-  (workdir / "figures").mkdir(parents=True)
-  Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(
-      workdir / "figures" / "a.png")
   write_json(workdir / "study.json", {
-      "rp2_dir": "packaged", "rp2_synthetic_accuracy": 0.291,
-      "rp2_oracle": {
-          "accuracy": 0.291, "images": 900,
-          "per_class": {"stop": 0.8, "school": 0.04},
-          "front_on": {"stop": {"correct": 4, "templates": 4,
-                                "read_as": ["stop"] * 4},
-                       "school": {"correct": 0, "templates": 2,
-                                  "read_as": ["other", "yield"]}}},
+      "rp2_dir": "packaged",
       "environment": {"jax": "0", "flax": "0", "optax": "0",
-                      "backend": "cpu", "device_kind": "cpu"},
-      "figures": {"table2": [["figures/a.png", "A caption for a."]]}})
+                      "backend": "cpu", "device_kind": "cpu"}})
+  write_json(workdir / "oracle.json", {
+      "accuracy": 0.291, "images": 900,
+      "per_class": {"stop": 0.8, "school": 0.04},
+      "confusion": np.eye(18).tolist(),
+      "front_on": {"stop": {"correct": 4, "templates": 4,
+                            "read_as": ["stop"] * 4},
+                   "school": {"correct": 0, "templates": 2,
+                              "read_as": ["other", "yield"]}}})
   write_json(workdir / "stages.json", {"train": 12.5, "table1": 3.0})
   row1 = {"dataset": "rp2", "variant": "baseline", "accuracy": 1.0,
           "attack_success_rate": 0.9, "misclassification_rate": 0.9,
@@ -69,10 +65,13 @@ def _results(workdir: Path, *, robustness: bool = True) -> None:
                      "clean_angle": [0, 0.35], "perturbed_angle": [0.9, 0.78],
                      "clean_distance": [0, 0.95],
                      "perturbed_distance": [0.9, 1.0]},
+        "steps": {"steps": [10, 30], "success": [0.5, 0.75], "budget": 1.0},
         "checks": [{"check": "gradients finite and non-zero", "passed": True,
                     "detail": "finite 100%"}],
         "flags": []}
-    write_json(workdir / "robustness.json", {"models": {"rp2": model}})
+    write_json(workdir / "robustness.json", {
+        "models": {"rp2": model},
+        "transfer": {"pgd_linf": {"sources": ["rp2"], "matrix": [[0.5]]}}})
 
 
 def test_report_renders_from_json_alone(tmp_path):
@@ -83,13 +82,18 @@ def test_report_renders_from_json_alone(tmp_path):
   assert "Table 1: black-box transfer" in text
   # The values written are the values shown: 51.9 beside the slides' 49.2.
   assert "51.9" in text and "49.2" in text
-  assert "29.1%" in text  # the oracle accuracy from study.json
+  assert "29.1%" in text  # the oracle accuracy from oracle.json
   # Its section: per class, and what the front-on drawings are read as.
   assert "The synthetic proxy against the LISA model" in text
   school = next(l for l in text.splitlines() if l.startswith("| school"))
   assert "| 4 " in school and "0/2" in school and "other/yield" in school
-  assert "A caption for a." in text
-  assert html.count("data:image/png;base64,") == 1
+  # The figures are drawn from the results: the oracle's confusion, the
+  # linf sweep's two, the robustness checklist's.
+  drawn = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+  assert {"oracle_confusion.png", "sweep_linf_test_accuracy.png",
+          "sweep_linf_avg_success.png"} <= set(drawn)
+  assert "linf sweep: test accuracy against alpha" in text
+  assert html.count("data:image/png;base64,") == len(drawn)
   assert "The checklist, per model" in text
   assert "train" in text and "12.5" in text  # the stage seconds
 

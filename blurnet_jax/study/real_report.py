@@ -85,8 +85,8 @@ def _opening(config, results: dict[str, Any]) -> R.Paragraph:
       f"`{meta['source']}` ({meta['rests_on']}; "
       f"{len(meta['class_names'])} classes), seed {config.seed}; jax "
       f"{env['jax']}, flax {env['flax']}, backend {env['backend']} "
-      f"({env['device_kind']}). Data: {meta['data']['path']} "
-      + ", ".join(f"{k} {v}" for k, v in meta["data"].items()
+      f"({env['device_kind']}). Data: {results['data']['path']} "
+      + ", ".join(f"{k} {v}" for k, v in results["data"].items()
                   if k not in ("name", "config", "path"))
       + ". The data set's licence allows research use only; cite its "
       "authors (README, 'Data').")

@@ -1,13 +1,13 @@
-"""The study's reports, rendered from the JSON results of a finished run.
+"""The study's reports, rendered from the saved results of a run.
 
   render(workdir)  # WORKDIR/report/index.html and report.md
 
 `launch.reproduce` ends by calling `render`; `launch.report` calls it alone,
 in seconds, on any finished (or partly finished) run: no model is loaded
 and nothing is trained or attacked. A run's results are its `config.json`,
-`study.json` (environment, figures, the oracle accuracy), `stages.json`
-and one JSON file per stage (`table1.json`, `table2.json`,
-`spectral.json`, `sweep.json`, `robustness.json`).
+`study.json` (the environment, where the data come from), `stages.json`
+(seconds per stage) and the results of each stage (`RESULTS`: NAME.json,
+or NAME.npz for the arrays the figures are drawn from, by `figures.draw`).
 """
 
 from __future__ import annotations
@@ -21,38 +21,34 @@ import ml_collections
 
 from blurnet_jax import distributed
 from blurnet_jax import document as R
-from blurnet_jax import stats
 from blurnet_jax.attacks import grid
 from blurnet_jax.classes import CLASS_NAMES, REAL_SOURCES
-from blurnet_jax.study import oracle
 from blurnet_jax.jsonio import read_json
 from blurnet_jax.study.blocks import ci as _ci
 from blurnet_jax.study.blocks import figures_of, findings_blocks, not_run
 from blurnet_jax.study.blocks import pct as _pct
 from blurnet_jax.study.blocks import table2_block
 from blurnet_jax.study import real_report
+from blurnet_jax.study.proxy_report import oracle_blocks, proxy_blocks
+from blurnet_jax.study.robustness_report import robustness_blocks
 from blurnet_jax.study import slides
+from blurnet_jax.study import stages
+from blurnet_jax.study.figures import draw as draw_figures
 from blurnet_jax.study import table1
 
-#: The stage files a study report reads, by results key.
-RESULT_FILES = {"table1": "table1.json", "table2": "table2.json",
-                "spectral": "spectral.json", "sweep": "sweep.json",
-                "robustness": "robustness.json", "stages": "stages.json",
-                "study": "study.json", "findings": "findings.json",
-                "lisa": "lisa.json", "proxy": "proxy.json",
-                "proxy_table2": "proxy_table2.json",
-                "victims": "victims.json", "oracle": "oracle.json"}
-#: Sections a report leaves out (saying so) when their stage has not run.
-OPTIONAL = ("spectral", "sweep", "robustness", "findings", "lisa", "proxy",
-            "proxy_table2", "victims", "oracle")
-#: What a real-data study (`study.real`) writes; the rest is the synthetic
-#: study's.
-REAL_RESULTS = ("table2", "stages", "study", "findings", "victims",
-                "oracle")
+#: The results a study report reads (WORKDIR/NAME.json, or NAME.npz for the
+#: arrays of the figures), and those it needs, per study; a report of a
+#: partly finished run says which sections have not run.
+RESULTS = ("data", "training", "oracle", "victims", "victims_preview",
+           "table1", "table1_victims", "table2", "lisa", "proxy",
+           "proxy_table2", "spectral", "spectral_claim", "spectral_maps",
+           "sweep", "robustness", "findings", "stages", "study")
+REQUIRED = {"synthetic": ("table1", "table2", "stages", "study"),
+            "real": ("data", "table2", "stages", "study")}
 
 
 def _not_run_stage(stage: str) -> R.Paragraph:
-  return not_run(RESULT_FILES[stage])
+  return not_run(f"{stage}.json")
 
 
 def _csv(values) -> str:
@@ -147,6 +143,18 @@ def reductions(config) -> list[str]:
              "transforms")
   out.append(f"Table 1 synthetic perturbation: {config.table1.attack_steps} "
              "RP2 steps")
+  rc = config.robustness
+  return out + _arm_reductions(config) + [
+      f"robustness checklist: {rc.victims} synthetic victims, PGD "
+      f"{rc.pgd_steps} steps, Square {rc.square_queries} queries, "
+      f"linf budgets {_csv(rc.linf_budgets)}, L2 budgets "
+      f"{_csv(rc.l2_budgets)}, physical sticker {rc.rp2_steps} RP2 steps x "
+      f"{rc.rp2_transforms} transforms"]
+
+
+def _arm_reductions(config) -> list[str]:
+  """The proxy ablation's and the LISA-initialised arm's sizes, in words."""
+  out = []
   if "proxy" in config:
     p, g = config.proxy, config.proxy.grid
     out.append(f"proxy ablation: settings {', '.join(config.proxy_models)}; "
@@ -165,53 +173,7 @@ def reductions(config) -> list[str]:
                f"steps, {L.grid.num_transforms} transforms" + (
                    f"; form(s) not run: {', '.join(missing)}" if missing
                    else ""))
-  rc = config.robustness
-  out.append(f"robustness checklist: {rc.victims} synthetic victims, PGD "
-             f"{rc.pgd_steps} steps, Square {rc.square_queries} queries, "
-             f"linf budgets {_csv(rc.linf_budgets)}, L2 budgets "
-             f"{_csv(rc.l2_budgets)}, "
-             f"physical sticker {rc.rp2_steps} RP2 steps x "
-             f"{rc.rp2_transforms} transforms")
   return out
-
-
-def oracle_blocks(report: dict | None, figures: dict) -> list[Any]:
-  """The RP2 (LISA) model's accuracy on the synthetic test split: how far
-  the proxy is from LISA's look (the floor of every synthetic row)."""
-  blocks: list[Any] = [R.Heading("The synthetic proxy against the LISA model")]
-  if not report:
-    return blocks + [_not_run_stage("table1")]
-  blocks.append(R.Paragraph(
-      "The RP2 authors' LISA-trained model "
-      f"({100 * slides.table2_row('baseline')['legit_acc']:.0f}% on LISA's "
-      "own test split, the slides' baseline) "
-      "classifies the synthetic test split at "
-      f"{100 * report['accuracy']:.1f}% over classes 1-17, each class "
-      f"weighted equally ({report['images']} images)"
-      + (", its outputs read as measured on real photographs: "
-         f"{oracle.map_differences(report['output_classes'])}; with "
-         "mapping.txt read literally the accuracy is "
-         f"{100 * report['accuracy_mapping_txt']:.1f}%"
-         if "output_classes" in report else "")
-      + f". Goal: {oracle.GOAL_ACCURACY:.0%} over classes 1-17 and "
-      f"{oracle.GOAL_PER_CLASS:.0%} on every class. The model "
-      "is a measurement, never a training signal of the generator."))
-  front = report.get("front_on", {})
-  rows = [[name, 100 * value,
-           (f"{front[name]['correct']}/{front[name]['templates']}"
-            if name in front else ""),
-           ("/".join(sorted({r for r in front[name]["read_as"] if r != name}))
-            if name in front else "")]
-          for name, value in report["per_class"].items()]
-  blocks.append(R.Table(
-      ["class", "accuracy %", "front-on drawings read", "read instead as"],
-      rows, formats={"accuracy %": ".0f"},
-      caption="Per class: accuracy on the test split, and how many of the "
-      "class's clean front-on drawings (no view angle, light or camera) the "
-      "model reads; a class missed there is missed for its drawing, or for "
-      "what the model learnt of it from LISA's uneven classes, not for the "
-      "camera."))
-  return blocks + figures_of(figures, "oracle")
 
 
 def study_blocks(config, results: dict[str, Any]) -> list[Any]:
@@ -297,8 +259,8 @@ def _table1_blocks(config, results: dict[str, Any]) -> list[Any]:
 
 def _table2_blocks(results: dict[str, Any]) -> list[Any]:
   """Table 2, the proxy's reading by the RP2 model, Table 2 at the proxy."""
-  meta = results["study"]
-  figures = meta["figures"]
+  figures = results["study"]["figures"]
+  oracle_accuracy = results.get("oracle", {}).get("accuracy")
   blocks: list[Any] = []
   blocks += [
       R.Heading("Table 2: white-box RP2"),
@@ -311,13 +273,12 @@ def _table2_blocks(results: dict[str, Any]) -> list[Any]:
               " The rp2 row (the RP2 model and the real victims) compares "
               "digit for digit with the slides' baseline; its accuracy is "
               "on the 40 real victims (on the synthetic test split it is "
-              f"{_fmt_pct(meta.get('rp2_synthetic_accuracy')).strip()} "
-              "over classes 1-17: see 'The synthetic proxy against the "
-              "LISA model' below)." if meta.get("rp2_synthetic_accuracy")
-              is not None else "")),
+              f"{_fmt_pct(oracle_accuracy).strip()} over classes 1-17: see "
+              "'The synthetic proxy against the LISA model' below)."
+              if oracle_accuracy is not None else "")),
       table2_block(results["table2"], "White-box grid per variant"),
   ]
-  blocks += oracle_blocks(meta.get("rp2_oracle"), figures)
+  blocks += oracle_blocks(results.get("oracle"), figures)
   blocks += proxy_blocks(results.get("proxy"), figures)
   if results.get("proxy_table2"):
     rows = results["proxy_table2"]
@@ -387,92 +348,6 @@ def _robustness_section(config, results: dict[str, Any]) -> list[Any]:
   return blocks
 
 
-
-
-def summary_rows(results) -> list[dict[str, Any]]:
-  """One row per model: the robustness figures and its flags."""
-  rows = []
-  for name, r in results["models"].items():
-    def ci(c, i=None, prefix="", n=r["victims"]):
-      """The JSON's interval of a rate; for a file written before rates
-      carried one (one member), the Wilson interval over the victims."""
-      if f"{prefix}ci_low" in c:
-        low, high = c[f"{prefix}ci_low"], c[f"{prefix}ci_high"]
-        if i is not None:
-          low, high = low[i], high[i]
-      else:
-        rate = c[prefix.rstrip("_") or "success"]
-        rate = rate if i is None else rate[i]
-        low, high = stats.wilson_interval(int(round(rate * n)), n)
-      return f"[{100 * low:.0f}, {100 * high:.0f}]"
-
-    row = {"variant": name, "data": r["data"], "members": r.get("members", 1),
-           "clean not stop": r["clean"]}
-    for key, c in r["budgets"].items():
-      row[f"{key} @max"] = c["success"][-1]
-      row[f"{key} 95% CI"] = ci(c, -1)
-    row["pgd_linf @max, EOT"] = r["budgets"]["pgd_linf"]["eot_success"][-1]
-    p = r["physical"]
-    row["sticker"] = r["sticker"]
-    row["sticker 95% CI"] = ci(r, prefix="sticker_")
-    row["sticker, EOT"] = r["sticker_eot"]
-    for axis, where in (("angle", "max angle"), ("distance", "min px")):
-      row[f"sticker / clean @{where}"] = (
-          f"{p[f'perturbed_{axis}'][-1]:.0%} / {p[f'clean_{axis}'][-1]:.0%}")
-    row["flags"] = "; ".join(r["flags"]) or "none"
-    rows.append(row)
-  return rows
-
-
-def robustness_blocks(results, figures, rc) -> list[Any]:
-  """Report blocks: the summary table, the checks, the figures."""
-  rows = summary_rows(results)
-  columns = list(rows[0])
-  fmt = {c: ".0%" for c in columns
-         if c not in ("variant", "data", "members", "flags")
-         and "/" not in c and "CI" not in c}
-  any_model = next(iter(results["models"].values()))
-  blocks = [
-      R.Paragraph(
-          "Victims: stop signs; success = perturbed victim not classified as "
-          "stop. Budget attacks act inside the sticker mask (PGD "
-          f"{rc.pgd_steps} steps with a random start; Square Attack "
-          f"{rc.square_queries} queries, no gradient); '@max' is the largest "
-          f"budget (linf {float(rc.linf_budgets[-1]):g}, "
-          f"L2 {float(rc.l2_budgets[-1]):g}); EOT = "
-          f"{rc.eot_samples} fresh physical transforms per image. The "
-          "sticker columns are the physical RP2 sticker (the authors' own "
-          "on the real victims) as it is, under EOT, and (beside the clean "
-          "victims' rate) at the largest "
-          f"angle ({float(rc.angles[-1]):g} degrees) and at "
-          f"the smallest size ({int(rc.distances[-1])}"
-          f" px). Checks allow one victim of slack ({any_model['victims']} "
-          "victims). 'members': the seeds of the model measured (member j "
-          "attacked with key j; on the RP2 model, attack keys); each rate "
-          "is their mean with a 95% interval (Wilson over victims for one "
-          "member, else the two-way t over members and victims)."),
-      R.Table(columns, [[r[c] for c in columns] for r in rows],
-              caption="Robustness per model", formats=fmt),
-  ]
-  check_rows = []
-  for name, r in results["models"].items():
-    for c in r["checks"]:
-      check_rows.append([name, c["check"], "pass" if c["passed"] else "FLAG",
-                         c["detail"]])
-  blocks.append(R.Table(["variant", "check", "result", "numbers"], check_rows,
-                        caption="The checklist, per model"))
-  blocks += figures
-  return blocks
-
-
-def robustness_text(results) -> str:
-  lines = [f"  {'variant':12s} {'data':9s} {'flags'}"]
-  for name, r in results["models"].items():
-    lines.append(f"  {name:12s} {r['data']:9s} "
-                 f"{'; '.join(r['flags']) or 'none'}")
-  return "\n".join(lines)
-
-
 def _fmt_pct(x) -> str:
   return "  n/a" if x is None else f"{x:.1%}"
 
@@ -489,66 +364,6 @@ def table1_text(rows) -> str:
   return "\n".join(lines)
 
 
-def proxy_text(rows) -> str:
-  return "\n".join(
-      f"  {r['setting']:18s} avg {r['avg_success']:.1%} victims as stop "
-      f"{_fmt_pct(r['legit_acc'])}" + (
-          "" if r.get("test_accuracy") is None else
-          f" test {r['test_accuracy']:.1%} oracle {r['oracle_accuracy']:.1%}")
-      for r in rows)
-
-
-def proxy_blocks(rows, figures) -> list[Any]:
-  """The proxy ablation: a table per setting, the figure, the verdict."""
-  blocks: list[Any] = [R.Heading("The proxy ablation: what makes synthetic-"
-                                 "trained baselines harder to attack")]
-  if rows is None:
-    return blocks + [_not_run_stage("proxy")]
-  rp2 = rows[0]
-  columns = ["setting", "corruption", "balance", "train/class", "augment",
-             "steps", "seeds", "test acc.", "oracle acc.", "victims stop",
-             "avg success", "95% CI", "vs RP2 [95% CI]", "within 10"]
-  out = []
-  for r in rows:
-    k, d = r.get("knobs") or {}, r.get("vs_rp2")
-    out.append([
-        r["setting"], k.get("corruption"), k.get("balance", ""),
-        k.get("train_per_class"), "" if not k else
-        ("on" if k["augment"] else "off"), k.get("steps"),
-        r.get("n_seeds", 1), _pct(r.get("test_accuracy")),
-        _pct(r.get("oracle_accuracy")), 100 * r["legit_acc"],
-        100 * r["avg_success"], _ci(r, "avg_success"),
-        "" if d is None else (f"{100 * d['difference']:+.1f} "
-                              f"[{100 * d['ci_low']:+.1f}, "
-                              f"{100 * d['ci_high']:+.1f}]"),
-        "" if d is None else ("yes" if r["closes_gap"] else "no")])
-  fmt = {"corruption": "g", "test acc.": ".1f", "oracle acc.": ".1f",
-         "victims stop": ".0f", "avg success": ".1f"}
-  blocks.append(R.Table(columns, out, formats=fmt, caption=(
-      "White-box RP2 grid on the 40 real victims, the RP2 model and each "
-      "setting's baseline attacked with the same keys. Percent. test acc.: "
-      "the setting's own synthetic test split; oracle acc.: the RP2 model "
-      "on that split, classes 1-17; victims stop: real victims the model "
-      "classifies as stop; vs RP2: paired difference in average success.")))
-  settings = [r for r in rows if r["dataset"] == "proxy"]
-  if settings:
-    best = min(settings, key=lambda r: abs(r["avg_success"]
-                                            - rp2["avg_success"]))
-    closing = [r["setting"] for r in settings if r["closes_gap"]]
-    gap = 100 * (rp2["avg_success"] - best["avg_success"])
-    blocks.append(R.Paragraph(
-        f"The RP2 model: {100 * rp2['avg_success']:.1f}% average success. "
-        f"Closest setting: '{best['setting']}' at "
-        f"{100 * best['avg_success']:.1f}% ({gap:+.1f} points below). " + (
-            f"Within 10 points: {', '.join(closing)}; Table 2's defended "
-            "variants belong at that setting." if closing else
-            "No setting tried comes within 10 points of the RP2 model: the "
-            "proxy's floor is the open limit of the synthetic Table 2 rows "
-            "(their baseline is harder to attack than a LISA model, so a "
-            "defence measured from it starts lower).")))
-  return blocks + figures_of(figures, "proxy")
-
-
 def table2_text(rows) -> str:
   return "\n".join(
       f"  {r['dataset']:9s} {r['variant']:10s} acc "
@@ -558,19 +373,18 @@ def table2_text(rows) -> str:
 
 def load_results(workdir: epath.PathLike
                  ) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
-  """The config and every JSON result of a finished study run."""
+  """The config and every saved result of a study run, with the figures
+  drawn from them (`figures.draw`) in `results['study']['figures']`."""
   workdir = Path(workdir)
   config = ml_collections.ConfigDict(read_json(workdir / "config.json",
                                                "study config"))
-  real = config.data.source in REAL_SOURCES
-  results = {key: read_json(workdir / name, f"{key} results")
-             for key, name in RESULT_FILES.items()
-             if (not real or key in REAL_RESULTS)
-             and (key not in OPTIONAL or (workdir / name).exists())}
-  # Figures are stored relative to the workdir, so a moved run renders.
-  results["study"]["figures"] = {
-      section: [(str(workdir / p), c) for p, c in items]
-      for section, items in results["study"]["figures"].items()}
+  study = "real" if config.data.source in REAL_SOURCES else "synthetic"
+  results = {name: stages.load_result(workdir, name) for name in RESULTS}
+  for name in REQUIRED[study]:
+    if results[name] is None:  # the one-line error of a missing file
+      read_json(workdir / f"{name}.json", f"{name} results")
+  results = {k: v for k, v in results.items() if v is not None}
+  results["study"]["figures"] = draw_figures(workdir, config, results)
   return config, results
 
 
@@ -590,15 +404,3 @@ def render(workdir: epath.PathLike) -> Path:
   return md
 
 
-def write_robustness_report(workdir: epath.PathLike, config, results,
-                            figures: list[tuple[str, str]]) -> Path:
-  """WORKDIR/robustness_report/ of `launch.robustness` (process 0 only)."""
-  if not distributed.is_writer():
-    return Path(workdir) / "robustness_report" / "report.md"
-  md, _ = R.write_report(
-      Path(workdir) / "robustness_report", "Robustness checklist",
-      robustness_blocks(results, [R.Figure(p, c) for p, c in figures],
-                        config.robustness) + [
-          R.Heading("Config"),
-          R.Code(json.dumps(config.to_dict(), indent=2), "json")])
-  return md

@@ -49,6 +49,7 @@ from blurnet_jax import stats
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
 from blurnet_jax.jsonio import write_json
+from blurnet_jax.study import robustness_report
 from blurnet_jax.study import zoo
 from blurnet_jax.study.robustness_attacks import transfer_matrix
 from blurnet_jax.study.robustness_checks import checks, transfer_gaps
@@ -168,7 +169,6 @@ def evaluate_trained(config, trained: dict[str, TrainedModel], key,
 def run(config, workdir: epath.PathLike) -> dict[str, Any]:
   """Trains (or reuses) the models of `config`, runs the checklist, writes
   robustness.json, figures/robustness_*.png and robustness_report/."""
-  from blurnet_jax.study import report  # pylint: disable=g-import-not-at-top
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   stage = Stages(("train", "robustness", "report"))
@@ -178,11 +178,12 @@ def run(config, workdir: epath.PathLike) -> dict[str, Any]:
   with stage("robustness"):
     results = evaluate_trained(config, trained, jax.random.key(config.seed),
                                real)
-    print(report.robustness_text(results))
+    print(robustness_report.robustness_text(results))
   with stage("report"):
     figures = plots.robustness_figures(results, workdir / "figures")
     results["stage_seconds"] = dict(stage.seconds)
     write_json(workdir / "robustness.json", results)
-    md = report.write_robustness_report(workdir, config, results, figures)
+    md = robustness_report.write_robustness_report(workdir, config, results,
+                                                   figures)
   print(f"\nrobustness.json and {md.parent / 'index.html'}")
   return results

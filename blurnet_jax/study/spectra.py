@@ -1,13 +1,12 @@
 """The spectral stage: high-frequency shares per layer, natural against
-perturbed, and the slides' spectrum figures."""
+perturbed, and the arrays of the slides' spectrum figures."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from etils import epath
+import numpy as np
 
-from blurnet_jax import plots
 from blurnet_jax import spectral
 
 
@@ -26,22 +25,36 @@ def spectral_rows(models_and_params, natural, perturbed, *, radius: float,
   return rows
 
 
-def spectral_figures(model, params, filtered_model, filtered_params, natural,
-                     perturbed, figdir: epath.Path, prefix: str,
-                     label: str) -> list[tuple[str, str]]:
-  """The slides' spectrum figures: input, L1, L1 after a filter, L2."""
-  out = []
+#: The spectrum figures' victim sets: (prefix, label).
+SPECTRAL_SETS = (("rp2", "RP2 model, real victims"),
+                 ("synthetic", "synthetic victims"))
+#: The spectrum figures: (representation, what it shows).
+FIGURES = (("input", "RGB input channels"),
+           ("l1", "first-layer feature maps (first 8)"),
+           ("l1_filtered", "first-layer maps after a 5x5 box filter"),
+           ("l2", "second-layer feature maps (first 8)"))
+
+
+def spectral_maps(model, params, filtered_model, filtered_params, natural,
+                  perturbed, prefix: str) -> dict[str, np.ndarray]:
+  """The arrays of the slides' spectrum figures (`spectral.mean_log_spectra`)
+  as 'PREFIX.REPRESENTATION.KIND' -> array: input, L1 and L2 of the model,
+  L1 after a filter from the filtered model."""
   spectra = spectral.mean_log_spectra(model, params, natural, perturbed)
   filt = spectral.mean_log_spectra(filtered_model, filtered_params, natural,
                                    perturbed)
-  for layer, source, what in (
-      ("input", spectra, "RGB input channels"),
-      ("l1", spectra, "first-layer feature maps (first 8)"),
-      ("l1_filtered", filt, "first-layer maps after a 5x5 box filter"),
-      ("l2", spectra, "second-layer feature maps (first 8)")):
-    path = figdir / f"{prefix}_spectrum_{layer}.png"
-    plots.plot_spectra(source[layer], path,
-                       title=f"{label}: {what}, natural vs perturbed")
-    out.append((str(path), f"{label}: log-shifted, normalised FFT magnitude "
-                           f"of the {what}; centre = low frequencies."))
+  return {f"{prefix}.{layer}.{kind}": np.asarray(array)
+          for layer, _ in FIGURES
+          for kind, array in (filt if layer == "l1_filtered"
+                              else spectra)[layer].items()}
+
+
+def unflatten_maps(maps: dict[str, np.ndarray], prefix: str
+                   ) -> dict[str, dict[str, np.ndarray]]:
+  """{representation: {kind: array}} of one prefix of `spectral_maps`."""
+  out: dict[str, dict[str, np.ndarray]] = {}
+  for name, array in maps.items():
+    p, layer, kind = name.split(".")
+    if p == prefix:
+      out.setdefault(layer, {})[kind] = array
   return out

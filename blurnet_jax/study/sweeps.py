@@ -10,7 +10,6 @@ import jax
 import numpy as np
 
 from blurnet_jax import models
-from blurnet_jax import plots
 from blurnet_jax import stats
 from blurnet_jax import sweep as sweep_lib
 from blurnet_jax.data import masks as masks_lib
@@ -95,20 +94,4 @@ def by_alpha(rows, outcomes, correct) -> list[dict[str, Any]]:
         "l2_distortion": float(np.mean([rows[i]["l2_distortion"]
                                         for i in idx])),
         "interval": avg["method"]})
-  return out
-
-
-def sweep_figures(rows, figdir: epath.Path) -> list[tuple[str, str]]:
-  """Test accuracy and white-box success against alpha, per penalty."""
-  out = []
-  for penalty in ("linf", "tv"):
-    members = [r for r in rows if r["penalty"] == penalty]
-    if not members:
-      continue
-    for key, label in (("test_accuracy", "test accuracy"),
-                       ("avg_success", "white-box avg success")):
-      path = figdir / f"sweep_{penalty}_{key}.png"
-      plots.plot_sweep(members, path, key=key, ylabel=label,
-                       title=f"{penalty} penalty: {label} against alpha")
-      out.append((str(path), f"{penalty} sweep: {label} against alpha"))
   return out

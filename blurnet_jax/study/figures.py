@@ -1,0 +1,132 @@
+"""The study's figures, drawn from its saved results alone (JSON, and the
+arrays of the .npz results): no model is loaded.
+
+  figures = draw(workdir, config, results)  # {section: [(path, caption)]}
+
+`report.render` calls `draw` before it writes the report, so
+`launch.report` redraws every figure of a finished (or partly finished)
+run. A section whose results are absent has no figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from blurnet_jax import plots
+from blurnet_jax.classes import CLASS_NAMES, REAL_SOURCES
+from blurnet_jax.study import oracle
+from blurnet_jax.study import proxy
+from blurnet_jax.study import spectra
+
+Figures = list[tuple[str, str]]
+#: Victims shown per set.
+SHOWN = 10
+
+
+def oracle_figure(report: dict[str, Any], figdir: Path, *,
+                  real: bool) -> Figures:
+  """The RP2 model's confusion on the synthetic test split or on every
+  crop of a real source."""
+  path = figdir / "oracle_confusion.png"
+  if real:
+    title = ("RP2 (LISA) model on every real LISA crop: "
+             f"{100 * report['accuracy']:.1f}% over classes 1-17")
+    caption = ("The RP2 model on every crop of the source (train and "
+               "test): rows the true class, columns its prediction, "
+               "percent of each row.")
+  else:
+    title = oracle.figure_title(report)
+    caption = ("The RP2 (LISA-trained) model on the synthetic test split: "
+               "rows the true class, columns its prediction, percent of "
+               "each row.")
+  plots.confusion_figure(np.asarray(report["confusion"]), path, title=title)
+  return [(str(path), caption)]
+
+
+def table1_figure(victims: dict[str, np.ndarray], figdir: Path) -> Figures:
+  """Synthetic victims before and after the camouflage perturbation."""
+  path = figdir / "table1_synthetic_victims.png"
+  plots.image_grid(
+      [victims["images"][:SHOWN], victims["adversarial"][:SHOWN]],
+      ["natural", "perturbed"],
+      [[CLASS_NAMES[c] for c in victims[f"{k}_labels"][:SHOWN]]
+       for k in ("images", "adversarial")], path)
+  return [(str(path), "Synthetic victims before (top) and after (bottom) "
+           "the project's camouflage perturbation, with the baseline's "
+           "labels.")]
+
+
+def proxy_figure(rows, figdir: Path) -> Figures:
+  path = figdir / "proxy_success.png"
+  plots.proxy_bars(rows, path, gap_points=proxy.GAP_POINTS)
+  return [(str(path), "Average white-box success on the 40 real victims "
+           "(95% intervals): the RP2 model (red, its level a line, the band "
+           f"{proxy.GAP_POINTS:g} points below it shaded) and a "
+           "synthetic-trained baseline per setting, with its test accuracy "
+           "and the RP2 model's accuracy on its test split.")]
+
+
+def spectral_figures(maps: dict[str, np.ndarray], figdir: Path) -> Figures:
+  """The slides' spectrum figures: input, L1, L1 after a filter, L2, for
+  each victim set of `spectra.spectral_maps`."""
+  out = []
+  for prefix, label in spectra.SPECTRAL_SETS:
+    source = spectra.unflatten_maps(maps, prefix)
+    for layer, what in spectra.FIGURES:
+      if layer not in source:
+        continue
+      path = figdir / f"{prefix}_spectrum_{layer}.png"
+      plots.plot_spectra(source[layer], path,
+                         title=f"{label}: {what}, natural vs perturbed")
+      out.append((str(path), f"{label}: log-shifted, normalised FFT "
+                  f"magnitude of the {what}; centre = low frequencies."))
+  return out
+
+
+def sweep_figures(rows, figdir: Path) -> Figures:
+  """Test accuracy and white-box success against alpha, per penalty."""
+  out = []
+  for penalty in ("linf", "tv"):
+    members = [r for r in rows if r["penalty"] == penalty]
+    if not members:
+      continue
+    for key, label in (("test_accuracy", "test accuracy"),
+                       ("avg_success", "white-box avg success")):
+      path = figdir / f"sweep_{penalty}_{key}.png"
+      plots.plot_sweep(members, path, key=key, ylabel=label,
+                       title=f"{penalty} penalty: {label} against alpha")
+      out.append((str(path), f"{penalty} sweep: {label} against alpha"))
+  return out
+
+
+def victims_figure(preview: dict[str, np.ndarray], figdir: Path) -> Figures:
+  """The first victims of each set of a real-data study."""
+  path = figdir / "victims.png"
+  plots.image_grid(list(preview.values()), list(preview),
+                   [[f"#{i}" for i in range(len(v))]
+                    for v in preview.values()], path)
+  return [(str(path), "The first victims of each set.")]
+
+
+def draw(workdir: Path, config: ml_collections.ConfigDict,
+         results: dict[str, Any]) -> dict[str, Figures]:
+  """Every figure the results allow, under WORKDIR/figures."""
+  figdir = Path(workdir) / "figures"
+  figdir.mkdir(parents=True, exist_ok=True)
+  real = config.data.source in REAL_SOURCES
+  drawers = (
+      ("victims", "victims_preview", victims_figure),
+      ("oracle", "oracle",
+       lambda r, d: oracle_figure(r, d, real=real)),
+      ("table1", "table1_victims", table1_figure),
+      ("proxy", "proxy", proxy_figure),
+      ("spectral", "spectral_maps", spectral_figures),
+      ("sweep", "sweep", sweep_figures),
+      ("robustness", "robustness", plots.robustness_figures),
+  )
+  return {section: draw_fn(results[name], figdir)
+          for section, name, draw_fn in drawers if name in results}

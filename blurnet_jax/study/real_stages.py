@@ -1,0 +1,135 @@
+"""The stages of Table 2 on real photographs (`data.source` lisa_crops,
+gtsrb or lisa; the computations are in `blurnet_jax.study.real`), in
+order for `stages.run_stages`:
+
+  data      the source prepared from `data.manual_dir` (data.json)
+  victims   the real victims, fixed before any model is trained
+            (victims.json; the first of each set, victims_preview.npz)
+  train     every variant of `real.variants`, seed by seed (training.json)
+  oracle    the RP2 model's reading of every LISA crop (LISA sources)
+  table2    the white-box grid, paired differences, treatment checks and
+            verdicts on each victim set
+  findings  a verdict per claim
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+
+from blurnet_jax import train
+from blurnet_jax.classes import LabelSpace, label_space
+from blurnet_jax.data import datasets
+from blurnet_jax.study import findings
+from blurnet_jax.study import oracle
+from blurnet_jax.study import real as real_study
+from blurnet_jax.study import report
+from blurnet_jax.study import zoo
+from blurnet_jax.study.figures import SHOWN
+from blurnet_jax.study.stages import Stage, data_stage, data_text
+from blurnet_jax.study.stages import train_stage, training_text
+
+
+def real_model_configs(config: ml_collections.ConfigDict, labels
+                       ) -> ml_collections.ConfigDict:
+  """`config.real_models` with the training length of the data set's label
+  space (`config.real.num_train_steps[labels.name]`) and the seeds of
+  `config.real.seeds`, detached values."""
+  steps = int(config.real.num_train_steps[labels.name])
+  out = {}
+  for name, m in config.real_models.items():
+    v = ml_collections.ConfigDict(m.to_dict())
+    v.num_train_steps = steps
+    v.warmup_steps = steps // 10
+    v.eval_every = v.checkpoint_every = max(1, steps // 2)
+    v.log_every = max(1, steps // 10)
+    v.sweep.seeds = tuple(config.real.seeds)
+    out[name] = v
+  return ml_collections.ConfigDict(out)
+
+
+@dataclasses.dataclass
+class Inputs:
+  """What the stages share, built on first use."""
+
+  config: ml_collections.ConfigDict
+  workdir: Path
+  results: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @property
+  def key(self) -> jax.Array:
+    return jax.random.key(self.config.seed)
+
+  @property
+  def labels(self) -> LabelSpace:
+    return label_space(self.config.data.source)
+
+  @functools.cached_property
+  def builder(self):
+    return train.prepare_data(self.config.data)  # process 0 first
+
+  @functools.cached_property
+  def real(self) -> zoo.RP2Data:
+    return zoo.rp2_data(self.config.rp2_dir)
+
+  @functools.cached_property
+  def victim_sets(self) -> list[real_study.VictimSet]:
+    return real_study.victim_sets(self.config, self.builder, self.labels,
+                            self.real)
+
+  @functools.cached_property
+  def trained(self) -> dict[str, zoo.TrainedModel]:
+    return zoo.train_models(real_model_configs(self.config, self.labels),
+                            self.workdir / "models")
+
+
+def victims_stage(config, inputs: Inputs) -> dict[str, Any]:
+  del config
+  sets = inputs.victim_sets
+  return {"victims": {v.name: v.info for v in sets},
+          "victims_preview": {v.name: v.images[:SHOWN] for v in sets}}
+
+
+def oracle_stage(config, inputs: Inputs) -> dict[str, Any]:
+  del config
+  if inputs.labels.name != "lisa":
+    return {}
+  return {"oracle": real_study.oracle(inputs.builder)}
+
+
+def table2_stage(config, inputs: Inputs) -> dict[str, Any]:
+  return {"table2": real_study.table2_rows(
+      config, inputs.trained, jax.random.fold_in(inputs.key, 2),
+      inputs.victim_sets, datasets.load_split(inputs.builder, "test"),
+      inputs.labels)}
+
+
+def findings_stage(config, inputs: Inputs) -> dict[str, Any]:
+  del config
+  return {"findings": findings.findings([], inputs.results["table2"], None)}
+
+
+def _victims_text(results) -> str:
+  return "\n".join(
+      f"  {name}: {v['victims']} victims of {v['candidates']} "
+      f"({v['excluded_near_duplicates']} near-duplicates excluded)"
+      for name, v in results["victims"].items())
+
+
+STAGES = (
+    Stage("data", data_stage, ("data",), data_text),
+    Stage("victims", victims_stage, ("victims", "victims_preview"),
+          _victims_text),
+    Stage("train", train_stage, ("training",), training_text),
+    Stage("oracle", oracle_stage, ("oracle",),
+          lambda r: oracle.format_oracle(r["oracle"]) if "oracle" in r
+          else "", optional=("oracle",)),
+    Stage("table2", table2_stage, ("table2",),
+          lambda r: report.table2_text(r["table2"])),
+    Stage("findings", findings_stage, ("findings",)),
+)

@@ -1,0 +1,230 @@
+"""The stages of the study on the synthetic proxy (the default source).
+
+Each stage is a function of the config and `Inputs` (the data set, the
+trained models, the RP2 assets, earlier results) to JSON-able results
+(or arrays the figures are drawn from); `STAGES` lists them in order for
+`stages.run_stages`:
+
+  data        the synthetic set, prepared once (data.json)
+  train       every Table 2 variant, a vmapped population of seeds,
+              reused or resumed from WORKDIR/models (training.json)
+  oracle      the RP2 (LISA) model on the synthetic test split (oracle.json)
+  table1      black-box transfer of a camouflage perturbation to fixed
+              filters inserted in the undefended model (table1.json; the
+              synthetic victims it attacked, table1_victims.npz)
+  table2      the white-box RP2 grid on every variant and the RP2 model
+  lisa        the LISA-initialised arm
+  proxy       baselines under settings of the synthetic set's knobs,
+              and Table 2 again at the closest setting (proxy_table2.json)
+  spectral    high-frequency shares, the spectral claim and the spectra
+  sweep       vmapped alpha populations, each member attacked
+  robustness  the checklist on every variant and the RP2 model
+  findings    a verdict per claim of the slides
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from blurnet_jax import models
+from blurnet_jax import train
+from blurnet_jax.data import datasets
+from blurnet_jax.study import findings
+from blurnet_jax.study import oracle
+from blurnet_jax.study import proxy
+from blurnet_jax.study import proxy_report
+from blurnet_jax.study import report
+from blurnet_jax.study import robustness
+from blurnet_jax.study import robustness_report
+from blurnet_jax.study import spectra
+from blurnet_jax.study import sweeps
+from blurnet_jax.study import table1
+from blurnet_jax.study import table2
+from blurnet_jax.study import zoo
+from blurnet_jax.study.stages import Stage, data_stage, data_text
+from blurnet_jax.study.stages import train_stage, training_text
+
+@dataclasses.dataclass
+class Inputs:
+  """What the stages share: built on first use, so a resumed run loads
+  only what the stages it runs need."""
+
+  config: ml_collections.ConfigDict
+  workdir: Path
+  results: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @property
+  def key(self) -> jax.Array:
+    return jax.random.key(self.config.seed)
+
+  @functools.cached_property
+  def builder(self):
+    return train.prepare_data(self.config.data)  # process 0 first
+
+  @functools.cached_property
+  def test(self) -> tuple[np.ndarray, np.ndarray]:
+    return datasets.load_split(self.builder, "test")
+
+  @functools.cached_property
+  def real(self) -> zoo.RP2Data:
+    return zoo.rp2_data(self.config.rp2_dir)
+
+  @functools.cached_property
+  def trained(self) -> dict[str, zoo.TrainedModel]:
+    return zoo.train_models(self.config.models, self.workdir / "models")
+
+  @property
+  def baseline(self) -> zoo.TrainedModel:
+    return self.trained["baseline"]
+
+  @property
+  def synth(self) -> dict[str, np.ndarray]:
+    """The first seed's synthetic victims and their perturbation."""
+    return self.results["table1_victims"]
+
+
+def oracle_stage(config, inputs: Inputs) -> dict[str, Any]:
+  """The RP2 (LISA) model on the test split: classes 1-17 equally weighted,
+  and on the front-on renders."""
+  del config
+  out = oracle.oracle_report(*inputs.test, params=inputs.real.params)
+  out["front_on"] = oracle.front_on_report(params=inputs.real.params)
+  return {"oracle": out}
+
+
+def table1_stage(config, inputs: Inputs) -> dict[str, Any]:
+  """Seed i's baseline with its own perturbation (key i), pooled; the first
+  seed's victims are saved for the figures and the spectra."""
+  baseline, real = inputs.baseline, inputs.real
+  variants = table1.filter_variants(config.table1)
+  synths = [table1.synthetic_transfer_perturbation(
+      config.table1.attack_steps, baseline.apply_fn, p,
+      jax.random.fold_in(jax.random.fold_in(inputs.key, 1), i),
+      desc=f", seed {seed}")
+            for i, (seed, p) in enumerate(zip(baseline.seeds,
+                                              baseline.members))]
+  rows = table1.pool([table1.transfer_rows(p, s["images"], s["adversarial"],
+                                           variants, dataset="synthetic")
+                      for p, s in zip(baseline.members, synths)])
+  real_rows = table1.transfer_rows(real.params, real.images, real.adversarial,
+                                   variants, dataset="rp2")
+  first = synths[0]
+  victims = {k: np.asarray(first[k]) for k in ("images", "adversarial")}
+  for k in ("images", "adversarial"):
+    victims[f"{k}_labels"] = np.asarray(models.predict(
+        baseline.apply_fn, baseline.params, victims[k]))
+  return {"table1": real_rows + rows, "table1_victims": victims}
+
+
+def table2_stage(config, inputs: Inputs) -> dict[str, Any]:
+  return {"table2": table2.table2_rows(
+      config, inputs.trained, jax.random.fold_in(inputs.key, 2), inputs.real,
+      inputs.test)}
+
+
+def lisa_stage(config, inputs: Inputs) -> dict[str, Any]:
+  lisa_models = zoo.train_models(config.lisa_models, inputs.workdir / "lisa")
+  return {"lisa": table2.lisa_rows(config, lisa_models,
+                                   jax.random.fold_in(inputs.key, 5),
+                                   inputs.real)}
+
+
+def proxy_stage(config, inputs: Inputs) -> dict[str, Any]:
+  """The proxy's settings; then Table 2's variants again at the setting
+  closest to the RP2 model, attacked with Table 2's keys: how much the
+  proxy moves the answer."""
+  proxy_models = zoo.train_models(config.proxy_models,
+                                  inputs.workdir / "proxy")
+  out = {"proxy": proxy.proxy_rows(config, proxy_models,
+                                   jax.random.fold_in(inputs.key, 6),
+                                   inputs.real)}
+  setting = proxy.table2_setting(config, out["proxy"])
+  if setting is not None:
+    block = proxy.variant_configs(config, setting)
+    at = zoo.train_models(block, inputs.workdir / "proxy_table2" / setting)
+    split = datasets.load_split(datasets.prepare(block.baseline.data), "test")
+    rows = table2.synthetic_rows(config, at, jax.random.fold_in(inputs.key, 2),
+                                 split, dataset=f"synthetic ({setting})")
+    table2.compare(rows, rows[0]["dataset"])
+    out["proxy_table2"] = rows
+  return out
+
+
+def spectral_stage(config, inputs: Inputs) -> dict[str, Any]:
+  """Shares above `config.spectral_radius` per layer, the slides' spectral
+  claim on the real victims, and the spectra of the figures."""
+  baseline, real, synth = inputs.baseline, inputs.real, inputs.synth
+  box = dict(filter_where="l1", filter_kernel="box", filter_size=5,
+             filter_padding=config.table1.padding)
+  filt_model, filt_params = models.insert_filter(baseline.params, **box)
+  rm, rp = models.insert_filter(real.params, **box)
+  radius = config.spectral_radius
+  candidates = [("baseline + l1 5x5 box (inserted)", filt_model,
+                 filt_params)] + [(n, m.model, m.params)
+                                  for n, m in inputs.trained.items()]
+  rows = spectra.spectral_rows(
+      [("RP2 model", real.model, real.params),
+       ("RP2 + l1 5x5 box (inserted)", rm, rp)],
+      real.images, real.adversarial, radius=radius, dataset="rp2"
+  ) + spectra.spectral_rows(candidates, synth["images"], synth["adversarial"],
+                            radius=radius, dataset="synthetic")
+  claim = findings.spectral_claim(real.model, real.params, rm, rp,
+                                  real.images, real.adversarial,
+                                  radius=radius)
+  maps = {}
+  for (prefix, _), (m, p, fm, fp, nat, adv) in zip(spectra.SPECTRAL_SETS, (
+      (real.model, real.params, rm, rp, real.images, real.adversarial),
+      (baseline.model, baseline.params, filt_model, filt_params,
+       synth["images"], synth["adversarial"]))):
+    maps |= spectra.spectral_maps(m, p, fm, fp, nat, adv, prefix)
+  return {"spectral": rows, "spectral_claim": claim, "spectral_maps": maps}
+
+
+def sweep_stage(config, inputs: Inputs) -> dict[str, Any]:
+  return {"sweep": sweeps.run_sweeps(config, inputs.workdir,
+                                     jax.random.fold_in(inputs.key, 3),
+                                     inputs.test)}
+
+
+def robustness_stage(config, inputs: Inputs) -> dict[str, Any]:
+  return {"robustness": robustness.evaluate_trained(
+      config, inputs.trained, jax.random.fold_in(inputs.key, 4), inputs.real)}
+
+
+def findings_stage(config, inputs: Inputs) -> dict[str, Any]:
+  del config
+  r = inputs.results
+  return {"findings": findings.findings(r["table1"], r["table2"] + r["lisa"],
+                                        r["spectral_claim"])}
+
+
+STAGES = (
+    Stage("data", data_stage, ("data",), data_text),
+    Stage("train", train_stage, ("training",), training_text),
+    Stage("oracle", oracle_stage, ("oracle",),
+          lambda r: oracle.format_oracle(r["oracle"])),
+    Stage("table1", table1_stage, ("table1", "table1_victims"),
+          lambda r: report.table1_text(r["table1"])),
+    Stage("table2", table2_stage, ("table2",),
+          lambda r: report.table2_text(r["table2"])),
+    Stage("lisa", lisa_stage, ("lisa",),
+          lambda r: report.table2_text(r["lisa"])),
+    Stage("proxy", proxy_stage, ("proxy", "proxy_table2"),
+          lambda r: proxy_report.proxy_text(r["proxy"]) + (
+              "\n" + report.table2_text(r["proxy_table2"])
+              if "proxy_table2" in r else ""),
+          optional=("proxy_table2",)),
+    Stage("spectral", spectral_stage,
+          ("spectral", "spectral_claim", "spectral_maps")),
+    Stage("sweep", sweep_stage, ("sweep",)),
+    Stage("robustness", robustness_stage, ("robustness",),
+          lambda r: robustness_report.robustness_text(r["robustness"])),
+    Stage("findings", findings_stage, ("findings",)),
+)
