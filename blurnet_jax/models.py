@@ -352,8 +352,13 @@ def model_for(config: Mapping[str, Any]) -> LisaCNN:
                             label_space(config["data"]["source"]).num_classes})
 
 
+#: A classifier as every attack and evaluation takes it:
+#: `apply_fn(params, images) -> logits`, e.g. `apply_fn_for(model)`.
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
+
+
 @functools.lru_cache(maxsize=None)
-def apply_fn_for(model: LisaCNN) -> Callable[[Any, jax.Array], jax.Array]:
+def apply_fn_for(model: LisaCNN) -> ApplyFn:
   """`apply_fn(params, images) -> logits` of `model`, one object per model.
 
   Equal models (same fields) get the same function object, so the jitted

@@ -45,8 +45,8 @@ def test_poster_writes_reports(poster):
   assert results["clean_stop_rate"] == 1.0  # README: all 40 are stop
   (row,) = results["targets"]
   assert row["target"] == 12 and row["target_name"] == "speedLimit45"
-  # Measured: every victim is speedLimit45 after 5 steps (the authors saw
-  # 100% from step 2 of their run).
+  # The authors' poster attack reaches the target from its first steps
+  # (the RP2 facts), so 5 steps fool nearly every victim.
   assert row["targeted_success"] >= 0.9
   assert row["success"] >= row["targeted_success"]
   assert 0 < row["l2"] < 1

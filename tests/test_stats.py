@@ -152,7 +152,7 @@ def test_sweep_rows_pool_seeds_per_alpha():
   """`by_alpha`: one row per (penalty, alpha) whose figures are the means
   over its seeds and whose intervals are the two-way ones of the stacked
   per-victim outcomes and test correctness."""
-  from blurnet_jax.study import sweeps  # pylint: disable=g-import-not-at-top
+  from blurnet_jax.study import alpha_curves  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   rows, outcomes, correct = [], [], []
   for alpha in (0.0, 0.1):
@@ -163,7 +163,7 @@ def test_sweep_rows_pool_seeds_per_alpha():
       correct.append(c)
       rows.append({"penalty": "linf", "alpha": alpha, "seed": seed,
                    "worst_success": o.mean(0).max(), "l2_distortion": 0.2})
-  pooled = sweeps.by_alpha(rows, outcomes, correct)
+  pooled = alpha_curves.by_alpha(rows, outcomes, correct)
   assert [(r["alpha"], r["seeds"]) for r in pooled] == [
       (0.0, [0, 1, 2]), (0.1, [0, 1, 2])]
   for r, lo in zip(pooled, (0, 3)):

@@ -7,7 +7,6 @@ the whole package, see `blurnet_jax`), float32 images (N, 32, 32, 3) in
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import numbers
 from typing import Any
 
@@ -16,9 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from blurnet_jax.classes import IMAGE_SHAPE, NUM_CLASSES
+from blurnet_jax.models import ApplyFn
 
-#: `apply_fn(params, images) -> logits`, e.g. `models.apply_fn_for(model)`.
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
 def num_outputs(apply_fn: ApplyFn, params: Any) -> int:

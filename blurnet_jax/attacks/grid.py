@@ -30,7 +30,7 @@ import numpy as np
 
 from blurnet_jax import distributed
 from blurnet_jax.attacks import rp2
-from blurnet_jax.attacks.checks import ApplyFn
+from blurnet_jax.models import ApplyFn
 from blurnet_jax.attacks.transforms import TransformConfig
 from blurnet_jax.classes import LISA, LabelSpace
 from blurnet_jax.progress import Progress

@@ -36,7 +36,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from blurnet_jax.attacks.checks import ApplyFn, check_images, check_mask
+from blurnet_jax.models import ApplyFn
+from blurnet_jax.attacks.checks import check_images, check_mask
 from blurnet_jax.attacks.transforms import (TransformConfig,
                                             random_transform)
 from blurnet_jax.classes import IMAGE_SHAPE, NUM_CLASSES

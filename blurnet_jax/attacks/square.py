@@ -39,7 +39,7 @@ import jax.numpy as jnp
 
 from blurnet_jax.attacks.pgd import (NORMS, by_norm, check_epsilon, margins,
                                      norms, perturb, prepare, project)
-from blurnet_jax.attacks.checks import ApplyFn
+from blurnet_jax.models import ApplyFn
 from blurnet_jax.classes import IMAGE_SHAPE
 
 #: The paper's schedule for 10,000 iterations: p is halved after each.

@@ -70,7 +70,7 @@ def plot_sweep(rows: list[dict], path: epath.PathLike, *, title: str,
                ) -> epath.Path:
   """Every seed of `key` against alpha (grey points), and the mean over the
   seeds with its 95% interval (the rows with seed 'all', from
-  `study.sweeps.by_alpha`; without them, the plain mean); alpha 0 drawn at
+  `study.alpha_curves.by_alpha`; without them, the plain mean); alpha 0 drawn at
   the left."""
   plt = canvas.pyplot()
   members = [r for r in rows if r.get("seed") != "all"]

@@ -20,7 +20,7 @@ from blurnet_jax import plots
 from blurnet_jax.classes import CLASS_NAMES, REAL_SOURCES
 from blurnet_jax.study import oracle
 from blurnet_jax.study import proxy
-from blurnet_jax.study import spectra
+from blurnet_jax.study import high_frequency
 
 Figures = list[tuple[str, str]]
 #: Victims shown per set.
@@ -74,9 +74,9 @@ def spectral_figures(maps: dict[str, np.ndarray], figdir: Path) -> Figures:
   """The slides' spectrum figures: input, L1, L1 after a filter, L2, for
   each victim set of `spectra.spectral_maps`."""
   out = []
-  for prefix, label in spectra.SPECTRAL_SETS:
-    source = spectra.unflatten_maps(maps, prefix)
-    for layer, what in spectra.FIGURES:
+  for prefix, label in high_frequency.SPECTRAL_SETS:
+    source = high_frequency.unflatten_maps(maps, prefix)
+    for layer, what in high_frequency.FIGURES:
       if layer not in source:
         continue
       path = figdir / f"{prefix}_spectrum_{layer}.png"

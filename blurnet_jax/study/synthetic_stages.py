@@ -43,8 +43,8 @@ from blurnet_jax.study import proxy_report
 from blurnet_jax.study import report
 from blurnet_jax.study import robustness
 from blurnet_jax.study import robustness_report
-from blurnet_jax.study import spectra
-from blurnet_jax.study import sweeps
+from blurnet_jax.study import high_frequency
+from blurnet_jax.study import alpha_curves
 from blurnet_jax.study import table1
 from blurnet_jax.study import table2
 from blurnet_jax.study import zoo
@@ -169,26 +169,26 @@ def spectral_stage(config, inputs: Inputs) -> dict[str, Any]:
   candidates = [("baseline + l1 5x5 box (inserted)", filt_model,
                  filt_params)] + [(n, m.model, m.params)
                                   for n, m in inputs.trained.items()]
-  rows = spectra.spectral_rows(
+  rows = high_frequency.spectral_rows(
       [("RP2 model", real.model, real.params),
        ("RP2 + l1 5x5 box (inserted)", rm, rp)],
       real.images, real.adversarial, radius=radius, dataset="rp2"
-  ) + spectra.spectral_rows(candidates, synth["images"], synth["adversarial"],
+  ) + high_frequency.spectral_rows(candidates, synth["images"], synth["adversarial"],
                             radius=radius, dataset="synthetic")
   claim = findings.spectral_claim(real.model, real.params, rm, rp,
                                   real.images, real.adversarial,
                                   radius=radius)
   maps = {}
-  for (prefix, _), (m, p, fm, fp, nat, adv) in zip(spectra.SPECTRAL_SETS, (
+  for (prefix, _), (m, p, fm, fp, nat, adv) in zip(high_frequency.SPECTRAL_SETS, (
       (real.model, real.params, rm, rp, real.images, real.adversarial),
       (baseline.model, baseline.params, filt_model, filt_params,
        synth["images"], synth["adversarial"]))):
-    maps |= spectra.spectral_maps(m, p, fm, fp, nat, adv, prefix)
+    maps |= high_frequency.spectral_maps(m, p, fm, fp, nat, adv, prefix)
   return {"spectral": rows, "spectral_claim": claim, "spectral_maps": maps}
 
 
 def sweep_stage(config, inputs: Inputs) -> dict[str, Any]:
-  return {"sweep": sweeps.run_sweeps(config, inputs.workdir,
+  return {"sweep": alpha_curves.run_sweeps(config, inputs.workdir,
                                      jax.random.fold_in(inputs.key, 3),
                                      inputs.test)}
 

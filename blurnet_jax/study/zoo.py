@@ -24,7 +24,7 @@ from blurnet_jax import models
 from blurnet_jax import sweep
 from blurnet_jax import train
 from blurnet_jax.attacks import rp2
-from blurnet_jax.attacks.checks import ApplyFn
+from blurnet_jax.models import ApplyFn
 from blurnet_jax.data import rp2_assets
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from blurnet_jax.attacks.checks import (ApplyFn, check_images, check_target,
+from blurnet_jax.models import ApplyFn
+from blurnet_jax.attacks.checks import (check_images, check_target,
                                         num_outputs)
 from blurnet_jax.attacks.transforms import TransformConfig, random_transform
 

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from blurnet_jax.attacks.checks import (ApplyFn, check_images, check_mask,
+from blurnet_jax.models import ApplyFn
+from blurnet_jax.attacks.checks import (check_images, check_mask,
                                         check_noise, check_target,
                                         num_outputs)
 from blurnet_jax.attacks.rp2.config import RP2Config

@@ -1,5 +1,5 @@
-"""The sweep stage: each penalty's alpha population, trained as one vmapped
-program, each member attacked white-box."""
+"""What the sweep stage computes: each penalty's alpha population, trained
+as one vmapped program, each member attacked white-box."""
 
 from __future__ import annotations
 

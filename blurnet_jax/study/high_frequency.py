@@ -1,4 +1,4 @@
-"""The spectral stage: high-frequency shares per layer, natural against
+"""What the spectral stage computes: high-frequency shares per layer, natural against
 perturbed, and the arrays of the slides' spectrum figures."""
 
 from __future__ import annotations
