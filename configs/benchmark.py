@@ -20,7 +20,7 @@ from pathlib import Path
 
 import ml_collections
 
-from blurnet_jax.config_args import parse_arg
+from blurnet_jax import config_args
 from configs.distributed import distributed_config
 
 # Optional: the reference benchmarks beside the repository, when present.
@@ -31,8 +31,8 @@ def _existing(path: Path) -> str:
   return str(path) if path.exists() else ""
 
 
-def get_config(arg=None):
-  arg = parse_arg(arg, runlocal=False)
+def base() -> ml_collections.ConfigDict:
+  """The default benchmark: every section, one repetition."""
   c = ml_collections.ConfigDict()
   c.sections = ("train", "grid", "data")  # any of these
   c.repeats = 1  # interleaved repetitions; the report gives medians
@@ -61,10 +61,21 @@ def get_config(arg=None):
   c.torch_python = ""  # interpreter with torch; '' = this one
   # The references' grid forms: all targets in one vmap, one at a time.
   c.reference_modes = ("batched", "sequential")
-  if arg.runlocal:
-    c.train_steps = 10
-    c.grid_steps = 2
-    c.num_transforms = 2
-    c.data_per_class = 20
   c.distributed = distributed_config()  # several processes: see there
   return c
+
+
+#: Named overrides of `base` (see blurnet_jax/config_args.py).
+OVERRIDES = {
+    # Fewer steps, transforms and images (see above).
+    "runlocal": {
+        "train_steps": 10,
+        "grid_steps": 2,
+        "num_transforms": 2,
+        "data_per_class": 20,
+    },
+}
+
+
+def get_config(arg=None):
+  return config_args.configure(arg, base, OVERRIDES)

@@ -11,10 +11,10 @@ Writes the tfds set under `data_dir` (default: tfds's ~/tensorflow_datasets), an
 
 import ml_collections
 
-from blurnet_jax.config_args import parse_arg
+from blurnet_jax import config_args
 
 
-def data_config(*, runlocal: bool = False) -> ml_collections.ConfigDict:
+def data_config() -> ml_collections.ConfigDict:
   """The data block shared by every config that trains or evaluates."""
   c = ml_collections.ConfigDict()
   # synthetic (built in) | lisa_crops | gtsrb | lisa (the full LISA
@@ -22,8 +22,8 @@ def data_config(*, runlocal: bool = False) -> ml_collections.ConfigDict:
   c.source = "synthetic"
   c.data_dir = ""  # tfds data_dir; "" -> ~/tensorflow_datasets
   c.manual_dir = ""  # the folder of a real source's files
-  c.train_per_class = 20 if runlocal else 2000
-  c.test_per_class = 5 if runlocal else 300
+  c.train_per_class = 2000
+  c.test_per_class = 300
   c.seed = 0  # the synthetic set's seed (independent of the training seed)
   # Camera corruption strength in [0, 1]: 0 = clean renders, 1 = the default
   # camera (blur, low resolution, noise, JPEG, haze, shadow, occluder).
@@ -34,8 +34,19 @@ def data_config(*, runlocal: bool = False) -> ml_collections.ConfigDict:
   return c
 
 
-def get_config(arg=None):
-  arg = parse_arg(arg, runlocal=False)
-  config = data_config(runlocal=arg.runlocal)
+def base() -> ml_collections.ConfigDict:
+  """The full set's data block, and the contact sheet's size."""
+  config = data_config()
   config.contact_sheet_per_class = 12
   return config
+
+
+#: Named overrides of `base` (see blurnet_jax/config_args.py); train.py
+#: applies `runlocal` to its data block.
+OVERRIDES = {
+    "runlocal": {"train_per_class": 20, "test_per_class": 5},
+}
+
+
+def get_config(arg=None):
+  return config_args.configure(arg, base, OVERRIDES)

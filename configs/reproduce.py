@@ -45,13 +45,15 @@ victims x 2 transforms x 40 steps, a LISA arm of two variants in its full
 form only (60 fine-tuning steps, a 1-target grid), two proxy settings (one
 seed), two alphas per sweep (60 steps, one seed, a 1-target grid per
 member), the robustness checklist at its quick size on the first seed;
-the report lists every reduction.
+the report lists every reduction. `variants=("baseline", "tv_1e-4")` (a
+tuple of configs/train.py's names) trains other Table 2 variants, at
+either size.
 """
 
 import ml_collections
 
 from blurnet_jax.attacks.grid import ALL_TARGETS
-from blurnet_jax.config_args import parse_arg
+from blurnet_jax import config_args
 from configs import common
 from configs import sweep as sweep_configs
 from configs.distributed import distributed_config
@@ -59,25 +61,24 @@ from configs.distributed import distributed_config
 TABLE2_VARIANTS = common.TABLE2_VARIANTS
 
 
-def get_config(arg=None):
-  arg = parse_arg(arg, quick=False)
-  q = arg.quick
+def base(variants) -> ml_collections.ConfigDict:
+  """The full study's settings; `link` makes the model configs."""
   c = ml_collections.ConfigDict()
-  c.name = "quick" if q else "full"
+  c.name = "full"
   # Training: seed, rp2_dir, data, the step budget, batch and learning rate,
   # linked into every model of `c.models` (one train config per variant).
-  common.study_training(c, quick=q)
+  common.study_settings(c, variants)
 
-  # The LISA-initialised arm (see configs/common.py: lisa_arm).
-  common.lisa_arm(c, quick=q)
+  # The LISA-initialised arm (see configs/common.py: lisa_settings).
+  common.lisa_settings(c)
 
   # Table 2 on real photographs, the study run on a real data source
-  # (see configs/common.py: real_arm).
-  common.real_arm(c, quick=q)
+  # (see configs/common.py: real_settings).
+  common.real_settings(c)
 
   # The proxy ablation: baselines under settings of the synthetic set's
-  # knobs beside the RP2 model (see configs/common.py: proxy_arm).
-  common.proxy_arm(c, quick=q)
+  # knobs beside the RP2 model (see configs/common.py: proxy_settings).
+  common.proxy_settings(c)
 
   # Table 1: fixed filters inserted into the undefended model (no retraining).
   c.table1 = ml_collections.ConfigDict()
@@ -85,19 +86,15 @@ def get_config(arg=None):
   c.table1.kernels = ("box", "gaussian")
   c.table1.padding = "zeros"  # zeros | reflect
   c.table1.position = "after_relu"  # after_relu | before_relu (L1 filters)
-  c.table1.attack_steps = 300 if q else 1000  # the synthetic camouflage RP2
+  c.table1.attack_steps = 1000  # the synthetic camouflage RP2
 
   # Table 2: the white-box RP2 grid (camouflage settings) on each variant.
   c.grid = ml_collections.ConfigDict()
-  # Quick: three targets (addedLane, pedestrianCrossing, speedLimit45: the
-  # last is RP2's own), the set of the proxy ablation's full grid.
-  c.grid.targets = (1, 5, 12) if q else ALL_TARGETS  # class indices
-  c.grid.victims = 20 if q else 40
-  c.grid.num_transforms = 2 if q else 8
-  # Quick: 40 steps, as the LISA arm's and the proxy's grids, so the RP2
-  # model's attack programs on the real victims are shared by all three.
-  c.grid.steps = 40 if q else 1000
-  c.grid.eval_transforms = 4 if q else 10
+  c.grid.targets = ALL_TARGETS  # class indices
+  c.grid.victims = 40
+  c.grid.num_transforms = 8
+  c.grid.steps = 1000
+  c.grid.eval_transforms = 10
   c.grid.chunk = -1  # targets per program; 0 = all; -1 = by backend
 
   # Spectral analysis: share of power above this radius (x Nyquist).
@@ -105,29 +102,75 @@ def get_config(arg=None):
 
   # Alpha sweeps (vmapped populations), each member attacked white-box.
   c.sweep = ml_collections.ConfigDict()
-  c.sweep.num_train_steps = 60 if q else 1500
-  c.sweep.targets = (12,) if q else (1, 5, 12, 17)
-  # Quick: the quick Table 2 grid's length and transforms, so each
-  # member's attack runs the program Table 2 compiled for its architecture.
-  c.sweep.steps = 40 if q else 300  # attack steps per member
-  c.sweep.num_transforms = 2 if q else 4
-  steps = c.sweep.get_ref("num_train_steps")
-  c.sweeps = ml_collections.ConfigDict()
-  for penalty in ("linf", "tv"):
-    s = common.linked_train_config(c, sweep_configs.VARIANT[penalty],
-                                   steps=steps)
-    s.variant = f"sweep_{penalty}"
-    # Quick: one seed per member (a reduction the report lists).
-    s.sweep = ml_collections.ConfigDict(dict(
-        alphas=sweep_configs.ALPHAS[penalty], chunk=0,
-        seeds=(0,) if q else c.get_ref("seeds")))
-    c.sweeps[penalty] = s
-  if q:
-    c.sweeps.linf.sweep.alphas = (0.0, 0.1)
-    c.sweeps.tv.sweep.alphas = (0.0, 1e-4)
+  c.sweep.num_train_steps = 1500
+  c.sweep.targets = (1, 5, 12, 17)
+  c.sweep.steps = 300  # attack steps per member
+  c.sweep.num_transforms = 4
+  # The members of each penalty's population; seeds None: the study's
+  # (linked by `link`). Each becomes the penalty's train config.
+  c.sweeps = ml_collections.ConfigDict({
+      penalty: {"sweep": {"alphas": alphas, "seeds": None, "chunk": 0}}
+      for penalty, alphas in sweep_configs.ALPHAS.items()})
 
   # Beyond the slides: the robustness checklist on every trained variant
   # and the RP2 model; see configs/robustness.py.
-  c.robustness = common.robustness_block("quick" if q else "full")
+  c.robustness = common.robustness_block()
   c.distributed = distributed_config()  # several processes: see there
   return c
+
+
+#: Named overrides of `base` (see blurnet_jax/config_args.py).
+OVERRIDES = {
+    # Sized for a 2-core CPU (see above); the report lists every reduction.
+    "quick": {
+        "name": "quick",
+        "seeds": (0, 1),
+        "variants": common.QUICK_VARIANTS,
+        **common.QUICK_TRAINING,
+        **common.QUICK_LISA,
+        **common.QUICK_REAL,
+        **common.QUICK_PROXY,
+        "table1.attack_steps": 300,
+        # Three targets (addedLane, pedestrianCrossing, speedLimit45: the
+        # last is RP2's own), the set of the proxy ablation's full grid.
+        **config_args.under("grid", {
+            **common.QUICK_GRID, "targets": (1, 5, 12), "victims": 20}),
+        # The quick Table 2 grid's length and transforms, so that each
+        # member's attack runs the program Table 2 compiled for its
+        # architecture; two alphas and one seed per penalty.
+        "sweep.num_train_steps": 60,
+        "sweep.targets": (12,),
+        "sweep.steps": 40,
+        "sweep.num_transforms": 2,
+        "sweeps.linf.sweep.alphas": (0.0, 0.1),
+        "sweeps.linf.sweep.seeds": (0,),
+        "sweeps.tv.sweep.alphas": (0.0, 1e-4),
+        "sweeps.tv.sweep.seeds": (0,),
+        **config_args.under("robustness", common.QUICK_ROBUSTNESS),
+    },
+}
+
+
+def link(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The train config of every model of the study, linked to its settings
+  (see configs/common.py)."""
+  common.link_models(c)
+  common.link_lisa(c)
+  common.link_real(c)
+  common.link_proxy(c)
+  steps = c.sweep.get_ref("num_train_steps")
+  sweeps = {}
+  for penalty, members in c.sweeps.items():
+    s = common.linked_train_config(c, sweep_configs.VARIANT[penalty],
+                                   steps=steps)
+    s.variant = f"sweep_{penalty}"
+    common.link_unset(members.sweep, "seeds", c)
+    s.sweep = members.sweep
+    sweeps[penalty] = s
+  c.sweeps = ml_collections.ConfigDict(sweeps)
+  return c
+
+
+def get_config(arg=None):
+  return link(config_args.configure(arg, base, OVERRIDES,
+                                    variants=TABLE2_VARIANTS))

@@ -10,41 +10,64 @@ blurnet_jax/study/robustness.py).
 
 Models are trained exactly as `launch.reproduce` trains them (same fields,
 same WORKDIR/models layout), so pointing both at one WORKDIR reuses them.
-`variants=all` (or 'baseline+tv_1e-4', names joined by '+') picks the
-models instead. `runlocal`: the synthetic baseline only, trained briefly,
-small budgets (a run of tens of seconds, for tests and a first look).
-`quick`: the three variants of the quick study. Default: every Table 2
-variant. The RP2 model is checked on its 40 real victims with the authors'
-own sticker (the packaged assets, or `rp2_dir`).
+Default: every Table 2 variant. `quick`: the three variants of the quick
+study at its size. `runlocal`: the synthetic baseline only, trained
+briefly, small budgets (a run of tens of seconds, for tests and a first
+look). `all` (e.g. `quick,all`) trains every Table 2 variant at any size;
+`variants=("baseline", "tv_1e-4")`, a tuple of configs/train.py's names,
+picks the models instead (quote it for the shell:
+`--config='configs/robustness.py:quick,variants=("baseline", "tv_1e-4")'`).
+The RP2 model is checked on its 40 real victims with the authors' own
+sticker (the packaged assets, or `rp2_dir`).
 """
 
 import ml_collections
 
-from blurnet_jax.config_args import parse_arg
+from blurnet_jax import config_args
 from configs import common
 from configs.distributed import distributed_config
 
 
-def get_config(arg=None):
-  arg = parse_arg(arg, runlocal=False, quick=False, variants="")
-  quick = arg.quick or arg.runlocal
-  if arg.variants == "all":
-    variants = common.TABLE2_VARIANTS
-  elif arg.variants:
-    variants = tuple(v.strip() for v in arg.variants.split("+"))
-  else:
-    variants = ("baseline",) if arg.runlocal else None
+def base(variants) -> ml_collections.ConfigDict:
+  """The checklist at full size on the models of `variants`."""
   c = ml_collections.ConfigDict()
-  c.name = "runlocal" if arg.runlocal else "quick" if quick else "full"
-  common.study_training(c, quick=quick, variants=variants)
+  c.name = "full"
+  common.study_settings(c, variants)
   c.seeds = (0,)  # the checklist attacks one model per variant
-  if arg.runlocal:
-    c.data.train_per_class = 60
-    c.data.test_per_class = 10
-    c.num_train_steps = 120
-    c.warmup_steps = 10
-    c.batch_size = 32
-  c.robustness = common.robustness_block(
-      "runlocal" if arg.runlocal else "quick" if arg.quick else "full")
+  c.robustness = common.robustness_block()
   c.distributed = distributed_config()  # several processes: see there
+  return c
+
+
+#: The three variants of the quick study at its size.
+QUICK = {
+    "name": "quick",
+    "variants": common.QUICK_VARIANTS,
+    **common.QUICK_TRAINING,
+    **config_args.under("robustness", common.QUICK_ROBUSTNESS),
+}
+
+#: Named overrides of `base` (see blurnet_jax/config_args.py).
+OVERRIDES = {
+    "quick": QUICK,
+    # The quick checklist on the baseline alone, smaller and shorter.
+    "runlocal": {
+        **QUICK,
+        "name": "runlocal",
+        "variants": ("baseline",),
+        "data.train_per_class": 60,
+        "data.test_per_class": 10,
+        "num_train_steps": 120,
+        "warmup_steps": 10,
+        "batch_size": 32,
+        **config_args.under("robustness", common.RUNLOCAL_ROBUSTNESS),
+    },
+    "all": {"variants": common.TABLE2_VARIANTS},  # at any size
+}
+
+
+def get_config(arg=None):
+  c = config_args.configure(arg, base, OVERRIDES,
+                            variants=common.TABLE2_VARIANTS)
+  common.link_models(c)
   return c

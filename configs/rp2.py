@@ -35,37 +35,48 @@ import ml_collections
 
 from blurnet_jax.attacks.grid import ALL_TARGETS
 from blurnet_jax.classes import RP2_TARGET
-from blurnet_jax.config_args import parse_arg
+from blurnet_jax import config_args
 from configs.distributed import distributed_config
 
 
-def get_config(arg=None):
-  arg = parse_arg(arg, poster=False, camouflage=False, grid=False,
-                  runlocal=False)
-  if arg.poster + arg.camouflage + arg.grid > 1:
-    raise ValueError("pick at most one of poster, camouflage, grid")
-  sticker = arg.camouflage or arg.grid
+def base() -> ml_collections.ConfigDict:
+  """The authors' poster run."""
   c = ml_collections.ConfigDict()
   c.rp2_dir = ""  # the RP2 assets; '' = the packaged copy
   c.model = ""  # '' = the assets' RP2 model; an .npz or a training workdir
   c.victims = "rp2"  # rp2 | synthetic | a folder of 32x32 PNGs
-  c.mask = "rp2_camouflage" if sticker else "rp2_octagon"
+  c.mask = "rp2_octagon"
   c.target = RP2_TARGET  # 12, speedLimit45, the authors' target
-  c.targets = ALL_TARGETS if arg.grid else ()  # () = just `target`
-  c.steps = 1000 if sticker else 300
+  c.targets = ()  # () = just `target`
+  c.steps = 300
   c.lr = 0.1  # Adam
   c.lam = 0.02  # weight of ||mask * noise||_p
   c.norm_p = 2.0
   c.noise_clip = 20.0  # noise clipped to [-noise_clip, noise_clip]
   c.nps_weight = 0.0  # non-printability term (authors: off)
-  c.num_transforms = 8 if arg.grid else 1  # EOT draws per victim per step
-  c.transforms = "physical" if arg.grid else "none"  # none | physical
+  c.num_transforms = 1  # EOT draws per victim per step
+  c.transforms = "none"  # none | physical
   c.eval_transforms = 10  # K fresh physical draws for the robust success
   c.chunk = -1  # targets per program; 0 = all; -1 = by backend
   c.seed = 0
-  if arg.runlocal:
-    c.steps = 5
-    c.num_transforms = min(c.num_transforms, 2)
-    c.eval_transforms = 2
   c.distributed = distributed_config()  # several processes: see there
   return c
+
+
+CAMOUFLAGE = {"mask": "rp2_camouflage", "steps": 1000}
+
+#: Named overrides of `base` (see blurnet_jax/config_args.py).
+OVERRIDES = {
+    "poster": {},
+    "camouflage": CAMOUFLAGE,
+    "grid": {**CAMOUFLAGE, "targets": ALL_TARGETS, "num_transforms": 8,
+             "transforms": "physical"},
+    "runlocal": {"steps": 5,
+                 "num_transforms": lambda c: min(c.num_transforms, 2),
+                 "eval_transforms": 2},
+}
+
+
+def get_config(arg=None):
+  return config_args.configure(arg, base, OVERRIDES,
+                               exclusive=("poster", "camouflage", "grid"))

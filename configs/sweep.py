@@ -15,7 +15,7 @@ member axis is split over them, padded to a multiple of their count.
 
 import ml_collections
 
-from blurnet_jax.config_args import parse_arg
+from blurnet_jax import config_args
 from configs import train as train_configs
 
 ALPHAS = {
@@ -25,24 +25,28 @@ ALPHAS = {
 VARIANT = {"linf": "linf_5x5", "tv": "tv_1e-4"}
 
 
-def sweep_block(penalty: str, *, runlocal: bool = False
-                ) -> ml_collections.ConfigDict:
-  """The members of a sweep: alphas x seeds, and members per vmap."""
-  return ml_collections.ConfigDict(dict(
-      alphas=ALPHAS[penalty][:2] if runlocal else ALPHAS[penalty],
-      seeds=(0,), chunk=0))  # chunk: members per vmap; 0 = by backend
+def base(penalty: str) -> ml_collections.ConfigDict:
+  """The full sweep of `penalty`: train.py's config of its variant, every
+  alpha, one seed, 1,500 steps."""
+  if penalty not in ALPHAS:
+    raise ValueError(f"unknown penalty {penalty!r}; use linf or tv")
+  config = train_configs.base(VARIANT[penalty])
+  config.variant = f"sweep_{penalty}"
+  # The members: alphas x seeds; chunk: members per vmap, 0 = by backend.
+  config.sweep = ml_collections.ConfigDict(dict(
+      alphas=ALPHAS[penalty], seeds=(0,), chunk=0))
+  config.num_train_steps = 1500
+  config.benchmark_steps = 20  # launch.bench_sweep: timed steps per program
+  return config
+
+
+#: Named overrides of `base` (see blurnet_jax/config_args.py).
+OVERRIDES = {
+    # train.py's runlocal, and the first two alphas.
+    "runlocal": {**train_configs.OVERRIDES["runlocal"],
+                 "sweep.alphas": lambda c: c.sweep.alphas[:2]},
+}
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, penalty="linf", runlocal=False, benchmark=False)
-  if arg.penalty not in ALPHAS:
-    raise ValueError(f"unknown penalty {arg.penalty!r}; use linf or tv")
-  config = train_configs.get_config(
-      f"variant={VARIANT[arg.penalty]},runlocal={arg.runlocal}")
-  config.variant = f"sweep_{arg.penalty}"
-  config.sweep = sweep_block(arg.penalty, runlocal=arg.runlocal)
-  if not arg.runlocal:
-    config.num_train_steps = 1500
-    config.eval_every = 500
-  config.benchmark_steps = 20  # launch.bench_sweep: timed steps per program
-  return config
+  return config_args.configure(arg, base, OVERRIDES, penalty="linf")

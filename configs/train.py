@@ -25,8 +25,8 @@ or `--config.rp2_dir`) and of 40 synthetic stop signs it classifies as stop.
 
 import ml_collections
 
-from blurnet_jax.config_args import parse_arg
-from configs.data import data_config
+from blurnet_jax import config_args
+from configs import data as data_configs
 from configs.distributed import distributed_config
 
 # name -> (model fields, penalty kind, alpha)
@@ -55,29 +55,47 @@ def model_config(**fields) -> ml_collections.ConfigDict:
   return m
 
 
-def get_config(arg=None):
-  arg = parse_arg(arg, variant="baseline", runlocal=False)
-  if arg.variant not in VARIANTS:
-    raise ValueError(f"unknown variant {arg.variant!r}; known: "
+def base(variant: str) -> ml_collections.ConfigDict:
+  """The full training run of `variant` (a name of VARIANTS)."""
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; known: "
                      f"{', '.join(VARIANTS)}")
-  fields, kind, alpha = VARIANTS[arg.variant]
+  fields, kind, alpha = VARIANTS[variant]
   c = ml_collections.ConfigDict()
-  c.variant = arg.variant
+  c.variant = variant
   c.seed = 0  # init and augmentation (batch order: data.shuffle_seed)
-  c.data = data_config(runlocal=arg.runlocal)
+  c.data = data_configs.data_config()
   c.model = model_config(**fields)
   c.penalty = ml_collections.ConfigDict({"kind": kind, "alpha": alpha})
   c.batch_size = 128
-  c.num_train_steps = 60 if arg.runlocal else 2000
+  c.num_train_steps = 2000
   c.learning_rate = 1e-3
-  c.warmup_steps = 10 if arg.runlocal else 200
+  c.warmup_steps = 200
   c.augment = True  # on-device shifts and brightness/contrast jitter
   c.init = "scratch"  # scratch | rp2 (the RP2 authors' LISA weights)
   c.trainable = "all"  # all | added (rp2 init: only what the variant adds)
-  c.log_every = 10 if arg.runlocal else 50
-  c.eval_every = 30 if arg.runlocal else 500
-  c.checkpoint_every = 30 if arg.runlocal else 500
+  c.log_every = 50
+  c.eval_every = 500
+  c.checkpoint_every = 500
   c.keep_checkpoints = 3
   c.rp2_dir = ""  # RP2 assets whose real victims are reported; '' = packaged
   c.distributed = distributed_config()  # several processes: see there
   return c
+
+
+#: Named overrides of `base` (see blurnet_jax/config_args.py).
+OVERRIDES = {
+    # A run of seconds (tests): data.py's runlocal set, 60 steps.
+    "runlocal": {
+        **config_args.under("data", data_configs.OVERRIDES["runlocal"]),
+        "num_train_steps": 60,
+        "warmup_steps": 10,
+        "log_every": 10,
+        "eval_every": 30,
+        "checkpoint_every": 30,
+    },
+}
+
+
+def get_config(arg=None):
+  return config_args.configure(arg, base, OVERRIDES, variant="baseline")

@@ -1,7 +1,7 @@
 """Trains several variants one after another and prints one table.
 
-    python -m launch.train_all --variants=baseline,l1_5x5 --workdir=DIR \
-        [--runlocal] [--rp2_dir=PATH]
+    python -m launch.train_all --variants='("baseline", "l1_5x5")' \
+        --workdir=DIR [--runlocal] [--rp2_dir=PATH]
 
 Each variant goes to DIR/NAME (resumed or reused like `launch.train`);
 DIR/variants.json collects every results.json.
@@ -11,13 +11,15 @@ from absl import app
 from absl import flags
 from etils import epath
 
+from blurnet_jax import config_args
 from blurnet_jax import train
 from blurnet_jax.jsonio import write_json
 from configs import train as train_configs
 from launch.cli import one_line_errors, parse_flags
 
-_VARIANTS = flags.DEFINE_list("variants", list(train_configs.VARIANTS),
-                              "variant names (configs/train.py)")
+_VARIANTS = flags.DEFINE_string(
+    "variants", repr(tuple(train_configs.VARIANTS)),
+    "a tuple of variant names (configs/train.py)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "one folder per variant here")
 _RUNLOCAL = flags.DEFINE_bool("runlocal", False, "tiny runs (seconds)")
 _RP2_DIR = flags.DEFINE_string("rp2_dir", "", "RP2 assets whose real victims "
@@ -30,7 +32,7 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   del argv
   rows = []
-  for name in _VARIANTS.value:
+  for name in config_args.option_value("variants", _VARIANTS.value, ()):
     config = train_configs.get_config(
         f"variant={name},runlocal={_RUNLOCAL.value}")
     config.rp2_dir = _RP2_DIR.value

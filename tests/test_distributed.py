@@ -86,7 +86,7 @@ def data_dir(tmp_path_factory) -> Path:
   """The tiny synthetic set, built once here so no process races on it."""
   from configs.data import data_config  # pylint: disable=g-import-not-at-top
   path = tmp_path_factory.mktemp("tfds_dist")
-  datasets.prepare(tiny_data(data_config(runlocal=True), path))
+  datasets.prepare(tiny_data(data_config(), path))
   return path
 
 

@@ -92,7 +92,8 @@ def _tiny_config(data_dir):
   config.grid.eval_transforms = 1
   config.sweep.num_train_steps = 4
   config.sweep.steps = 2
-  common.lisa_arm(config, quick=True, forms=("full", "frozen"))
+  config.lisa.forms = ("full", "frozen")  # the quick arm in both forms
+  common.link_lisa(config)
   config.lisa.variants = ("tv_1e-4",)
   del config.lisa_models["full_linf_5x5"]
   del config.lisa_models["frozen_linf_5x5"]

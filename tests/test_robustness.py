@@ -13,7 +13,6 @@ from blurnet_jax.study import robustness_attacks
 from blurnet_jax.study import robustness_checks
 from blurnet_jax.study import robustness_measure
 from blurnet_jax.study import robustness_settings
-from configs import common
 from blurnet_jax import spectral
 from blurnet_jax.attacks import transforms
 from blurnet_jax.classes import STOP
@@ -77,7 +76,7 @@ def test_each_check_flags_its_failure_and_only_that(edit, flag):
 
 
 def tiny_block():
-  rc = common.robustness_block("runlocal")
+  rc = robustness_configs.get_config("runlocal").robustness
   rc.victims = 6
   rc.pgd_steps = 8
   rc.square_queries = 120
@@ -298,12 +297,13 @@ def test_configs_pick_the_models_and_refuse_an_unknown_variant():
       "baseline"]
   assert list(robustness_configs.get_config("quick").models) == [
       "baseline", "linf_5x5", "tv_1e-4"]
-  every = robustness_configs.get_config("quick,variants=all")
+  every = robustness_configs.get_config("quick,all")
   assert list(every.models) == ["baseline", "linf_3x3", "linf_5x5",
                                 "linf_7x7", "tv_1e-4", "tv_1e-5"]
-  picked = robustness_configs.get_config("variants=baseline+tv_1e-5")
+  picked = robustness_configs.get_config(
+      'variants=("baseline", "tv_1e-5")')
   assert list(picked.models) == ["baseline", "tv_1e-5"]
   with pytest.raises(ValueError, match="unknown variant 'blur'"):
-    robustness_configs.get_config("variants=blur")
+    robustness_configs.get_config('variants=("blur",)')
   with pytest.raises(ValueError, match="unknown config argument 'fast'"):
     robustness_configs.get_config("fast")
