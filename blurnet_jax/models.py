@@ -245,6 +245,9 @@ class LisaCNN(nn.Module):
       (same results; see `conv2d`). 'auto' picks the fastest per backend.
     num_classes: outputs of the last layer: the data set's label space
       (`classes.label_space`; 18 for LISA, 43 for GTSRB).
+    input_channels: channels of the input images: 3 (RGB), or e.g. 6 for
+      the column-ablated encoding of `defences.smoothing` (x and 1 - x on
+      kept pixels, zeros elsewhere); conv1 takes whatever it is given.
   """
 
   filter_where: str = "none"
@@ -254,8 +257,14 @@ class LisaCNN(nn.Module):
   filter_position: str = "after_relu"
   conv_impl: str = "auto"
   num_classes: int = NUM_CLASSES
+  input_channels: int = IMAGE_SHAPE[-1]
 
   def __post_init__(self):
+    if (isinstance(self.input_channels, bool)
+        or not isinstance(self.input_channels, numbers.Integral)
+        or self.input_channels < 1):
+      raise ValueError(f"input_channels={self.input_channels!r} must be a "
+                       "positive int (3 for RGB images).")
     _check_choice("filter_where", self.filter_where, FILTER_WHERE)
     _check_choice("filter_kernel", self.filter_kernel, FILTER_KERNELS)
     _check_size("filter_size", self.filter_size)
@@ -278,7 +287,7 @@ class LisaCNN(nn.Module):
     """Logits of a batch of images.
 
     Args:
-      x: float32 (N, 32, 32, 3) RGB images in [0, 1].
+      x: float32 (N, 32, 32, input_channels): RGB images in [0, 1].
       return_features: also return the intermediate maps.
 
     Returns:
@@ -291,11 +300,13 @@ class LisaCNN(nn.Module):
         'l2': conv2 after its ReLU (N, 6, 6, 128).
     """
     x = jnp.asarray(x, jnp.float32)
-    if x.ndim != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
-      h, w, c = IMAGE_SHAPE
+    h, w, _ = IMAGE_SHAPE
+    if x.ndim != 4 or tuple(x.shape[1:]) != (h, w, self.input_channels):
       raise ValueError(
-          f"LisaCNN needs images of shape (N, {h}, {w}, {c}), got {x.shape}; "
-          f"resize to {h}x{w} RGB and add a batch axis.")
+          f"LisaCNN needs images of shape (N, {h}, {w}, "
+          f"{self.input_channels}), got {x.shape}; resize to {h}x{w} "
+          + ("RGB " if self.input_channels == 3 else "") + "and add a batch "
+          "axis.")
     if self.filter_where == "input":
       x = self._blur()(x)
     z1 = Conv(L1_CHANNELS, 8, stride=2, padding="SAME", impl=self.conv_impl,

@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from blurnet_jax import models
 from blurnet_jax.data.masks import get_mask
+from blurnet_jax.defences import smoothing
 from blurnet_jax.defences import (ablate_columns, certified, column_votes,
                                   patch_width, random_ablation,
                                   smoothed_apply_fn, smoothed_predict)
@@ -250,3 +252,16 @@ def test_patch_width_of_the_camouflage_stickers():
     patch_width(np.zeros((32, 32, 1)))
   with pytest.raises(ValueError, match="get_mask"):
     patch_width(np.ones((32, 32)))
+
+
+def test_a_six_channel_lisacnn_is_a_base_classifier_of_the_vote():
+  model = models.LisaCNN(input_channels=6)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 6)))["params"]
+  assert params["conv1"]["kernel"].shape == (8, 8, 6, 64)
+  images = jax.random.uniform(jax.random.key(1), (3, 32, 32, 3))
+  counts = smoothing.column_votes(models.apply_fn_for(model), params, images,
+                                  4, model.num_classes)
+  # Every one of the 32 band positions votes once per image.
+  np.testing.assert_array_equal(np.asarray(counts).sum(1), [32] * 3)
+  with pytest.raises(ValueError, match=r"\(N, 32, 32, 6\)"):
+    model.apply({"params": params}, images)  # RGB is not its input

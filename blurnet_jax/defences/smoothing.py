@@ -15,11 +15,9 @@ whatever its pixels: `certified` turns that into a per-image certificate.
   safe = certified(counts, patch_width(mask), band=4)
 
 The base classifier takes (M, 32, 32, 6) images (`ablate_columns`' encoding)
-and returns (M, num_classes) logits. `LisaCNN`'s convolutions infer their
-input channels from the input, but `LisaCNN.__call__` itself rejects any
-input other than (N, 32, 32, 3), so as it stands it cannot be that base
-classifier: a 6-channel LisaCNN needs that shape check to accept 6
-channels (in `blurnet_jax.models`), nothing else.
+and returns (M, num_classes) logits: `models.LisaCNN(input_channels=6)`
+(conv1 then has a (8, 8, 6, 64) kernel; the rest of the network is the
+RGB model's).
 """
 
 from __future__ import annotations
