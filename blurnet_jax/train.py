@@ -183,6 +183,14 @@ def train_step(state: TrainState, batch: tuple[jax.Array, jax.Array],
   images, labels = batch
   if augment:
     images = pipeline.augment(rng, images)
+  return gradient_step(state, images, labels, penalty_kind=penalty_kind)
+
+
+def gradient_step(state: TrainState, images: jax.Array, labels: jax.Array, *,
+                  penalty_kind: str) -> tuple[TrainState, dict[str, jax.Array]]:
+  """The optimiser step of `train_step` on inputs already prepared
+  (augmented, or perturbed by `blurnet_jax.defences.adversarial`), and its
+  metrics; not jitted itself, it runs inside its caller's program."""
   grad_fn = jax.value_and_grad(_loss, has_aux=True)
   (loss, (logits, ce, pen)), grads = grad_fn(state.params, state, images,
                                              labels, penalty_kind)

@@ -234,3 +234,28 @@ def test_a_step_count_outside_the_config_is_one_error():
     pgd.pgd_attack(linear_apply, linear_params(), images(2), STOP, None,
                    jax.random.key(0), 0.1, cfg=pgd.PGDConfig(steps=9),
                    steps=12)
+
+
+def test_one_mask_per_image_equals_one_call_per_image():
+  """A (N, 32, 32, 1) mask: image i is attacked inside its own mask, as a
+  call with that mask alone would (no random start: the runs are
+  independent per image)."""
+  params, x = linear_params(), images(3)
+  masks = np.zeros((3, 32, 32, 1), np.float32)
+  masks[0, 2:9, 3:10] = masks[1, 20:27, 0:7] = masks[2, 10:17, 25:32] = 1
+  cfg = pgd.PGDConfig(steps=4, random_start=False)
+  out = pgd.pgd_attack(linear_apply, params, x, STOP, masks,
+                       jax.random.key(0), 0.3, cfg=cfg)
+  delta = np.asarray(out["delta"])
+  assert np.all(delta * (1 - masks) == 0) and np.abs(delta).max() > 0
+  for i in range(3):
+    own = pgd.pgd_attack(linear_apply, params, x[i:i + 1], STOP, masks[i],
+                         jax.random.key(0), 0.3, cfg=cfg)
+    np.testing.assert_allclose(out["adversarial"][i], own["adversarial"][0],
+                               atol=1e-6)
+  with pytest.raises(ValueError, match="universal perturbation takes one"):
+    pgd.pgd_attack(linear_apply, params, x, STOP, masks, jax.random.key(0),
+                   0.3, cfg=pgd.PGDConfig(universal=True))
+  with pytest.raises(ValueError, match=r"or \(3, 32, 32, 1\|3\)"):
+    pgd.pgd_attack(linear_apply, params, x, STOP, masks[:2],
+                   jax.random.key(0), 0.3, cfg=cfg)

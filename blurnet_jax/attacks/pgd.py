@@ -90,11 +90,12 @@ class PGDConfig:
 # ----------------------------------------------------- shared with Square --
 
 
-def prepare(images, labels, mask):
+def prepare(images, labels, mask, *, per_image_mask: bool = False):
   """float32 images (N, 32, 32, 3), int32 labels (N,), float32 mask.
 
   `labels` is one class for every image or an (N,) vector; `mask` None
-  means the whole image.
+  means the whole image; with `per_image_mask` the mask may also be one per
+  image, (N, 32, 32, 1|3).
   """
   images = jnp.asarray(images, jnp.float32)
   check_images(images)
@@ -115,7 +116,7 @@ def prepare(images, labels, mask):
   if mask is None:
     mask = jnp.ones(IMAGE_SHAPE[:2] + (1,), jnp.float32)
   mask = jnp.asarray(mask, jnp.float32)
-  check_mask(mask)
+  check_mask(mask, n if per_image_mask else None)
   return images, labels, mask
 
 
@@ -309,7 +310,8 @@ def pgd_attack(apply_fn: ApplyFn, params: Any, images: jax.typing.ArrayLike,
     labels: the true class of every image (untargeted) or the target
       (targeted): one int or an (N,) int vector.
     mask: (32, 32, 1) or (32, 32, 3), 1 where the perturbation may go;
-      None for the whole image.
+      None for the whole image; or, unless `cfg.universal`, one mask per
+      image, (N, 32, 32, 1|3) (e.g. a rectangle placed on each image).
     key: PRNG key (random start; EOT draws of step i from
       `fold_in(split(key)[1], i)`).
     epsilon: the budget, a scalar >= 0 (L-inf: per pixel and channel, in
@@ -332,7 +334,11 @@ def pgd_attack(apply_fn: ApplyFn, params: Any, images: jax.typing.ArrayLike,
   """
   if not isinstance(cfg, PGDConfig):
     raise ValueError(f"cfg must be a PGDConfig, got {type(cfg).__name__}.")
-  images, labels, mask = prepare(images, labels, mask)
+  if cfg.universal and mask is not None and jnp.ndim(mask) == 4:
+    raise ValueError("a universal perturbation takes one mask (32, 32, 1|3); "
+                     "use universal=False for one mask per image.")
+  images, labels, mask = prepare(images, labels, mask,
+                                 per_image_mask=not cfg.universal)
   if l2 is not None:
     l2 = jnp.asarray(l2, bool)
   if steps is not None:

@@ -8,10 +8,23 @@ float32 (N, 32, 32, 3) in [0, 1], explicit keys).
 * `smoothing`: derandomized column smoothing (Levine & Feizi 2020): column
   ablation, the vote over all band positions, the smoothed class and its
   certificate against patches.
+* `occlusion`: the rectangular occlusion attack (ROA) of Wu et al. (ICLR
+  2020): the worst rectangle's position, then PGD of any colour inside it.
+* `adversarial`: adversarial examples for training (sticker-masked PGD, or
+  ROA: DOA) and `adversarial_train_step`, `train.train_step` on a batch
+  made adversarial.
 
-Nothing here trains, reads files or draws.
+Nothing here reads files or draws; `adversarial` has a training step but
+no training loop.
 """
 
+from blurnet_jax.defences.adversarial import (ADVERSARIAL_KINDS,
+                                              AdversarialConfig,
+                                              adversarial_batch,
+                                              adversarial_train_step)
+from blurnet_jax.defences.occlusion import (ROA_SEARCHES, RoaConfig,
+                                            rectangle_masks, roa_attack,
+                                            roa_positions)
 from blurnet_jax.defences.smoothing import (ablate_columns, certified,
                                             column_votes, patch_width,
                                             random_ablation,
@@ -23,9 +36,15 @@ from blurnet_jax.defences.transforms import (TRANSFORM_KINDS, InputTransform,
                                              quantisation_tables)
 
 __all__ = [
+    "ADVERSARIAL_KINDS",
+    "AdversarialConfig",
     "InputTransform",
+    "ROA_SEARCHES",
+    "RoaConfig",
     "TRANSFORM_KINDS",
     "ablate_columns",
+    "adversarial_batch",
+    "adversarial_train_step",
     "bpda",
     "certified",
     "column_votes",
@@ -35,6 +54,9 @@ __all__ = [
     "patch_width",
     "quantisation_tables",
     "random_ablation",
+    "rectangle_masks",
+    "roa_attack",
+    "roa_positions",
     "smoothed_apply_fn",
     "smoothed_predict",
 ]
