@@ -74,8 +74,13 @@ def configure(arg: str | None,
 
 def under(prefix: str, override: Override) -> dict[str, Any]:
   """`override`'s paths below `prefix`: a block's override in a config
-  that holds the block at `prefix`."""
-  return {f"{prefix}.{path}": value for path, value in override.items()}
+  that holds the block at `prefix` (a function of the block is given the
+  block there)."""
+  def at(value):
+    if not callable(value):
+      return value
+    return lambda config: value(_get(config, prefix))
+  return {f"{prefix}.{path}": at(value) for path, value in override.items()}
 
 
 def option_value(key: str, text: str, default):
@@ -119,6 +124,13 @@ def _boolean(key: str, value: str) -> bool:
   if value.lower() not in ("true", "false", "1", "0"):
     raise ValueError(f"config argument {key}={value!r} is not a boolean")
   return value.lower() in ("true", "1")
+
+
+def _get(config: ml_collections.ConfigDict, path: str):
+  """The field or block at dotted `path`."""
+  for key in path.split("."):
+    config = config[key]
+  return config
 
 
 def _set(config: ml_collections.ConfigDict, name: str, path: str, value):

@@ -1,4 +1,6 @@
-r"""Speed of training, the RP2 white-box grid and the data, beside references.
+r"""Speed, one measurement per run: the suite (training, the RP2 white-box
+grid and the data, beside references), the synthetic renderer, a vmapped
+population against its members alone, and a job's scaling over devices.
 
     python -m launch.benchmark --config=configs/benchmark.py --workdir=/tmp/b
     python -m launch.benchmark --config=configs/benchmark.py:runlocal \
@@ -7,13 +9,40 @@ r"""Speed of training, the RP2 white-box grid and the data, beside references.
         --config.sections='("grid",)' --config.grid_steps=30 --config.repeats=3 \
         --config.torch_python=/path/to/venv-with-torch/bin/python \
         --workdir=/tmp/b
+    python -m launch.benchmark --config=configs/benchmark.py:render
+    python -m launch.benchmark --config=configs/benchmark.py:populations
+    python -m launch.benchmark \
+        --config=configs/benchmark.py:populations,penalty=tv
+    python -m launch.benchmark --config=configs/benchmark.py:scaling
 
-Prints a table and writes WORKDIR/benchmark.json (every run, medians, the
-ratios, device and versions). With `reference_dir` (default: the optional
-reference benchmarks in ../shared/bench beside the repo, when present) the bare-JAX reference runs in the same session,
-interleaved, and the PyTorch one too where `torch_python` imports torch.
-Default run on a 2-core CPU: about 15 minutes (the references' grids are
-most of it); runlocal about 2 minutes.
+Measurements (at most one of suite, render, populations, scaling; none =
+suite; each combines with runlocal):
+  suite        the fields at the top: the train step, the grid and the
+               renderer, `repeats` times, interleaved with the references.
+               Prints a table and writes WORKDIR/benchmark.json (every run,
+               medians, the ratios, device and versions). With
+               `reference_dir` (default: the optional reference benchmarks
+               in ../shared/bench beside the repo, when present) the bare-JAX
+               reference runs in the same session, interleaved, and the
+               PyTorch one too where `torch_python` imports torch. Default
+               run on a 2-core CPU: about 15 minutes (the references' grids
+               are most of it); runlocal about 2 minutes.
+  render       `render`: the synthetic renderer's steady-state images/s with
+               1 worker and `render.workers` (0: one per core); a table and
+               one JSON line.
+  populations  `populations.steps` steps of the `population` (a sweep of
+               configs/sweep.py: `penalty`, every alpha, batch 128) as one
+               vmapped program, per chunk size, against each member alone;
+               one JSON line.
+  scaling      `scaling.steps` steps of the `population` (here
+               configs/sweep.py's runlocal, 2 alphas x 4 seeds, batch 64) and
+               of an RP2 grid of `scaling.grid_targets` targets, on every
+               device of the job: run it on every process of a multi-process
+               job (configs/distributed.py); process 0 prints one JSON line
+               per workload.
+  runlocal     fewer steps, transforms, images and members (tests, a first
+               look).
+The suite alone needs --workdir; the others print only.
 """
 
 from pathlib import Path
@@ -21,6 +50,7 @@ from pathlib import Path
 import ml_collections
 
 from blurnet_jax import config_args
+from configs import sweep as sweep_configs
 from configs.distributed import distributed_config
 
 # Optional: the reference benchmarks beside the repository, when present.
@@ -31,9 +61,11 @@ def _existing(path: Path) -> str:
   return str(path) if path.exists() else ""
 
 
-def base() -> ml_collections.ConfigDict:
-  """The default benchmark: every section, one repetition."""
+def base(penalty: str) -> ml_collections.ConfigDict:
+  """The suite at full size, every section, one repetition; the other
+  measurements' blocks at theirs (`penalty`: the population's)."""
   c = ml_collections.ConfigDict()
+  c.measure = "suite"  # suite | render | populations | scaling
   c.sections = ("train", "grid", "data")  # any of these
   c.repeats = 1  # interleaved repetitions; the report gives medians
   # train: the jitted train step, batch of random images.
@@ -61,21 +93,55 @@ def base() -> ml_collections.ConfigDict:
   c.torch_python = ""  # interpreter with torch; '' = this one
   # The references' grid forms: all targets in one vmap, one at a time.
   c.reference_modes = ("batched", "sequential")
+  # render: images per class of each timed split, threads of the parallel
+  # figure (0 = one per core), timed runs per worker count, first seed.
+  c.render = ml_collections.ConfigDict(dict(
+      per_class=500, workers=0, repeats=3, seed=0))
+  # populations and scaling: the sweep they time, and their timed steps.
+  c.population = population(penalty)
+  c.populations = ml_collections.ConfigDict(dict(steps=20))
+  c.scaling = ml_collections.ConfigDict(dict(steps=5, grid_targets=8))
   c.distributed = distributed_config()  # several processes: see there
   return c
 
 
+def population(penalty: str) -> ml_collections.ConfigDict:
+  """configs/sweep.py's full sweep of `penalty`, less its `distributed`
+  block (the job's is the benchmark's)."""
+  config = sweep_configs.base(penalty)
+  del config.distributed
+  return config
+
+
 #: Named overrides of `base` (see blurnet_jax/config_args.py).
 OVERRIDES = {
-    # Fewer steps, transforms and images (see above).
+    "suite": {},
+    "render": {"measure": "render"},
+    "populations": {"measure": "populations"},
+    # The workload of docs/multihost.md's table: 8 members of batch 64.
+    "scaling": {
+        "measure": "scaling",
+        **config_args.under("population", sweep_configs.OVERRIDES["runlocal"]),
+        "population.sweep.seeds": (0, 1, 2, 3),
+        "population.batch_size": 64,
+    },
+    # Fewer steps, transforms, images and members (see above).
     "runlocal": {
         "train_steps": 10,
         "grid_steps": 2,
         "num_transforms": 2,
         "data_per_class": 20,
+        "render.per_class": 20,
+        **config_args.under("population", sweep_configs.OVERRIDES["runlocal"]),
+        "population.sweep.seeds": lambda c: c.population.sweep.seeds[:1],
+        "populations.steps": 5,
+        "scaling.steps": 2,
+        "scaling.grid_targets": 2,
     },
 }
 
 
 def get_config(arg=None):
-  return config_args.configure(arg, base, OVERRIDES)
+  return config_args.configure(
+      arg, base, OVERRIDES, penalty="linf",
+      exclusive=("suite", "render", "populations", "scaling"))

@@ -36,7 +36,6 @@ def base(penalty: str) -> ml_collections.ConfigDict:
   config.sweep = ml_collections.ConfigDict(dict(
       alphas=ALPHAS[penalty], seeds=(0,), chunk=0))
   config.num_train_steps = 1500
-  config.benchmark_steps = 20  # launch.bench_sweep: timed steps per program
   return config
 
 

@@ -142,7 +142,7 @@ LAYERS = (
     ("train and attacks", ("blurnet_jax.train", "blurnet_jax.sweep",
                            "blurnet_jax.attacks", "blurnet_jax.plots",
                            "blurnet_jax.defences")),
-    ("tools", ("blurnet_jax.benchmark", "blurnet_jax.scaling")),
+    ("tools", ("blurnet_jax.bench",)),
     ("study", ("blurnet_jax.study",)),
     ("configs", ("configs",)),
     ("launch", ("launch",)),

@@ -1,8 +1,22 @@
-"""launch.benchmark: medians, ratios, reading the reference scripts' output."""
+"""launch.benchmark's measurements (blurnet_jax.bench): medians, ratios,
+reading the reference scripts' output, the renderer's speed, the named
+override that picks a measurement and the launcher that runs it; the
+populations and scaling measurements under `-m slow`."""
+
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from blurnet_jax import benchmark
+from blurnet_jax.bench import populations
+from blurnet_jax.bench import references
+from blurnet_jax.bench import render
+from blurnet_jax.bench import scaling
+from blurnet_jax.bench import suite
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _fake_reference(tmp_path, lines, code=0):
@@ -18,7 +32,7 @@ def test_reference_returns_the_benchmark_line(tmp_path):
       "some log line",
       '{"bench": "rp2grid", "framework": "jax", "mode": "sequential", '
       '"wall_s": 81.5}'])
-  row = benchmark.reference(script, ["--rp2grid"])
+  row = references.reference(script, ["--rp2grid"])
   assert row["wall_s"] == 81.5
   assert row["impl"] == "jax reference (sequential)"
   assert row["correctness_pass"] is True
@@ -28,7 +42,7 @@ def test_a_failing_reference_is_one_clear_error(tmp_path):
   script = _fake_reference(tmp_path, ['{"check": "correctness", '
                                       '"pass": false}'], code=2)
   with pytest.raises(RuntimeError, match=r"failed \(exit 2\)"):
-    benchmark.reference(script, ["--rp2grid"])
+    references.reference(script, ["--rp2grid"])
 
 
 def test_median_rows_and_ratios():
@@ -41,42 +55,105 @@ def test_median_rows_and_ratios():
        "wall_s": 16.0},
       {"bench": "train", "impl": "blurnet_jax (auto)", "images_per_s": 900.0},
       {"bench": "train", "impl": "torch reference", "images_per_s": 1500.0}]
-  medians = benchmark.median_rows(rows)
+  medians = suite.median_rows(rows)
   ours = [m for m in medians if m["impl"] == "blurnet_jax (chunk 1)"][0]
   assert ours["runs"] == 3 and ours["total_s"] == 12.0
   # Our best total over the best reference wall; train as a speed ratio.
-  assert benchmark.ratios(medians) == {
+  assert references.ratios(medians) == {
       "grid_time_vs_jax_reference": 0.75,
       "train_speed_vs_torch_reference": 0.6}
-  assert "blurnet_jax (chunk 1)" in benchmark.format_table(medians)
+  assert "blurnet_jax (chunk 1)" in suite.format_table(medians)
 
 
 def test_train_throughput_runs_the_real_step():
-  row = benchmark.train_throughput(batch=8, steps=2, warmup=1)
+  row = suite.train_throughput(batch=8, steps=2, warmup=1)
   assert row["bench"] == "train" and row["images_per_s"] > 0
   assert row["impl"] == "blurnet_jax (auto)"
 
 
 def test_render_speed_counts_what_it_renders():
-  result = benchmark.render_speed(1, workers=2, repeats=1)
+  result = render.render_speed(1, workers=2, repeats=1)
   assert result["images"] == 18 and result["chunk"] == 512
   assert [r["workers"] for r in result["results"]] == [1, 2]
   assert all(r["best"] > 0 and r["runs"] == [r["best"]]
              for r in result["results"])
-  table = benchmark.format_render_speed(result)
+  table = render.format_render_speed(result)
   assert table.splitlines()[0].split()[0] == "workers"
   with pytest.raises(ValueError, match="per_class must be an integer >= 1"):
-    benchmark.render_speed(0)
+    render.render_speed(0)
 
 
 def test_lists_are_tuples_and_bad_ones_say_so():
   from configs import benchmark as benchmark_configs  # pylint: disable=g-import-not-at-top
   c = benchmark_configs.get_config("runlocal")
   assert c.sections == ("train", "grid", "data") and c.grid_chunks == ()
-  assert benchmark._chunks((1, 0)) == [1, 0]  # pylint: disable=protected-access
-  assert 0 in benchmark._chunks(())  # pylint: disable=protected-access
+  assert suite._chunks((1, 0)) == [1, 0]  # pylint: disable=protected-access
+  assert 0 in suite._chunks(())  # pylint: disable=protected-access
   with pytest.raises(ValueError, match=r"grid_chunks=\('1',\) must be"):
-    benchmark._chunks(("1",))  # pylint: disable=protected-access
+    suite._chunks(("1",))  # pylint: disable=protected-access
   c.sections = ("gird",)
   with pytest.raises(ValueError, match=r"sections=\('gird',\): give a tuple"):
-    benchmark.run_benchmark(c, "/nonexistent")
+    suite.run_benchmark(c, "/nonexistent")
+
+
+def test_a_named_override_picks_each_measurement():
+  from configs import benchmark as benchmark_configs  # pylint: disable=g-import-not-at-top
+  from configs import sweep as sweep_configs  # pylint: disable=g-import-not-at-top
+  for name in ("suite", "render", "populations", "scaling"):
+    assert benchmark_configs.get_config(f"{name},runlocal").measure == name
+  assert benchmark_configs.get_config().measure == "suite"
+  with pytest.raises(ValueError, match="pick at most one of suite, render"):
+    benchmark_configs.get_config("render,scaling")
+  # populations times configs/sweep.py's sweep; scaling docs/multihost.md's.
+  for arg in ("", "penalty=tv", "runlocal"):
+    population = benchmark_configs.get_config(
+        f"populations,{arg}").population.to_dict()
+    expected = sweep_configs.get_config(arg).to_dict()
+    del expected["distributed"]  # the job's is the benchmark's own
+    assert population == expected, arg
+  scaling = benchmark_configs.get_config("scaling").population
+  assert scaling.sweep.alphas == sweep_configs.ALPHAS["linf"][:2]
+  assert (scaling.sweep.seeds, scaling.batch_size) == ((0, 1, 2, 3), 64)
+  assert len(benchmark_configs.get_config(
+      "scaling,runlocal").population.sweep.seeds) == 1
+
+
+def _launch(*args):
+  return subprocess.run(
+      [sys.executable, "-m", "launch.benchmark", *args], cwd=REPO,
+      capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_the_launcher_runs_the_measurement_the_config_names():
+  out = _launch("--config=configs/benchmark.py:render",
+                "--config.render.per_class=1", "--config.render.repeats=1",
+                "--config.render.workers=2")
+  assert out.returncode == 0, out.stderr[-2000:]
+  lines = out.stdout.splitlines()
+  assert lines[0].split()[0] == "workers"
+  result = json.loads(lines[-1])
+  assert result["images"] == 18
+  assert [r["workers"] for r in result["results"]] == [1, 2]
+  # The suite writes benchmark.json: no workdir is one line.
+  out = _launch("--config=configs/benchmark.py:runlocal")
+  assert out.returncode == 2, out.stderr[-2000:]
+  errors = [l for l in out.stderr.splitlines() if l.startswith("error:")]
+  assert errors == ["error: the suite writes benchmark.json: give "
+                    "--workdir=DIR"]
+
+
+@pytest.mark.slow
+def test_populations_and_scaling_time_the_configured_sweep():
+  from configs import benchmark as benchmark_configs  # pylint: disable=g-import-not-at-top
+  config = benchmark_configs.get_config("populations,runlocal").population
+  config.batch_size = 8
+  row = populations.population_vs_singles(config, steps=1)
+  assert (row["members"], row["steps"], row["default_chunk"]) == (2, 1, 1)
+  assert set(row["population_seconds_by_chunk"]) == {"1", "2"}
+  assert row["single_runs_seconds"] > 0
+  sweep_row = scaling.time_sweep(config, steps=1)
+  grid_row = scaling.time_grid(config, targets=2, steps=1)
+  assert (sweep_row["workload"], sweep_row["members"]) == ("sweep", 2)
+  assert (grid_row["workload"], grid_row["targets"]) == ("grid", 2)
+  assert sweep_row["processes"] == grid_row["processes"] == 1
+  assert sweep_row["seconds"] > 0 and grid_row["seconds"] > 0

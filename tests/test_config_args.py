@@ -68,6 +68,14 @@ def test_mistakes_are_one_line(arg, error, match):
     _configure(arg)
 
 
+def test_a_block_override_under_a_prefix_sees_its_block():
+  outer = lambda: ml_collections.ConfigDict({"inner": _base("full")})
+  c = config_args.configure(
+      "runlocal", outer,
+      {"runlocal": config_args.under("inner", OVERRIDES["runlocal"])})
+  assert (c.inner.steps, c.inner.size) == (20, "small")
+
+
 def test_tuple_options_and_exclusive_names():
   assert config_args.option_value("v", '("a", "b")', ()) == ("a", "b")
   with pytest.raises(ValueError, match="is not a tuple"):

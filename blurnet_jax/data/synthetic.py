@@ -293,7 +293,7 @@ def synthetic_victims(n: int = 40, *, seed: int = 0) -> np.ndarray:
 
 def compile_seconds(seed: int = 0) -> float:
   """Seconds the renderer spends compiling: the first chunk rendered in this
-  process minus a second, compiled one (for `benchmark.render_speed`)."""
+  process minus a second, compiled one (for `bench.render.render_speed`)."""
   labels = np.arange(CHUNK, dtype=np.int32) % NUM_CLASSES
   times = []
   for c in range(2):  # the first call compiles, the second does not

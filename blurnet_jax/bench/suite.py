@@ -1,4 +1,5 @@
-"""Speed of the project's jitted paths, side by side with reference programs.
+"""The speed suite: the project's jitted paths, side by side with reference
+programs (`launch.benchmark --config=configs/benchmark.py`).
 
 Three workloads, each timed after compilation (compile seconds reported on
 their own):
@@ -8,12 +9,12 @@ their own):
     transforms x S steps) through `attacks.grid.attack_targets` and
     `evaluate_targets`, i.e. with the project's transforms, metrics and
     progress, per chunk size (targets per compiled program);
-  * data: the synthetic renderer, images/s.
+  * data: the synthetic renderer, images/s (`bench.render`).
 When `reference_dir` holds the bare-JAX and PyTorch reference scripts
-(`jax_ref.py`, `torch_ref.py`: same model, same attack), they run in
-subprocesses in the same session, interleaved with ours, and the report
-gives the ratios. Figures on a shared machine are noisy: compare ratios of
-one run, not absolute numbers of different runs.
+(`bench.references`), they run in subprocesses in the same session,
+interleaved with ours, and the report gives the ratios. Figures on a shared
+machine are noisy: compare ratios of one run, not absolute numbers of
+different runs.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -41,6 +40,8 @@ from blurnet_jax import train
 from blurnet_jax.attacks import rp2
 from blurnet_jax.attacks import grid as attack_grid
 from blurnet_jax.attacks.transforms import TransformConfig
+from blurnet_jax.bench import references
+from blurnet_jax.bench import render
 from blurnet_jax.classes import NUM_CLASSES, STOP
 from blurnet_jax.jsonio import write_json
 from blurnet_jax.data import synthetic
@@ -154,39 +155,6 @@ def grid_throughput(apply_fn, params, images: np.ndarray, mask: np.ndarray, *,
   }
 
 
-def reference(script: str, args: list[str], *, python: str = sys.executable,
-              timeout_s: float = 3600) -> dict[str, Any]:
-  """Runs a reference script and returns its benchmark JSON line.
-
-  The scripts print a correctness line first (the RP2 facts) and exit with
-  status 2 when it fails; that is raised here, as is any other failure.
-  """
-  proc = subprocess.run([python, script, *args], capture_output=True,
-                        text=True, timeout=timeout_s, check=False)
-  lines = [json.loads(line) for line in proc.stdout.splitlines()
-           if line.startswith("{")]
-  if proc.returncode != 0 or len(lines) < 2:
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    raise RuntimeError(f"reference {os.path.basename(script)} {' '.join(args)}"
-                       f" failed (exit {proc.returncode}): {tail}")
-  row = dict(lines[-1])
-  mode = row.get("mode", "")
-  row["impl"] = f"{row.get('framework', '?')} reference" + (
-      f" ({mode})" if mode else "")
-  row["correctness_pass"] = bool(lines[0].get("pass"))
-  return row
-
-
-def has_torch(python: str) -> bool:
-  """Whether `python` can import torch (the PyTorch reference needs it)."""
-  try:
-    proc = subprocess.run([python, "-c", "import torch"], capture_output=True,
-                          check=False)
-  except OSError:  # no such interpreter
-    return False
-  return proc.returncode == 0
-
-
 def median_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
   """One row per (bench, impl): the median of every numeric field."""
   groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -203,34 +171,6 @@ def median_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
       elif isinstance(v, (str, bool)):
         merged[k] = v
     out.append(merged)
-  return out
-
-
-def ratios(medians: list[dict[str, Any]]) -> dict[str, float]:
-  """How the project compares with the references (from `median_rows`).
-
-  grid: our best `total_s` (attack + metrics) over the best reference
-  `wall_s` of each framework (> 1: we are slower; the issue's goal for the
-  bare-JAX one is <= 1.10). train: our best images/s over theirs (> 1: we
-  are faster).
-  """
-  def best(bench, key, prefix, pick):
-    values = [r[key] for r in medians
-              if r["bench"] == bench and r["impl"].startswith(prefix)]
-    return pick(values) if values else None
-
-  out = {}
-  ours_grid = best("rp2grid", "total_s", "blurnet_jax", min)
-  ours_train = best("train", "images_per_s", "blurnet_jax", max)
-  for framework in ("jax", "torch"):
-    ref_grid = best("rp2grid", "wall_s", f"{framework} reference", min)
-    if ours_grid and ref_grid:
-      out[f"grid_time_vs_{framework}_reference"] = round(
-          ours_grid / ref_grid, 3)
-    ref_train = best("train", "images_per_s", f"{framework} reference", max)
-    if ours_train and ref_train:
-      out[f"train_speed_vs_{framework}_reference"] = round(
-          ours_train / ref_train, 3)
   return out
 
 
@@ -253,7 +193,7 @@ def format_table(medians: list[dict[str, Any]]) -> str:
 
 def data_throughput(per_class: int, workers: int) -> dict[str, Any]:
   """The synthetic renderer's images/s (best of 3, steady state)."""
-  result = render_speed(per_class, workers=workers, repeats=3)
+  result = render.render_speed(per_class, workers=workers, repeats=3)
   best = max(r["best"] for r in result["results"])
   return {"bench": "data", "impl": "blurnet_jax synthetic renderer",
           "images_per_s": round(best, 1),
@@ -287,17 +227,7 @@ def run_benchmark(config: ml_collections.ConfigDict,
   if unknown or isinstance(config.sections, str):
     raise ValueError(f"sections={config.sections!r}: give a tuple of train, "
                      "grid, data, e.g. --config.sections='(\"grid\",)'")
-  ref_dir = config.reference_dir
-  if ref_dir and not os.path.isfile(os.path.join(ref_dir, "jax_ref.py")):
-    raise ValueError(f"reference_dir={ref_dir!r} has no jax_ref.py; give the "
-                     "folder of the reference scripts or '' to skip them")
-  torch_python = config.torch_python or sys.executable
-  frameworks = []
-  if ref_dir:
-    frameworks.append(("jax", sys.executable))
-    if (os.path.isfile(os.path.join(ref_dir, "torch_ref.py"))
-        and has_torch(torch_python)):
-      frameworks.append(("torch", torch_python))
+  jobs = references.reference_jobs(config)  # run first in each repetition
   grid_inputs = None
   if "grid" in sections:
     assets = rp2_assets.load_rp2_assets(config.rp2_dir)
@@ -315,21 +245,7 @@ def run_benchmark(config: ml_collections.ConfigDict,
     raise ValueError(f"grid_transforms={config.grid_transforms!r}; use "
                      "'reference' (the reference scripts' ranges) or "
                      "'physical'")
-  grid_args = ["--rp2grid", "--S", str(config.grid_steps),
-               "--T", str(config.num_transforms)]
 
-  jobs = []  # (label, thunk), in the order they run within one repetition
-  for name, python in frameworks:
-    script = os.path.join(ref_dir, f"{name}_ref.py")
-    if "train" in sections:
-      jobs.append((f"{name} reference train", lambda s=script, p=python:
-                   reference(s, ["--train", "--steps", str(config.train_steps)],
-                             python=p)))
-    if "grid" in sections:
-      for mode in (f"--{m}" for m in config.reference_modes):
-        jobs.append((f"{name} reference grid {mode[2:]}",
-                     lambda s=script, p=python, m=mode:
-                     reference(s, [*grid_args, m], python=p)))
   if "train" in sections:
     for impl in config.conv_impls:
       jobs.append((f"train ({impl})", lambda i=impl: train_throughput(
@@ -360,74 +276,10 @@ def run_benchmark(config: ml_collections.ConfigDict,
       rows.append(row)
   medians = median_rows(rows)
   result = {"environment": environment(), "settings": config.to_dict(),
-            "medians": medians, "ratios": ratios(medians), "runs": rows,
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "medians": medians, "ratios": references.ratios(medians),
+            "runs": rows, "seconds": round(time.perf_counter() - t0, 1)}
   workdir.mkdir(parents=True, exist_ok=True)
   write_json(workdir / "benchmark.json", result)
   print(format_table(medians))
   print(json.dumps(result["ratios"]))
   return result
-
-
-def render_speed(per_class: int = 500, *, workers: int = 0,
-                 repeats: int = 3, seed: int = 0) -> dict:
-  """Steady-state images/s of `synthetic.generate_split`, for 1 worker and
-  `workers`.
-
-  Compilation is timed on its own first (the first chunk rendered in this
-  process, minus a steady-state chunk); each figure is the best and median of
-  `repeats` runs over a train split of `per_class * 18` images, with a new
-  seed each run.
-
-  Args:
-    per_class: images per class of each timed split.
-    workers: threads of the parallel figure; 0 means one per core.
-    repeats: timed runs per worker count.
-    seed: seed of the first timed run.
-
-  Returns:
-    {"compile_seconds", "images", "chunk", "cores", "load_average",
-    "results": [{"workers", "best", "median", "runs", "per_cpu_second"},
-    ...]}: figures in images/s of wall time; `per_cpu_second` is images per
-    second of this process's CPU time (best run), which other load on a
-    shared machine disturbs less; `load_average` is the 1-minute load
-    before the runs.
-  """
-  for name, value, low in (("per_class", per_class, 1), ("workers", workers, 0),
-                           ("repeats", repeats, 1)):
-    if not isinstance(value, (int, np.integer)) or value < low:
-      raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-  workers = workers or synthetic.default_workers()
-  compiling = synthetic.compile_seconds(seed)
-  total = per_class * NUM_CLASSES
-  load = os.getloadavg()[0]
-  results = []
-  for w in sorted({1, workers}):
-    runs, cpu_runs = [], []
-    for r in range(repeats):
-      start, cpu = time.perf_counter(), time.process_time()
-      n = sum(len(images) for images, _ in synthetic.generate_split(
-          per_class, seed=seed + r, split="train", workers=w))
-      runs.append(n / (time.perf_counter() - start))
-      cpu_runs.append(n / max(time.process_time() - cpu, 1e-9))
-    results.append({"workers": w, "best": round(max(runs), 1),
-                    "median": round(float(np.median(runs)), 1),
-                    "runs": [round(v, 1) for v in runs],
-                    "per_cpu_second": round(max(cpu_runs), 1)})
-  return {"compile_seconds": round(compiling, 2), "images": total,
-          "chunk": synthetic.CHUNK, "cores": len(os.sched_getaffinity(0)),
-          "load_average": round(load, 2), "results": results}
-
-
-def format_render_speed(result: dict) -> str:
-  """A small table of a `render_speed` result."""
-  lines = [f"{'workers':>7} {'best img/s':>11} {'median img/s':>13} "
-           f"{'img/cpu-s':>10}"]
-  for r in result["results"]:
-    lines.append(f"{r['workers']:>7} {r['best']:>11.0f} {r['median']:>13.0f} "
-                 f"{r['per_cpu_second']:>10.0f}")
-  lines.append(f"{result['images']} images a run, chunks of {result['chunk']},"
-               f" {result['cores']} cores, load average "
-               f"{result['load_average']}; compile "
-               f"{result['compile_seconds']} s (not in the figures)")
-  return "\n".join(lines)

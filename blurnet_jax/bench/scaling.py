@@ -1,12 +1,16 @@
 """How a sweep and a target grid scale with the devices of a job: the same
 program timed on 1 process or several (`blurnet_jax.distributed`), after
-compilation, on random data (the figures of README, "Several hosts").
+compilation, on random data (the figures of docs/multihost.md, "Measured
+scaling"; `launch.benchmark --config=configs/benchmark.py:scaling`, run on
+every process of the job).
 
     scaling.time_sweep(config, steps=5)    # population steps
     scaling.time_grid(config, targets=8, steps=5)  # RP2 grid, LisaCNN
 
-Both return the wall seconds of the timed part on this process (every
-process runs the same program; process 0's figure is the job's).
+`config` is a sweep's config (configs/sweep.py; `population` in
+configs/benchmark.py). Both return the wall seconds of the timed part on
+this process (every process runs the same program; process 0's figure is
+the job's).
 """
 
 from __future__ import annotations
