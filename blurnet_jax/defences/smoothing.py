@@ -13,6 +13,7 @@ whatever its pixels: `certified` turns that into a per-image certificate.
   counts = column_votes(apply_fn, params, images, band=4, num_classes=18)
   classes = smoothed_predict(counts)
   safe = certified(counts, patch_width(mask), band=4)
+  soft = soft_vote_apply_fn(apply_fn, band=4)     # adaptive attacks' vote
 
 The base classifier takes (M, 32, 32, 6) images (`ablate_columns`' encoding)
 and returns (M, num_classes) logits: `models.LisaCNN(input_channels=6)`
@@ -271,3 +272,38 @@ def smoothed_apply_fn(apply_fn: ApplyFn, band: int,
   band = _check_int("band", band, 1)
   num_classes = _check_int("num_classes", num_classes, 1)
   return _smoothed_apply_fn(apply_fn, band, num_classes)
+
+
+@functools.lru_cache(maxsize=None)
+def _soft_vote_apply_fn(apply_fn, band):
+
+  def apply(params, images):
+    images = _images(images)
+    w = images.shape[2]
+    log_probs = jax.lax.map(  # (W, N, K), one band position at a time
+        lambda s: jax.nn.log_softmax(
+            apply_fn(params, ablate_columns(images, s, band))), jnp.arange(w))
+    return jax.nn.logsumexp(log_probs, axis=0) - jnp.log(w)
+
+  return apply
+
+
+def soft_vote_apply_fn(apply_fn: ApplyFn, band: int) -> ApplyFn:
+  """A differentiable stand-in for the vote, for adaptive gradient attacks:
+  the log of the mean over the W band positions of the base classifier's
+  softmax (the vote counts the argmax of each position instead).
+
+  Where the base classifier is confident its softmax is near one-hot and
+  the soft vote's argmax is the smoothed class. The positions run one after
+  another (`lax.map`): the memory of one forward pass per position kept for
+  the backward pass. The same object for the same arguments.
+
+  Args:
+    apply_fn: the base classifier on (M, H, W, 2C) ablated images.
+    band: kept columns.
+
+  Returns:
+    `apply(params, images (N, H, W, C)) -> (N, num_classes)` float32 log
+    mean probabilities.
+  """
+  return _soft_vote_apply_fn(apply_fn, _check_int("band", band, 1))

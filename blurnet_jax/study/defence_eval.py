@@ -1,0 +1,415 @@
+"""BlurNet beside the defences a practitioner would pick instead, on the
+same real victims, with adaptive attacks and intervals.
+
+A `Defence` says how a defended model is judged (`predict_fn`) and what an
+attacker who knows it differentiates (`attack_fn`), or one who does not
+(`naive_attack_fn`):
+
+* `undefended` (baseline, BlurNet, adversarial training): judged and
+  attacked as it is; nothing to adapt to, no naive attack.
+* `transform_defence` (median filter, JPEG): judged through the transform,
+  attacked through `bpda`; the naive attack differentiates the transform
+  as implemented (JPEG's gradient is zero almost everywhere). The attack
+  made on the plain model is the transfer from the baseline
+  (`transfer_from`) when the members are the baseline's.
+* `smoothing_defence` (column smoothing): judged by the vote, attacked
+  through the soft vote (`soft_vote_apply_fn`); the naive attack
+  differentiates the base classifier on the middle band (the vote's own
+  gradient is zero); certified against a patch as wide as the mask.
+
+As in Table 2 on real photographs (`study.real`), a victim counts for a
+member when the member reads it, clean, as stop, and an attack succeeds
+when the member no longer does; the other outcomes are NaN. Member i of
+every defence is attacked with keys from `fold_in(key, seeds[i])`, so the
+rows pair cell by cell (`compare_defences`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import numpy as np
+
+from blurnet_jax import models
+from blurnet_jax import stats
+from blurnet_jax.attacks import grid
+from blurnet_jax.attacks import pgd
+from blurnet_jax.attacks import rp2
+from blurnet_jax.attacks import square
+from blurnet_jax.attacks.transforms import TransformConfig
+from blurnet_jax.classes import IMAGE_SHAPE, LISA, LabelSpace
+from blurnet_jax.defences import occlusion
+from blurnet_jax.defences import smoothing
+from blurnet_jax.defences import transforms
+from blurnet_jax.models import ApplyFn
+
+#: The sticker's budget for PGD and Square: L-inf 1 inside the mask (any
+#: colour), RP2's threat model.
+EPSILON = 1.0
+#: The rates `compare_defences` pairs.
+COMPARED = ("clean_accuracy", "rp2_success", "pgd_success", "square_success",
+            "roa_success")
+#: Each attack's key: fold_in(fold_in(key, seed), index).
+_KEYS = {"rp2": 0, "pgd": 1, "square": 2, "roa": 3}
+
+#: `certify(params, images, mask) -> (N,) bool`: no sticker inside `mask`
+#: can change the member's class of each image.
+Certify = Callable[[Any, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Defence:
+  """A defended model, seed by seed, and how it is judged and attacked.
+
+  Attributes:
+    name: the row's name ('baseline' for the undefended model).
+    members: one params tree per seed; seeds: one training seed each.
+    predict_fn: the defended classifier, its argmax the defence's class
+      (clean accuracy, recognised victims, success; Square queries it).
+    attack_fn: what adaptive gradient attacks (RP2, PGD, ROA) differentiate.
+    naive_attack_fn: the non-adaptive attacker's, or None where there is
+      no mechanism to adapt to.
+    certify: a `Certify`, or None.
+  """
+
+  name: str
+  members: Sequence[Any]
+  seeds: Sequence[int]
+  predict_fn: ApplyFn
+  attack_fn: ApplyFn
+  naive_attack_fn: ApplyFn | None = None
+  certify: Certify | None = None
+
+  def __post_init__(self):
+    if not isinstance(self.name, str) or not self.name:
+      raise ValueError(f"Defence.name={self.name!r} must be a non-empty str.")
+    object.__setattr__(self, "members", tuple(self.members))
+    object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+    if not self.seeds or len(self.members) != len(self.seeds):
+      raise ValueError(f"Defence {self.name!r} has {len(self.members)} "
+                       f"members and {len(self.seeds)} seeds; give one seed "
+                       "per member, at least one.")
+    for field in ("predict_fn", "attack_fn", "naive_attack_fn", "certify"):
+      value = getattr(self, field)
+      optional = field in ("naive_attack_fn", "certify")
+      if not (callable(value) or (optional and value is None)):
+        raise ValueError(f"Defence.{field} must be callable, got "
+                         f"{type(value).__name__}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+  """The attacks of `evaluate_defence`, checked when made: the RP2 grid's
+  `targets` (() for every class but stop), `steps`, EOT `num_transforms`
+  (physical) and `chunk` (`grid.attack_targets`); PGD's steps; Square's
+  queries and p_init; ROA's config."""
+
+  targets: tuple = ()
+  steps: int = 300
+  num_transforms: int = 8
+  chunk: int = -1
+  pgd_steps: int = 100
+  square_queries: int = 2000
+  square_p_init: float = 0.3
+  roa: occlusion.RoaConfig = occlusion.RoaConfig()
+
+  def __post_init__(self):
+    for make in (self.rp2_config, self.pgd_config, self.square_config):
+      make()  # each config checks its own fields
+    if not isinstance(self.roa, occlusion.RoaConfig):
+      raise ValueError(f"EvalSettings.roa must be a RoaConfig, got "
+                       f"{type(self.roa).__name__}.")
+
+  def rp2_config(self) -> rp2.RP2Config:
+    return rp2.RP2Config(steps=self.steps, num_transforms=self.num_transforms,
+                         transforms=TransformConfig.physical())
+
+  def pgd_config(self) -> pgd.PGDConfig:
+    return pgd.PGDConfig(steps=self.pgd_steps)
+
+  def square_config(self) -> square.SquareConfig:
+    return square.SquareConfig(queries=self.square_queries,
+                               p_init=self.square_p_init)
+
+
+def undefended(name: str, apply_fn: ApplyFn, members, seeds) -> Defence:
+  """A model that is its own defence (baseline, BlurNet, adversarial
+  training): judged and attacked as it is, no naive attack."""
+  return Defence(name, members, seeds, apply_fn, apply_fn)
+
+
+def transform_defence(name: str, apply_fn: ApplyFn, members, seeds,
+                      transform) -> Defence:
+  """The model through `transform` (an `InputTransform`): attacked through
+  BPDA, naively through the transform's own gradient."""
+  seen = transforms.defended(apply_fn, transform)
+  return Defence(name, members, seeds, seen,
+                 transforms.defended(apply_fn, transform, adaptive=True),
+                 naive_attack_fn=seen)
+
+
+@functools.lru_cache(maxsize=None)
+def one_band_apply_fn(apply_fn: ApplyFn, band: int, start: int) -> ApplyFn:
+  """The base classifier on RGB images seen through the one band of columns
+  from `start` (`ablate_columns`); cached."""
+
+  def apply(params, images):
+    return apply_fn(params, smoothing.ablate_columns(images, start, band))
+
+  return apply
+
+
+@functools.lru_cache(maxsize=None)
+def _smoothed_certify(apply_fn: ApplyFn, band: int,
+                      num_classes: int) -> Certify:
+
+  def certify(params, images, mask):
+    counts = smoothing.column_votes(apply_fn, params, images, band,
+                                    num_classes)
+    masks = mask if np.ndim(mask) == 4 else [mask] * len(images)
+    widths = np.asarray([smoothing.patch_width(m) for m in masks])
+    out = np.zeros(len(images), bool)
+    for width in np.unique(widths):
+      safe = np.asarray(smoothing.certified(counts, int(width), band))
+      out[widths == width] = safe[widths == width]
+    return out
+
+  return certify
+
+
+def smoothing_defence(name: str, base_apply_fn: ApplyFn, members, seeds,
+                      band: int, num_classes: int) -> Defence:
+  """Column smoothing of `base_apply_fn` (6-channel ablated inputs) with
+  bands `band` wide: judged by the vote, attacked through the soft vote,
+  naively through the middle band, certified against the mask's width."""
+  if isinstance(band, bool) or not isinstance(band, int) or not (
+      1 <= band <= IMAGE_SHAPE[1]):
+    raise ValueError(f"band={band!r} must be an int in 1..{IMAGE_SHAPE[1]}.")
+  return Defence(
+      name, members, seeds,
+      smoothing.smoothed_apply_fn(base_apply_fn, band, num_classes),
+      smoothing.soft_vote_apply_fn(base_apply_fn, band),
+      naive_attack_fn=one_band_apply_fn(base_apply_fn, band,
+                                        (IMAGE_SHAPE[1] - band) // 2),
+      certify=_smoothed_certify(base_apply_fn, band, num_classes))
+
+
+def _key(key, seed: int, attack: str) -> jax.Array:
+  return jax.random.fold_in(jax.random.fold_in(key, seed), _KEYS[attack])
+
+
+def _predictions(predict_fn: ApplyFn, params, images) -> np.ndarray:
+  """int classes of images (..., 32, 32, 3), shaped as their leading axes."""
+  images = np.asarray(images, np.float32)
+  flat = images.reshape((-1,) + images.shape[-3:])
+  return models.predict(predict_fn, params, flat).reshape(images.shape[:-3])
+
+
+def counted(outcomes, recognised) -> np.ndarray:
+  """float64 `outcomes` (seeds, victims, ...) with NaN where `recognised`
+  (seeds, victims) is False: the victims that do not count."""
+  outcomes = np.asarray(outcomes, np.float64)
+  seen = np.asarray(recognised, bool)
+  seen = seen.reshape(seen.shape + (1,) * (outcomes.ndim - seen.ndim))
+  return np.where(seen, outcomes, np.nan)
+
+
+def success_outcomes(defence: Defence, adversarial, recognised,
+                     stop: int) -> np.ndarray:
+  """(seeds, victims, ...) 1.0 where member i no longer reads
+  `adversarial[i]` (victims, ..., 32, 32, 3) as `stop`, 0.0 where it
+  still does, NaN where it did not read the clean victim as stop."""
+  moved = np.stack([_predictions(defence.predict_fn, p, adv) != stop
+                    for p, adv in zip(defence.members, adversarial)])
+  return counted(moved, recognised)
+
+
+def _rp2_noise(attack_fn, defence, victims, mask, key, settings, labels):
+  """(seeds, targets, 32, 32, 3): each member's RP2 sticker per target."""
+  targets = grid.parse_targets(settings.targets, labels)
+  return np.stack([grid.attack_targets(
+      attack_fn, p, victims, mask, targets, _key(key, seed, "rp2"),
+      cfg=settings.rp2_config(), chunk=settings.chunk)["noise"]
+                   for seed, p in zip(defence.seeds, defence.members)])
+
+
+def sticker_success(defence: Defence, victims, mask, noise, settings,
+                    recognised, stop: int) -> np.ndarray:
+  """`success_outcomes` (seeds, victims, targets) of the RP2 stickers
+  `noise` (seeds, targets, 32, 32, 3), member i wearing those of seed i."""
+  cfg = settings.rp2_config()
+  adversarial = [np.stack([np.asarray(rp2.apply_perturbation(
+      victims, mask, n, cfg)) for n in per_seed], axis=1)
+                 for per_seed in noise]
+  return success_outcomes(defence, adversarial, recognised, stop)
+
+
+def _attack_one(attack, defence, params, victims, mask, key, settings, stop):
+  """One member's adversarial victims under 'pgd', 'square' or 'roa'."""
+  if attack == "pgd":
+    return pgd.pgd_attack(defence.attack_fn, params, victims, stop, mask,
+                          key, EPSILON, cfg=settings.pgd_config())
+  if attack == "roa":  # places its own rectangle: no mask
+    return occlusion.roa_attack(defence.attack_fn, params, victims, stop,
+                                key, settings.roa)
+  cfg = settings.square_config()
+  if mask.ndim == 3:
+    return square.square_attack(defence.predict_fn, params, victims, stop,
+                                mask, key, EPSILON, cfg=cfg)
+  parts = [square.square_attack(  # Square takes one mask: victim by victim
+      defence.predict_fn, params, victims[i:i + 1], stop, mask[i],
+      jax.random.fold_in(key, i), EPSILON, cfg=cfg)["adversarial"]
+           for i in range(len(victims))]
+  return {"adversarial": np.concatenate([np.asarray(p) for p in parts])}
+
+
+def _rate(row: dict[str, Any], name: str, outcomes: np.ndarray) -> None:
+  """The rate's outcomes under '_name' (in memory only) and its mean with
+  the 95% interval over seeds and victims under 'name'."""
+  row[f"_{name}"] = outcomes
+  row[name] = stats.interval(outcomes)
+
+
+def _check_call(defence, victims, settings, transfer_from) -> None:
+  for name, value, kind in (("defence", defence, Defence),
+                            ("settings", settings, EvalSettings)):
+    if not isinstance(value, kind):
+      raise ValueError(f"{name} must be a {kind.__name__}, got "
+                       f"{type(value).__name__}.")
+  if victims.ndim != 4 or victims.shape[1:] != IMAGE_SHAPE:
+    raise ValueError(f"victims must have shape (N, 32, 32, 3), got "
+                     f"{victims.shape}.")
+  if transfer_from is not None and (
+      "_rp2_noise" not in transfer_from
+      or transfer_from["seeds"] != list(defence.seeds)):
+    raise ValueError(f"transfer_from must be an evaluate_defence row of the "
+                     f"seeds {list(defence.seeds)}, in memory (with its "
+                     "'_rp2_noise').")
+
+
+def _adaptive(row, defence, victims, mask, key, settings, labels, recognised):
+  """The adaptive attacks' success: the RP2 grid (its stickers kept under
+  '_rp2_noise'), masked PGD, Square and ROA."""
+  stop = labels.stop
+  row["_rp2_noise"] = _rp2_noise(defence.attack_fn, defence, victims, mask,
+                                 key, settings, labels)
+  _rate(row, "rp2_success", sticker_success(
+      defence, victims, mask, row["_rp2_noise"], settings, recognised, stop))
+  row["rp2_success_per_target"] = stats.nanmean(
+      np.moveaxis(row["_rp2_success"], 2, 0).reshape(
+          len(row["targets"]), -1), 1).tolist()
+  for attack in ("pgd", "square", "roa"):
+    adversarial = [_attack_one(attack, defence, p, victims, mask,
+                               _key(key, seed, attack), settings, stop)
+                   ["adversarial"]
+                   for seed, p in zip(defence.seeds, defence.members)]
+    _rate(row, f"{attack}_success",
+          success_outcomes(defence, adversarial, recognised, stop))
+
+
+def _naive(row, defence, victims, mask, key, settings, labels, recognised):
+  """The non-adaptive RP2 success and whether the adaptive one exceeds it
+  beyond its interval ('adaptive_raises'; None: no naive attack)."""
+  if defence.naive_attack_fn is None:
+    row["adaptive_raises"] = None
+    return
+  noise = _rp2_noise(defence.naive_attack_fn, defence, victims, mask, key,
+                     settings, labels)
+  _rate(row, "naive_rp2_success", sticker_success(
+      defence, victims, mask, noise, settings, recognised, labels.stop))
+  row["adaptive_vs_naive"] = stats.paired_difference(
+      row["_naive_rp2_success"], row["_rp2_success"])
+  row["adaptive_raises"] = bool(
+      row["rp2_success"]["mean"] > row["naive_rp2_success"]["ci_high"])
+
+
+def evaluate_defence(defence: Defence, victims, mask, test_split, key,
+                     settings: EvalSettings, *,
+                     transfer_from: dict[str, Any] | None = None,
+                     labels: LabelSpace = LISA) -> dict[str, Any]:
+  """One defence's row: every rate per seed, with its 95% interval.
+
+  Args:
+    defence: the defence.
+    victims: (N, 32, 32, 3) real stop signs in [0, 1].
+    mask: the sticker's place, (32, 32, C) or one per victim.
+    test_split: (images, labels) of the held-out split.
+    key: PRNG key; member i's attacks fold in `defence.seeds[i]`.
+    settings: the attacks.
+    transfer_from: the baseline's row (seed-matched, in memory): its RP2
+      stickers are shown to this defence ('transfer_success').
+    labels: the victims' label space.
+
+  Returns:
+    'clean_accuracy' (on the test split), 'rp2_success' (the adaptive
+    grid, averaged over targets), 'pgd_success', 'square_success',
+    'roa_success', and where they apply 'certified', 'transfer_success',
+    'naive_rp2_success' with 'adaptive_vs_naive' and 'adaptive_raises':
+    each a `stats.interval`, its outcomes (seeds, victims[, targets])
+    under the same key with a leading '_' (`jsonio` drops them).
+  """
+  victims, mask = np.asarray(victims, np.float32), np.asarray(mask, np.float32)
+  _check_call(defence, victims, settings, transfer_from)
+  stop, members = labels.stop, defence.members
+  recognised = np.stack([_predictions(defence.predict_fn, p, victims) == stop
+                         for p in members])
+  row = {"defence": defence.name, "seeds": list(defence.seeds),
+         "victims": int(len(victims)),
+         "victims_recognised": recognised.sum(1).tolist(),
+         "targets": grid.parse_targets(settings.targets, labels)}
+  test_images, test_labels = test_split
+  _rate(row, "clean_accuracy", np.stack([
+      models.predict(defence.predict_fn, p, test_images)
+      == np.asarray(test_labels) for p in members]).astype(np.float64))
+  _adaptive(row, defence, victims, mask, key, settings, labels, recognised)
+  if defence.certify is not None:
+    _rate(row, "certified", counted(np.stack([
+        np.asarray(defence.certify(p, victims, mask), bool)
+        for p in members]), recognised))
+  if transfer_from is not None:
+    _rate(row, "transfer_success", sticker_success(
+        defence, victims, mask, transfer_from["_rp2_noise"], settings,
+        recognised, stop))
+  _naive(row, defence, victims, mask, key, settings, labels, recognised)
+  return row
+
+
+def _paired(base: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+  """`stats.paired_difference` (row minus base) of every compared rate."""
+  if base["seeds"] != row["seeds"]:
+    raise ValueError(f"rows {base['defence']!r} and {row['defence']!r} have "
+                     f"seeds {base['seeds']} and {row['seeds']}; pair rows of "
+                     "the same seeds.")
+  out = {}
+  for rate in COMPARED:
+    if f"_{rate}" not in base or f"_{rate}" not in row:
+      raise ValueError(f"row {row['defence']!r} or {base['defence']!r} lacks "
+                       f"'_{rate}'; compare the rows evaluate_defence "
+                       "returned, before they are written.")
+    out[rate] = stats.paired_difference(base[f"_{rate}"], row[f"_{rate}"])
+  return out
+
+
+def compare_defences(rows: list[dict[str, Any]], reference: str) -> None:
+  """Adds to each row its paired differences (row minus other: same seeds,
+  victims, targets and keys) in every `COMPARED` rate against the
+  'baseline' row ('vs_baseline') and against the `reference` row, BlurNet
+  ('vs_reference', with 'reference' its name); a row is not compared with
+  itself."""
+  by_name = {r["defence"]: r for r in rows}
+  if len(by_name) != len(rows):
+    raise ValueError("rows hold a defence name twice; name each row once.")
+  for name in ("baseline", reference):
+    if name not in by_name:
+      raise ValueError(f"no row is named {name!r}; rows: {sorted(by_name)}.")
+  for key, other in (("vs_baseline", by_name["baseline"]),
+                     ("vs_reference", by_name[reference])):
+    for row in rows:
+      if row is not other:
+        row[key] = _paired(other, row)
+  for row in rows:
+    row["reference"] = reference
