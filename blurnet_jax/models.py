@@ -356,11 +356,17 @@ def model_from_config(cfg: Mapping[str, Any]) -> LisaCNN:
 
 def model_for(config: Mapping[str, Any]) -> LisaCNN:
   """The model of a train config: its `model` block, with one output per
-  class of its data source (`config.data.source`)."""
+  class of its data source (`config.data.source`). Under column smoothing
+  (`config.defence.kind == 'smoothing'`) it is the base classifier, which
+  takes the 6-channel ablated encoding of `defences.smoothing`."""
   model = config["model"]
   model = model.to_dict() if hasattr(model, "to_dict") else dict(model)
-  return model_from_config({**model, "num_classes":
-                            label_space(config["data"]["source"]).num_classes})
+  model = model_from_config({**model, "num_classes":
+                             label_space(config["data"]["source"]).num_classes})
+  defence = config.get("defence") or {}
+  if defence.get("kind") == "smoothing":
+    return model.clone(input_channels=2 * IMAGE_SHAPE[-1])
+  return model
 
 
 #: A classifier as every attack and evaluation takes it:

@@ -10,7 +10,6 @@ splits the work; the numbers do not change. Process 0 alone writes files.
 """
 
 from collections.abc import Callable
-import functools
 from typing import Any
 
 from etils import epath
@@ -23,6 +22,7 @@ import numpy as np
 from blurnet_jax import distributed
 from blurnet_jax import models
 from blurnet_jax import train
+from blurnet_jax.defences import training as defence_training
 from blurnet_jax.jsonio import write_json
 
 
@@ -78,12 +78,11 @@ def member_chunk(config, num_members: int) -> int:
 
 
 def population_step(config, num_members: int, chunk: int | None = None):
-  """One jitted program: `train_step` vmapped over members (in chunks of
+  """One jitted program: the config's step (`train_step`, or its defence's:
+  `defences.training.training_for`) vmapped over members (in chunks of
   `chunk` through `lax.map` when smaller than the population), with states
   and keys per member and one shared batch."""
-  step = functools.partial(train.train_step,
-                           penalty_kind=config.penalty.kind,
-                           augment=config.augment)
+  step = defence_training.training_for(config).step
   chunk = member_chunk(config, num_members) if chunk is None else chunk
 
   def run(states, batch, keys):
@@ -101,17 +100,18 @@ def member(state, i: int):
 
 
 def population_evaluate(state, images, labels, *, batch_size=500,
-                        members: int | None = None) -> dict:
+                        members: int | None = None,
+                        evaluate=train.evaluate) -> dict:
   """Test accuracy and loss of every member (lists), of the first
-  `members` only if given (the rest pad the population).
+  `members` only if given (the rest pad the population), by `evaluate`
+  (a `train.Training`'s).
 
   Members are fetched to the host first: slicing a sharded population on
   device compiles a cross-device program per slice, for no gain here.
   """
   state = distributed.to_host(state)
   count = state.alpha.shape[0] if members is None else members
-  out = [train.evaluate(member(state, i), images, labels,
-                        batch_size=batch_size)
+  out = [evaluate(member(state, i), images, labels, batch_size=batch_size)
          for i in range(count)]
   return {k: [o[k] for o in out] for k in out[0]}
 
@@ -154,6 +154,7 @@ def train_population(config: ml_collections.ConfigDict,
   train_images, train_labels, test_images, test_labels = train.load_data(
       config)
   model = models.model_for(config)
+  training = defence_training.training_for(config)
   state = create_population(config, model, alphas, seeds)
   step_fn = population_step(config, size)
   step_roots = jax.vmap(lambda s: jax.random.split(jax.random.key(s))[1])(
@@ -164,13 +165,14 @@ def train_population(config: ml_collections.ConfigDict,
   state, seconds = train.fit(
       config, workdir, state, step_fn, lambda step: fold(step_roots, step),
       lambda st: population_evaluate(st, test_images, test_labels,
-                                     members=len(pairs)),
+                                     members=len(pairs),
+                                     evaluate=training.evaluate),
       train_images, train_labels,
       desc=f"sweep {config.penalty.kind} x{len(pairs)}",
       place=lambda host: distributed.shard_leading(host, mesh),
       members=len(pairs))
   final = population_evaluate(state, test_images, test_labels,
-                              members=len(pairs))
+                              members=len(pairs), evaluate=training.evaluate)
   rows, params = [], []
   host = distributed.to_host(state)
   sets = train.victim_sets(config)  # rendered / read once for all members
@@ -179,7 +181,7 @@ def train_population(config: ml_collections.ConfigDict,
     rows.append({"penalty": config.penalty.kind, "alpha": alpha, "seed": seed,
                  "test_accuracy": final["accuracy"][i],
                  "test_loss": final["loss"][i],
-                 **train.victim_results(models.apply_fn_for(model), params[-1],
+                 **train.victim_results(training.classifier, params[-1],
                                         sets)})
   summary = {"members": rows, "train_seconds_this_run": round(seconds, 1),
              "devices": jax.device_count(),

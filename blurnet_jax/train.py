@@ -8,7 +8,10 @@ kind is static, its weight `alpha` is a leaf of the state, so a population
 of models with different alphas is just `jax.vmap(train_step)` over stacked
 states (`sweep.py`). `train_and_evaluate(config, workdir)` is the whole run:
 data, resuming from the latest checkpoint, a progress line, JSON metrics,
-and a clear stop on a non-finite loss.
+and a clear stop on a non-finite loss. A config with a defence trains
+through the `Training` that `blurnet_jax.defences.training.training_for`
+gives it (its step, evaluation and classifier): this module knows no
+defence, and only refuses to train one with `train_step`.
 
 The slides do not name an optimiser. We use Adam (lr 1e-3, b1 0.9, b2 0.999)
 with a linear warm-up and cosine decay and no weight decay: it reaches
@@ -20,6 +23,7 @@ import functools
 import json
 import os
 import time
+from typing import Callable, NamedTuple
 
 from absl import logging
 from etils import epath
@@ -135,7 +139,8 @@ def create_train_state(config: ml_collections.ConfigDict, model: models.LisaCNN,
   the same `tx` object share one compiled `train_step`; pass it when making
   several states of one config.
   """
-  params = model.init(rng, jnp.zeros((1, *IMAGE_SHAPE), jnp.float32))["params"]
+  inputs = jnp.zeros((1, *IMAGE_SHAPE[:2], model.input_channels), jnp.float32)
+  params = model.init(rng, inputs)["params"]
   if config.get("init", "scratch") == "rp2":
     pretrained = rp2_assets.params_from_rp2(
         rp2_assets.rp2_dir(config.get("rp2_dir", "")) / "rp2_lisa_cnn.npz")
@@ -215,15 +220,49 @@ def eval_step(state: TrainState, batch) -> dict[str, jax.Array]:
 
 
 def evaluate(state: TrainState, images: np.ndarray, labels: np.ndarray, *,
-             batch_size: int = 500) -> dict[str, float]:
-  """Accuracy and mean loss over a whole split."""
+             batch_size: int = 500, step=eval_step) -> dict[str, float]:
+  """Accuracy and mean loss over a whole split, from the sums of
+  `step(state, batch)` over its padded batches (`eval_step`'s)."""
   sums = {"correct": 0.0, "loss": 0.0, "count": 0.0}
   for batch in pipeline.eval_batches(images, labels, batch_size=batch_size):
-    out = jax.device_get(eval_step(state, batch))
+    out = jax.device_get(step(state, batch))
     for k in sums:
       sums[k] += float(out[k])
   return {"accuracy": sums["correct"] / sums["count"],
           "loss": sums["loss"] / sums["count"]}
+
+
+class Training(NamedTuple):
+  """How a model trains and is tested.
+
+  Attributes:
+    step: `step(state, batch, rng) -> (state, metrics)`, the jitted step
+      that `fit` runs (vmappable over a population, `sweep.py`).
+    evaluate: `evaluate(state, images, labels, *, batch_size) ->
+      {"accuracy", "loss"}` over a held-out split.
+    classifier: the `ApplyFn` whose argmax is the model's class, as the
+      victims are classified.
+  """
+
+  step: Callable[..., tuple[TrainState, dict[str, jax.Array]]]
+  evaluate: Callable[..., dict[str, float]]
+  classifier: models.ApplyFn
+
+
+def plain_training(config: ml_collections.ConfigDict) -> Training:
+  """`train_step` with the config's penalty and augmentation, `evaluate`,
+  and the model itself: the training of a config without a defence."""
+  kind = (config.get("defence") or {}).get("kind", "none")
+  if kind != "none":
+    raise ValueError(
+        f"defence.kind={kind!r} needs its own training step: pass "
+        "training=blurnet_jax.defences.training.training_for(config) "
+        "(launch.train and sweep.train_population do)")
+  return Training(step=functools.partial(train_step,
+                                         penalty_kind=config.penalty.kind,
+                                         augment=config.augment),
+                  evaluate=evaluate,
+                  classifier=models.apply_fn_for(models.model_for(config)))
 
 
 def victim_sets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
@@ -367,8 +406,14 @@ def data_parallel_mesh(batch_size: int):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: epath.PathLike) -> tuple[TrainState, dict]:
+                       workdir: epath.PathLike, *,
+                       training: Training | None = None
+                       ) -> tuple[TrainState, dict]:
   """Trains one variant, resuming from `workdir`, and evaluates it.
+
+  `training` gives the step, the evaluation and the classifier (default
+  `plain_training(config)`; a config with a defence needs
+  `blurnet_jax.defences.training.training_for(config)`).
 
   Writes into workdir: `config.json`, `metrics.jsonl` (one JSON object per
   logged step: train metrics, and test metrics every `eval_every` steps),
@@ -388,14 +433,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if config.penalty.kind not in PENALTIES:
     raise ValueError(f"unknown penalty.kind {config.penalty.kind!r}; use one "
                      f"of {PENALTIES}")
+  training = plain_training(config) if training is None else training
   mesh = data_parallel_mesh(config.batch_size)
   train_images, train_labels, test_images, test_labels = load_data(config)
   model = models.model_for(config)
   init_rng, step_root = jax.random.split(jax.random.key(config.seed))
   state = distributed.replicate(create_train_state(config, model, init_rng),
                                 mesh)
-  step_fn = functools.partial(train_step, penalty_kind=config.penalty.kind,
-                              augment=config.augment)
+  step_fn = training.step
   if mesh is not None:
     unsharded_step = step_fn
 
@@ -408,7 +453,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   state, seconds = fit(
       config, workdir, state, step_fn,
       lambda step: jax.random.fold_in(step_root, step),
-      lambda st: evaluate(distributed.to_host(st), test_images, test_labels),
+      lambda st: training.evaluate(distributed.to_host(st), test_images,
+                                   test_labels),
       train_images, train_labels, desc=config.get("variant", "train"),
       place=lambda host: distributed.replicate(host, mesh))
   if mesh is not None:
@@ -417,8 +463,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
              "steps": config.num_train_steps,
              "penalty": config.penalty.to_dict(),
              "train_seconds_this_run": round(seconds, 1),
-             "test": evaluate(state, test_images, test_labels),
-             **victim_results(models.apply_fn_for(model), state.params,
+             "test": training.evaluate(state, test_images, test_labels),
+             **victim_results(training.classifier, state.params,
                              victim_sets(config))}
   write_json(workdir / "results.json", results, sort_keys=True)
   return state, results

@@ -10,6 +10,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from blurnet_jax import train
+from blurnet_jax.defences import training as defence_training
 from launch.cli import one_line_errors, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
@@ -21,7 +22,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  _, results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  config = _CONFIG.value
+  _, results = train.train_and_evaluate(
+      config, _WORKDIR.value,
+      training=defence_training.training_for(config))
   print(json.dumps(results, indent=2))
 
 

@@ -13,13 +13,14 @@ from etils import epath
 
 from blurnet_jax import config_args
 from blurnet_jax import train
+from blurnet_jax.defences import training as defence_training
 from blurnet_jax.jsonio import write_json
 from configs import train as train_configs
 from launch.cli import one_line_errors, parse_flags
 
 _VARIANTS = flags.DEFINE_string(
-    "variants", repr(tuple(train_configs.VARIANTS)),
-    "a tuple of variant names (configs/train.py)")
+    "variants", repr(train_configs.SLIDE_VARIANTS),
+    "a tuple of variant names (configs/train.py; default: the slides')")
 _WORKDIR = flags.DEFINE_string("workdir", None, "one folder per variant here")
 _RUNLOCAL = flags.DEFINE_bool("runlocal", False, "tiny runs (seconds)")
 _RP2_DIR = flags.DEFINE_string("rp2_dir", "", "RP2 assets whose real victims "
@@ -38,7 +39,8 @@ def main(argv):
     config.rp2_dir = _RP2_DIR.value
     config.data.data_dir = _DATA_DIR.value
     _, results = train.train_and_evaluate(
-        config, epath.Path(_WORKDIR.value) / name)
+        config, epath.Path(_WORKDIR.value) / name,
+        training=defence_training.training_for(config))
     rows.append(results)
     write_json(epath.Path(_WORKDIR.value) / "variants.json", rows)
   print(f"{'variant':<12} {'alpha':>8} {'test acc':>9} {'synth victims':>14} "

@@ -15,6 +15,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
      "unknown config key bogus"),
     (["--config=configs/train.py:runlocal", "--config.data.source=lisa"],
      "--config.data.manual_dir=PATH"),
+    (["--config=configs/train.py:variant=doa,runlocal",
+      "--config.defence.stride=0"], "defence.stride=0 must be an int >= 1"),
+    (["--config=configs/train.py:runlocal", "--config.defence.kind=mixup"],
+     "defence.kind='mixup'; use one of"),
 ])
 def test_bad_config_is_one_line(tmp_path, args, message):
   out = subprocess.run(

@@ -13,9 +13,12 @@ float32 (N, 32, 32, 3) in [0, 1], explicit keys).
 * `adversarial`: adversarial examples for training (sticker-masked PGD, or
   ROA: DOA) and `adversarial_train_step`, `train.train_step` on a batch
   made adversarial.
+* `training`: a train config's defence (`config.defence`) as the step,
+  evaluation and classifier that `train.fit` runs (`training_for`), and
+  the training step and evaluation of column smoothing's base classifier.
 
-Nothing here reads files or draws; `adversarial` has a training step but
-no training loop.
+Nothing here draws or runs a training loop (`train.fit` does); only
+`training` reads a file: the sticker mask a config names by its path.
 """
 
 from blurnet_jax.defences.adversarial import (ADVERSARIAL_KINDS,
@@ -30,6 +33,10 @@ from blurnet_jax.defences.smoothing import (ablate_columns, certified,
                                             random_ablation,
                                             smoothed_apply_fn,
                                             smoothed_predict)
+from blurnet_jax.defences.training import (DEFENCE_KINDS,
+                                           smoothed_eval_step,
+                                           smoothing_train_step,
+                                           training_for)
 from blurnet_jax.defences.transforms import (TRANSFORM_KINDS, InputTransform,
                                              bpda, defended, jpeg,
                                              median_filter,
@@ -38,6 +45,7 @@ from blurnet_jax.defences.transforms import (TRANSFORM_KINDS, InputTransform,
 __all__ = [
     "ADVERSARIAL_KINDS",
     "AdversarialConfig",
+    "DEFENCE_KINDS",
     "InputTransform",
     "ROA_SEARCHES",
     "RoaConfig",
@@ -58,5 +66,8 @@ __all__ = [
     "roa_attack",
     "roa_positions",
     "smoothed_apply_fn",
+    "smoothed_eval_step",
     "smoothed_predict",
+    "smoothing_train_step",
+    "training_for",
 ]
