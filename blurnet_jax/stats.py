@@ -237,11 +237,14 @@ def paired_difference(a, b, *, level: float = LEVEL) -> dict[str, Any]:
   a_only = int(np.sum((xa > 0.5) & (xb <= 0.5)))
   b_only = int(np.sum((xb > 0.5) & (xa <= 0.5)))
   if half == 0:
-    # Every per-cell difference alike (e.g. no discordant cell at all): the
-    # t-interval has no spread to measure. The difference can be off by
-    # at most the share of discordant cells, so its Wilson upper bound
-    # stands in as the half-width (0 of 120 cells: +-3.1 points).
-    half = wilson_interval(a_only + b_only, int(both.sum()))[1]
+    # Every per-cell difference alike: no discordant cell at all, or every
+    # cell discordant the same way. The t-interval has no spread to
+    # measure; the share of cells on the other side is 0 of n, and its
+    # Wilson upper bound stands in as the half-width (0 of 120: +-3.1
+    # points), for a difference of 0 as for one of +-1.
+    counted = int(both.sum())
+    discordant = a_only + b_only
+    half = wilson_interval(min(discordant, counted - discordant), counted)[1]
     df = float("inf")
   # A difference of shares lies in [-1, 1], and so does its interval.
   return {"difference": mean, "ci_low": max(-1.0, mean - half),

@@ -101,6 +101,18 @@ def test_identical_arms_get_the_discordance_bound_not_a_zero_interval():
   assert stats.verdict(d, -0.41, accuracy=0.95)["verdict"] == "contradicted"
 
 
+def test_arms_that_differ_in_every_cell_the_same_way_get_a_tight_interval():
+  """Every cell discordant one way (a defence that stops every success)
+  has no spread either; the share of cells that went the other way is 0
+  of n, so the interval is 1 -+ that same Wilson bound, not [0, 1]."""
+  a = np.ones((2, 20, 3), int)
+  d = stats.paired_difference(a, np.zeros_like(a))
+  bound = stats.wilson_interval(0, a.size)[1]
+  assert d["difference"] == -1.0 and (d["a_only"], d["b_only"]) == (120, 0)
+  assert (d["ci_low"], d["ci_high"]) == pytest.approx((-1.0, -1.0 + bound))
+  assert stats.verdict(d, -0.41, accuracy=0.95)["verdict"] == "supported"
+
+
 @pytest.mark.parametrize("ci,effect,acc,expected", [
     ((-0.30, -0.10), -0.40, 0.95, "supported"),     # falls, >= half of 0.40
     ((-0.30, -0.01), -0.10, 0.95, "supported"),
