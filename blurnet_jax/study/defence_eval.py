@@ -313,7 +313,8 @@ def _adaptive(row, defence, victims, mask, key, settings, labels, recognised):
 
 def _naive(row, defence, victims, mask, key, settings, labels, recognised):
   """The non-adaptive RP2 success and whether the adaptive one exceeds it
-  beyond its interval ('adaptive_raises'; None: no naive attack)."""
+  ('adaptive_raises': the paired interval of adaptive minus naive lies
+  above 0; None: no naive attack)."""
   if defence.naive_attack_fn is None:
     row["adaptive_raises"] = None
     return
@@ -323,8 +324,7 @@ def _naive(row, defence, victims, mask, key, settings, labels, recognised):
       defence, victims, mask, noise, settings, recognised, labels.stop))
   row["adaptive_vs_naive"] = stats.paired_difference(
       row["_naive_rp2_success"], row["_rp2_success"])
-  row["adaptive_raises"] = bool(
-      row["rp2_success"]["mean"] > row["naive_rp2_success"]["ci_high"])
+  row["adaptive_raises"] = bool(row["adaptive_vs_naive"]["ci_low"] > 0)
 
 
 def evaluate_defence(defence: Defence, victims, mask, test_split, key,
