@@ -101,8 +101,9 @@ def test_each_defence_gets_its_step_and_settings():
       "pgd_at", "doa", "smoothing", "doa_linf_5x5"}
 
 
-@pytest.mark.parametrize("variant", ["pgd_at", "doa", "smoothing",
-                                     "doa_linf_5x5"])
+@pytest.mark.parametrize("variant", [
+    "pgd_at", "doa", pytest.param("smoothing", marks=pytest.mark.slow),
+    pytest.param("doa_linf_5x5", marks=pytest.mark.slow)])
 def test_a_defended_variant_trains_through_the_loop_and_checkpoints(
     tiny_data_dir, tmp_path, variant):
   config = _defended(variant, tiny_data_dir, num_train_steps=4,
@@ -163,6 +164,7 @@ def test_the_smoothed_evaluation_is_the_vote_over_every_band():
   assert got["loss"] == pytest.approx(-ce.mean(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_the_smoothing_step_trains_on_ablated_bands():
   config = train_configs.get_config("variant=smoothing")
   state = train.create_train_state(config, models.model_for(config),
