@@ -14,15 +14,12 @@ order for `stages.run_stages`:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from pathlib import Path
 from typing import Any
 
 import jax
 import ml_collections
 
-from blurnet_jax import train
 from blurnet_jax.classes import LabelSpace, label_space
 from blurnet_jax.data import datasets
 from blurnet_jax.study import findings
@@ -31,7 +28,8 @@ from blurnet_jax.study import real as real_study
 from blurnet_jax.study import report
 from blurnet_jax.study import zoo
 from blurnet_jax.study.figures import SHOWN
-from blurnet_jax.study.stages import Stage, data_stage, data_text
+from blurnet_jax.study.stages import Stage, StudyInputs, data_stage
+from blurnet_jax.study.stages import data_text
 from blurnet_jax.study.stages import train_stage, training_text
 
 
@@ -53,34 +51,18 @@ def real_model_configs(config: ml_collections.ConfigDict, labels
   return ml_collections.ConfigDict(out)
 
 
-@dataclasses.dataclass
-class Inputs:
-  """What the stages share, built on first use."""
-
-  config: ml_collections.ConfigDict
-  workdir: Path
-  results: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-  @property
-  def key(self) -> jax.Array:
-    return jax.random.key(self.config.seed)
+class Inputs(StudyInputs):
+  """What the stages share (`stages.StudyInputs`), with the source's label
+  space, its victims and its trained variants."""
 
   @property
   def labels(self) -> LabelSpace:
     return label_space(self.config.data.source)
 
   @functools.cached_property
-  def builder(self):
-    return train.prepare_data(self.config.data)  # process 0 first
-
-  @functools.cached_property
-  def real(self) -> zoo.RP2Data:
-    return zoo.rp2_data(self.config.rp2_dir)
-
-  @functools.cached_property
   def victim_sets(self) -> list[real_study.VictimSet]:
     return real_study.victim_sets(self.config, self.builder, self.labels,
-                            self.real)
+                                  self.real)
 
   @functools.cached_property
   def trained(self) -> dict[str, zoo.TrainedModel]:

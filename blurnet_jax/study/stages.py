@@ -17,19 +17,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import jax
 import ml_collections
 import numpy as np
 
 from blurnet_jax import distributed
+from blurnet_jax import train
 from blurnet_jax.data import datasets
 from blurnet_jax.jsonio import jsonable, read_json, write_json
 from blurnet_jax.progress import format_seconds
+from blurnet_jax.study import zoo
 
 #: The file of the stages' wall seconds (and of which stages are done).
 SECONDS_FILE = "stages.json"
@@ -55,6 +59,30 @@ class Stages:
     self.seconds[name] = round(time.perf_counter() - t0, 1)
     print(f"== {name} done in {format_seconds(self.seconds[name])} ==",
           flush=True)
+
+
+@dataclasses.dataclass
+class StudyInputs:
+  """What every study's stages share, built on first use, so a resumed run
+  loads only what the stages it runs need; each study adds its own (its
+  trained models, its victims)."""
+
+  config: ml_collections.ConfigDict
+  workdir: Path
+  results: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @property
+  def key(self) -> jax.Array:
+    return jax.random.key(self.config.seed)
+
+  @functools.cached_property
+  def builder(self):
+    return train.prepare_data(self.config.data)  # process 0 first
+
+  @functools.cached_property
+  def real(self) -> zoo.RP2Data:
+    """The RP2 authors' model and its 40 real victims."""
+    return zoo.rp2_data(self.config.rp2_dir)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,17 +24,13 @@ trained models, the RP2 assets, earlier results) to JSON-able results
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from pathlib import Path
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 
 from blurnet_jax import models
-from blurnet_jax import train
 from blurnet_jax.data import datasets
 from blurnet_jax.study import findings
 from blurnet_jax.study import oracle
@@ -48,33 +44,17 @@ from blurnet_jax.study import alpha_curves
 from blurnet_jax.study import table1
 from blurnet_jax.study import table2
 from blurnet_jax.study import zoo
-from blurnet_jax.study.stages import Stage, data_stage, data_text
+from blurnet_jax.study.stages import Stage, StudyInputs, data_stage
+from blurnet_jax.study.stages import data_text
 from blurnet_jax.study.stages import train_stage, training_text
 
-@dataclasses.dataclass
-class Inputs:
-  """What the stages share: built on first use, so a resumed run loads
-  only what the stages it runs need."""
-
-  config: ml_collections.ConfigDict
-  workdir: Path
-  results: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-  @property
-  def key(self) -> jax.Array:
-    return jax.random.key(self.config.seed)
-
-  @functools.cached_property
-  def builder(self):
-    return train.prepare_data(self.config.data)  # process 0 first
+class Inputs(StudyInputs):
+  """What the stages share (`stages.StudyInputs`), with the test split, the
+  trained variants and the synthetic victims of Table 1."""
 
   @functools.cached_property
   def test(self) -> tuple[np.ndarray, np.ndarray]:
     return datasets.load_split(self.builder, "test")
-
-  @functools.cached_property
-  def real(self) -> zoo.RP2Data:
-    return zoo.rp2_data(self.config.rp2_dir)
 
   @functools.cached_property
   def trained(self) -> dict[str, zoo.TrainedModel]:
