@@ -19,11 +19,12 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
+from blurnet_jax import checkpoint
 from blurnet_jax import distributed
 from blurnet_jax import models
 from blurnet_jax import train
 from blurnet_jax.defences import training as defence_training
-from blurnet_jax.jsonio import write_json
+from blurnet_jax.jsonio import read_json, write_json
 
 
 def members(config: ml_collections.ConfigDict) -> list[tuple[float, int]]:
@@ -131,6 +132,19 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: epath.PathLike, *,
   return rows
 
 
+def _earlier_train_seconds(workdir: epath.Path) -> float:
+  """The training seconds the runs before this one spent on the population
+  in `workdir`: those its sweep.json records, when a checkpoint is there
+  to resume from (else training starts again, from none)."""
+  summary = workdir / "sweep.json"
+  if checkpoint.latest_step(workdir / "checkpoints") is None or (
+      not summary.exists()):
+    return 0.0
+  recorded = read_json(summary, "population summary")
+  return float(recorded.get("train_seconds",
+                            recorded.get("train_seconds_this_run", 0.0)))
+
+
 def train_population(config: ml_collections.ConfigDict,
                      workdir: epath.PathLike
                      ) -> tuple[list[dict], list[Any], dict]:
@@ -162,6 +176,7 @@ def train_population(config: ml_collections.ConfigDict,
   fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
   state = distributed.shard_leading(state, mesh)
   step_roots = distributed.shard_leading(step_roots, mesh)
+  earlier = _earlier_train_seconds(workdir)
   state, seconds = train.fit(
       config, workdir, state, step_fn, lambda step: fold(step_roots, step),
       lambda st: population_evaluate(st, test_images, test_labels,
@@ -184,6 +199,7 @@ def train_population(config: ml_collections.ConfigDict,
                  **train.victim_results(training.classifier, params[-1],
                                         sets)})
   summary = {"members": rows, "train_seconds_this_run": round(seconds, 1),
+             "train_seconds": round(earlier + seconds, 1),
              "devices": jax.device_count(),
              "processes": jax.process_count(),
              "num_train_steps": config.num_train_steps}

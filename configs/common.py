@@ -211,6 +211,64 @@ def link_real(c: ml_collections.ConfigDict) -> None:
           "learning_rate")) for v in c.real.variants})
 
 
+#: The defences of the defence study (configs/train.py's names), each
+#: trained on the real source like Table 2's variants: the undefended
+#: baseline, BlurNet's learned filter and TV (Table 2), masked-PGD
+#: adversarial training, DOA, column smoothing, BlurNet plus DOA.
+DEFENCE_VARIANTS = ("baseline", "linf_5x5", "tv_1e-4", "pgd_at", "doa",
+                    "doa_linf_5x5", "smoothing")
+
+
+def defence_settings(c: ml_collections.ConfigDict) -> None:
+  """The defence study's settings (`blurnet_jax.study.defence_stages`),
+  `c.defences`: the trained defences are `c.real.variants` (set to
+  `DEFENCE_VARIANTS` by the study's override), trained as Table 2 on real
+  photographs trains them (`c.real`); the input transformations wrap the
+  baseline at test time; every defence is attacked on one victim set per
+  label space with the same keys, and paired against the baseline and
+  against `reference` (BlurNet)."""
+  d = c.defences = ml_collections.ConfigDict()
+  d.reference = "linf_5x5"
+  # Input transformations of the baseline (blurnet_jax.defences.transforms).
+  d.transforms = ml_collections.ConfigDict({
+      "median_3x3": {"kind": "median", "size": 3, "quality": 75},
+      "jpeg_75": {"kind": "jpeg", "size": 3, "quality": 75}})
+  # The victims: 'rp2' (the RP2 authors' 40, LISA only) or 'held_out'.
+  d.victim_set = ml_collections.ConfigDict({"lisa": "rp2",
+                                            "gtsrb": "held_out"})
+  # White-box RP2 at the slides' settings (camouflage mask), per target;
+  # () = every class but stop.
+  d.targets = ml_collections.ConfigDict({"lisa": (), "gtsrb": ()})
+  d.steps = 1000
+  d.num_transforms = 8
+  d.chunk = -1
+  # Masked PGD and Square inside the same mask (L-inf 1: any colour).
+  d.pgd_steps = 100
+  d.square_queries = 2000
+  d.square_p_init = 0.3
+  # The occlusion attack (ROA, 7x7 as DOA trains against), every position.
+  d.roa = ml_collections.ConfigDict(dict(
+      height=7, width=7, stride=2, search="exhaustive", candidates=10,
+      pgd_steps=30))
+
+
+#: The quick defence study: two seeds, shorter training, 20 held-out
+#: victims, RP2's own target, shorter attacks (the report lists them).
+QUICK_DEFENCES = {
+    "real.seeds": (0, 1),
+    "real.num_train_steps.lisa": 400,
+    "real.num_train_steps.gtsrb": 600,
+    "real.victims": 20,
+    "defences.targets.lisa": (12,),
+    "defences.targets.gtsrb": (5,),
+    "defences.steps": 40,
+    "defences.num_transforms": 2,
+    "defences.pgd_steps": 30,
+    "defences.square_queries": 100,
+    "defences.roa.pgd_steps": 10,
+}
+
+
 #: The proxy ablation's settings: the knobs each baseline changes from the
 #: study's data and training (data: corruption, balance, train_per_class;
 #: training: augment, and the length as a multiple of proxy.num_train_steps).

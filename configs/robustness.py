@@ -35,6 +35,12 @@ def base(variants) -> ml_collections.ConfigDict:
   common.study_settings(c, variants)
   c.seeds = (0,)  # the checklist attacks one model per variant
   c.robustness = common.robustness_block()
+  # 'checklist' (the checklist on the synthetic study's models) or
+  # 'defences' (BlurNet beside other defences on a real source; see
+  # blurnet_jax/study/defence_stages.py).
+  c.study = "checklist"
+  common.real_settings(c)
+  common.defence_settings(c)
   c.distributed = distributed_config()  # several processes: see there
   return c
 
@@ -45,6 +51,7 @@ QUICK = {
     "variants": common.QUICK_VARIANTS,
     **common.QUICK_TRAINING,
     **config_args.under("robustness", common.QUICK_ROBUSTNESS),
+    **common.QUICK_DEFENCES,
 }
 
 #: Named overrides of `base` (see blurnet_jax/config_args.py).
@@ -63,6 +70,9 @@ OVERRIDES = {
         **config_args.under("robustness", common.RUNLOCAL_ROBUSTNESS),
     },
     "all": {"variants": common.TABLE2_VARIANTS},  # at any size
+    # BlurNet beside other defences on a real source (at any size).
+    "defences": {"study": "defences",
+                 "real.variants": common.DEFENCE_VARIANTS},
 }
 
 
@@ -70,4 +80,5 @@ def get_config(arg=None):
   c = config_args.configure(arg, base, OVERRIDES,
                             variants=common.TABLE2_VARIANTS)
   common.link_models(c)
+  common.link_real(c)
   return c

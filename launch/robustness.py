@@ -1,7 +1,11 @@
-"""The robustness checklist on every model (see configs/robustness.py).
+"""The robustness checklist on every model, or BlurNet beside other
+defences on a real source (see configs/robustness.py).
 
     python -m launch.robustness --config=configs/robustness.py:runlocal \
         --workdir=/tmp/robustness_local
+    python -m launch.robustness --config=configs/robustness.py:defences,quick \
+        --config.data.source=lisa_crops --config.data.manual_dir=PATH/lisa \
+        --workdir=/tmp/defences_lisa
 """
 
 from absl import app
@@ -14,6 +18,10 @@ from launch.cli import one_line_errors, parse_flags
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "models, robustness.json, figures, report")
+_RESUME = flags.DEFINE_bool(
+    "resume", True, "the defence study: read back the stages a run of the "
+    "same config in WORKDIR finished; --noresume runs every stage again "
+    "(trained models are reused either way)")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -21,7 +29,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  robustness.run(_CONFIG.value, _WORKDIR.value)
+  robustness.run(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
 
 
 if __name__ == "__main__":

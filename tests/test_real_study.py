@@ -21,6 +21,7 @@ from blurnet_jax.study import reproduce
 from blurnet_jax.study import table2
 from blurnet_jax.study import zoo
 from configs import reproduce as reproduce_configs
+from tests.helpers import fabricated_lisa_crops
 
 REAL_DATA = os.environ.get("BLURNET_REAL_DATA", "")
 needs_real = pytest.mark.skipif(
@@ -177,24 +178,8 @@ def test_victims_spread_over_groups_first():
   assert len(real._spread(rows, groups, 10, seed=1)) == 6  # pylint: disable=protected-access
 
 
-def _fabricated_crops(folder: Path) -> None:
-  """17 classes x 3 tracks x 4 crops: a colour per class, noise per crop."""
-  rng = np.random.default_rng(0)
-  x, y, track = [], [], []
-  for c in range(17):
-    for t in range(3):
-      for _ in range(4):
-        base = np.array([(37 * c) % 256, (91 * c) % 256, (53 * t) % 256])
-        x.append(np.clip(base + rng.integers(-20, 21, (32, 32, 3)), 0, 255))
-        y.append(c)
-        track.append(f"vid{c}/track{t}")
-  folder.mkdir()
-  np.savez(folder / "lisa17_train_32x32.npz", x=np.asarray(x, np.uint8),
-           y=np.asarray(y), track=np.asarray(track))
-
-
 def test_the_real_study_end_to_end_on_fabricated_crops(tmp_path):
-  _fabricated_crops(tmp_path / "lisa")
+  fabricated_lisa_crops(tmp_path / "lisa")
   c = reproduce_configs.get_config("quick")
   c.data.source = "lisa_crops"
   c.data.manual_dir = str(tmp_path / "lisa")

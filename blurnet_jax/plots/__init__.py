@@ -9,11 +9,13 @@ multi-process run only process 0 writes the files.
   plots.image_grid(rows, row_titles, captions, workdir / "grid.png")
 
 One module per kind of figure: `images` (PIL sheets of 32 px crops),
-`charts` (confusion matrix, proxy bars, alpha sweeps), `spectra`,
+`charts` (confusion matrix, proxy bars, alpha sweeps, the defences'
+scatter), `spectra`,
 `robustness`; `canvas` holds what they share.
 """
 
-from blurnet_jax.plots.charts import confusion_figure, plot_sweep, proxy_bars
+from blurnet_jax.plots.charts import (confusion_figure, defence_scatter,
+                                      plot_sweep, proxy_bars)
 from blurnet_jax.plots.images import attack_pictures, contact_sheet, image_grid
 from blurnet_jax.plots.robustness import (plot_budgets, plot_physical,
                                           plot_steps, plot_transfer,
@@ -24,6 +26,7 @@ __all__ = [
     "attack_pictures",
     "confusion_figure",
     "contact_sheet",
+    "defence_scatter",
     "image_grid",
     "plot_budgets",
     "plot_physical",

@@ -49,6 +49,7 @@ from blurnet_jax import stats
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
 from blurnet_jax.jsonio import write_json
+from blurnet_jax.study import defence_stages
 from blurnet_jax.study import robustness_report
 from blurnet_jax.study import zoo
 from blurnet_jax.study.robustness_attacks import transfer_matrix
@@ -166,9 +167,17 @@ def evaluate_trained(config, trained: dict[str, TrainedModel], key,
   return evaluate_all(named, images, mask, key, rc, real=real)
 
 
-def run(config, workdir: epath.PathLike) -> dict[str, Any]:
+def run(config, workdir: epath.PathLike, *, resume: bool = True
+        ) -> dict[str, Any]:
   """Trains (or reuses) the models of `config`, runs the checklist, writes
-  robustness.json, figures/robustness_*.png and robustness_report/."""
+  robustness.json, figures/robustness_*.png and robustness_report/; with
+  `study='defences'`, runs the defence study instead
+  (`defence_stages.run`, which `resume` concerns)."""
+  if config.study == "defences":
+    return defence_stages.run(config, workdir, resume=resume)
+  if config.study != "checklist":
+    raise ValueError(f"study={config.study!r}; use 'checklist' or "
+                     "'defences' (configs/robustness.py:defences)")
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   stage = Stages(("train", "robustness", "report"))

@@ -227,7 +227,8 @@ def train_stage(config, inputs) -> dict[str, Any]:
   del config
   return {"training": {
       name: {"seeds": m.seeds, "test_accuracy": m.test_accuracy,
-             "members": m.results} for name, m in inputs.trained.items()}}
+             "train_seconds": m.train_seconds, "members": m.results}
+      for name, m in inputs.trained.items()}}
 
 
 def training_text(results) -> str:

@@ -44,6 +44,9 @@ class TrainedModel:
   alpha: float
   results: tuple[dict[str, Any], ...]
   penalty_kind: str = "none"
+  #: wall seconds of its training (compilation included), over every run
+  #: that trained it (a resumed population adds to its earlier runs').
+  train_seconds: float = 0.0
 
   @property
   def apply_fn(self) -> ApplyFn:
@@ -105,12 +108,14 @@ def train_models(models_block: ml_collections.ConfigDict,
   stands: the seeds of `cfg.sweep.seeds` as one vmapped population."""
   out = {}
   for name, cfg in models_block.items():
-    rows, params, _ = sweep.train_population(cfg, epath.Path(root) / name)
+    rows, params, summary = sweep.train_population(cfg,
+                                                   epath.Path(root) / name)
     out[name] = TrainedModel(
         name=name, model=models.model_for(cfg),
         seeds=tuple(r["seed"] for r in rows), members=tuple(params),
         alpha=float(cfg.penalty.alpha), results=tuple(rows),
-        penalty_kind=str(cfg.penalty.kind))
+        penalty_kind=str(cfg.penalty.kind),
+        train_seconds=float(summary["train_seconds"]))
   return out
 
 

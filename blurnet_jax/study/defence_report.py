@@ -1,0 +1,192 @@
+"""The defence study's report, from defences.json (`study.defence_stages`):
+the robustness table, the paired differences, the checklist, the scatter of
+clean accuracy against white-box success, and a reading of them that says
+which defence to pick within what the intervals allow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from blurnet_jax import distributed
+from blurnet_jax import document as R
+from blurnet_jax import plots
+
+#: The table's rates: (row key, column title).
+RATES = (("clean_accuracy", "clean acc."), ("rp2_success", "RP2"),
+         ("pgd_success", "PGD"), ("square_success", "Square"),
+         ("roa_success", "ROA"), ("certified", "certified"),
+         ("transfer_success", "transfer"), ("naive_rp2_success",
+                                            "naive RP2"))
+#: The paired rates, as `defence_eval.COMPARED`.
+PAIRED = (("clean_accuracy", "clean acc."), ("rp2_success", "RP2"),
+          ("pgd_success", "PGD"), ("square_success", "Square"),
+          ("roa_success", "ROA"))
+
+
+def rate(r: dict[str, Any] | None) -> str:
+  """'m [lo, hi]' in percent, '' for a rate the row lacks."""
+  if not r or r.get("mean") is None or r["mean"] != r["mean"]:
+    return ""
+  return (f"{100 * r['mean']:.1f} [{100 * r['ci_low']:.1f}, "
+          f"{100 * r['ci_high']:.1f}]")
+
+
+def diff(d: dict[str, Any] | None) -> str:
+  """'+d [lo, hi]' points of a paired difference, '' for none."""
+  if not d or d.get("difference") is None or d["difference"] != d[
+      "difference"]:
+    return ""
+  return (f"{100 * d['difference']:+.1f} [{100 * d['ci_low']:+.1f}, "
+          f"{100 * d['ci_high']:+.1f}]")
+
+
+def cost(row: dict[str, Any]) -> str:
+  c = row["train"]["cost"]
+  return "" if c is None else f"{c:.2f}x"
+
+
+def table_block(results: dict[str, Any]) -> R.Table:
+  columns = (["defence", "trained as"] + [t for _, t in RATES]
+             + ["train cost", "flags"])
+  rows = [[r["defence"], r["train"]["trained_as"]]
+          + [rate(r.get(k)) for k, _ in RATES]
+          + [cost(r), "; ".join(r["flags"]) or "none"]
+          for r in results["rows"]]
+  return R.Table(columns, rows, caption=(
+      "Each rate in % with its 95% interval over seeds and victims. clean "
+      "acc.: held-out test split. RP2, PGD, Square, ROA: success of each "
+      "attack made through the defence's own mechanism (BPDA through input "
+      "transformations, the soft vote of column smoothing); certified: "
+      "victims whose class no patch as wide as the sticker can change; "
+      "transfer: the baseline's RP2 stickers shown to the defence; naive "
+      "RP2: the attack that ignores the mechanism; train cost: training "
+      "wall time as a multiple of the baseline's."))
+
+
+def paired_block(results: dict[str, Any]) -> R.Table:
+  ref = results["reference"]
+  columns = ["defence"] + [f"{t} vs baseline" for _, t in PAIRED] + [
+      f"{t} vs {ref}" for _, t in PAIRED]
+  rows = []
+  for r in results["rows"]:
+    vb, vr = r.get("vs_baseline", {}), r.get("vs_reference", {})
+    rows.append([r["defence"]] + [diff(vb.get(k)) for k, _ in PAIRED]
+                + [diff(vr.get(k)) for k, _ in PAIRED])
+  return R.Table(columns, rows, caption=(
+      "Paired differences in points (defence minus other; the same seeds, "
+      "victims, targets and attack keys), 95% intervals: against the "
+      f"undefended baseline and against BlurNet ({ref})."))
+
+
+def checks_block(results: dict[str, Any]) -> R.Table:
+  rows = [[r["defence"], c["check"], "pass" if c["passed"] else "FLAG",
+           c["detail"]] for r in results["rows"] for c in r["checks"]]
+  return R.Table(["defence", "check", "result", "numbers"], rows, caption=(
+      "The checklist per defence, one victim of slack: an adaptive attack "
+      "stronger than the naive one flags an evaluation the naive attack "
+      "would have flattered; Square beating PGD flags masked gradients; a "
+      "transferred sticker beating the white-box one, a weak attack."))
+
+
+def _worst(r: dict[str, Any]) -> float:
+  return r[f"{r['worst_attack']}_success"]["mean"]
+
+
+def reading(results: dict[str, Any]) -> str:
+  """One paragraph: which defence lowers white-box success below the
+  baseline's with 95% confidence, which of those to pick (the lowest worst
+  case over the attacks, then the cheaper), at what cost, and BlurNet
+  beside it; 'inconclusive' where no interval decides."""
+  rows = {r["defence"]: r for r in results["rows"]}
+  base, ref = rows["baseline"], rows[results["reference"]]
+  n = f"{base['victims']} victims x {len(base['seeds'])} seeds"
+  cuts = [r for r in rows.values() if r is not base
+          and r["vs_baseline"]["rp2_success"]["ci_high"] < 0]
+  out = [f"On {results['source']} ({n}), the undefended baseline's white-box "
+         f"RP2 success is {rate(base['rp2_success'])}%."]
+  if cuts:
+    pick = min(cuts, key=lambda r: (_worst(r), r["train"]["cost"] or 0))
+    vb = pick["vs_baseline"]
+    out.append(
+        f"Defences whose paired cut excludes zero: "
+        f"{', '.join(r['defence'] for r in cuts)}. Pick {pick['defence']}: "
+        f"RP2 success {rate(pick['rp2_success'])}% ({diff(vb['rp2_success'])}"
+        f" points against the baseline), its strongest attack "
+        f"({pick['worst_attack']}) reaching {100 * _worst(pick):.0f}%, at "
+        f"{diff(vb['clean_accuracy'])} points of clean accuracy and "
+        f"{cost(pick) or 'no extra'} the baseline's training time.")
+  else:
+    low = min((r for r in rows.values() if r is not base),
+              key=lambda r: r["rp2_success"]["mean"])
+    out.append(
+        "No defence lowers white-box RP2 success below the baseline's with "
+        "95% confidence at this size: inconclusive. The lowest point "
+        f"estimate is {low['defence']}'s, {rate(low['rp2_success'])}% "
+        f"({diff(low['vs_baseline']['rp2_success'])} points).")
+  if ref is not base:
+    out.append(f"BlurNet ({ref['defence']}): "
+               f"{diff(ref['vs_baseline']['rp2_success'])} points of RP2 "
+               "success against the baseline, "
+               f"{diff(ref['vs_baseline']['clean_accuracy'])} of clean "
+               "accuracy.")
+  for r in rows.values():
+    if "certified" in r:
+      out.append(f"{r['defence']} certifies {rate(r['certified'])}% of the "
+                 "victims it recognises against a sticker-wide patch.")
+  flagged = [f"{r['defence']} ({'; '.join(r['flags'])})"
+             for r in rows.values() if r["flags"]]
+  out.append("Checklist flags: " + (", ".join(flagged) if flagged
+                                    else "none") + ".")
+  return " ".join(out)
+
+
+def defences_text(results: dict[str, Any]) -> str:
+  """The console summary: a line per defence, then the reading."""
+  lines = [f"  {'defence':14s} {'clean acc.':20s} {'RP2':20s} "
+           f"{'worst':>6s} {'cost':>6s} flags"]
+  for r in results["rows"]:
+    lines.append(f"  {r['defence']:14s} {rate(r['clean_accuracy']):20s} "
+                 f"{rate(r['rp2_success']):20s} "
+                 f"{100 * _worst(r):5.0f}% {cost(r):>6s} "
+                 f"{'; '.join(r['flags']) or 'none'}")
+  return "\n".join(lines + ["", reading(results)])
+
+
+def blocks(config, results: dict[str, Any], figdir: Path) -> list[Any]:
+  """The report's blocks; the scatter is drawn into `figdir`."""
+  d = results["defences"]
+  scatter = plots.defence_scatter(
+      d["rows"], figdir / "defences_scatter.png",
+      title=f"{d['source']}: clean accuracy against white-box RP2 success "
+            "(one point per defence and seed, 95% intervals)")
+  return [
+      R.Heading("Reading"), R.Paragraph(reading(d)),
+      R.Heading("Robustness per defence"), table_block(d),
+      R.Figure(str(scatter), "Clean accuracy against adaptive white-box RP2 "
+               "success, one point per defence and training seed, with 95% "
+               "intervals over the victims (RP2) and the test images."),
+      paired_block(d), checks_block(d),
+      R.Heading("Victims and training"),
+      R.Paragraph(f"Victims: {d['victims']['description']}, "
+                  f"{d['victims']['victims']} of "
+                  f"{d['victims']['candidates']} candidates; targets "
+                  f"{d['rows'][0]['targets']}."),
+      R.Table(["defence", "seeds", "train seconds"],
+              [[name, len(m["seeds"]), m.get("train_seconds")]
+               for name, m in results["training"].items()],
+              caption="Training wall seconds (compilation included)."),
+      R.Heading("Config"),
+      R.Code(json.dumps(config.to_dict(), indent=2), "json")]
+
+
+def write_report(workdir: Path, config, results: dict[str, Any]) -> Path:
+  """WORKDIR/report/ of the defence study (process 0 only)."""
+  report_dir = Path(workdir) / "report"
+  if not distributed.is_writer():
+    return report_dir / "report.md"
+  md, _ = R.write_report(
+      report_dir, f"BlurNet beside other defences ({config.data.source})",
+      blocks(config, results, Path(workdir) / "figures"))
+  return md

@@ -1,0 +1,208 @@
+"""The stages of the defence study: BlurNet beside the defences a
+practitioner would pick instead, on one real source (`data.source`
+lisa_crops, gtsrb or lisa), in order for `stages.run_stages`:
+
+  data      the source prepared from `data.manual_dir` (data.json)
+  victims   the real victims, fixed before any model is trained
+  train     every defence of `real.variants`, trained as Table 2 on real
+            photographs trains its variants (training.json, with each
+            one's wall seconds)
+  defences  every defence judged and attacked on one victim set with the
+            same keys (`study.defence_eval`): one row each, paired against
+            the baseline and against BlurNet, with its training cost and
+            the checklist's flags (defences.json)
+
+The rows of the input transformations wrap the baseline's members at test
+time (their training is the baseline's). The report's table, scatter and
+reading are drawn from defences.json (`study.defence_report`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from etils import epath
+import jax
+import ml_collections
+import numpy as np
+
+from blurnet_jax import stats
+from blurnet_jax.classes import REAL_SOURCES, LabelSpace
+from blurnet_jax.jsonio import write_json
+from blurnet_jax.data import datasets
+from blurnet_jax.defences import occlusion
+from blurnet_jax.defences.transforms import InputTransform
+from blurnet_jax.study import defence_eval
+from blurnet_jax.study import defence_report
+from blurnet_jax.study.real_stages import Inputs, victims_stage
+from blurnet_jax.study.real_stages import victims_text
+from blurnet_jax.study.stages import SECONDS_FILE, Stage, run_stages
+from blurnet_jax.study.stages import data_stage, data_text
+from blurnet_jax.study.stages import train_stage, training_text
+from blurnet_jax.study.zoo import TrainedModel
+
+#: The rates drawn per seed in the report's scatter.
+PER_SEED = ("clean_accuracy", "rp2_success")
+#: The attacks of the worst case, by the row's key of their success.
+ATTACKS = ("rp2_success", "pgd_success", "square_success", "roa_success")
+
+
+def eval_settings(config: ml_collections.ConfigDict, labels: LabelSpace
+                  ) -> defence_eval.EvalSettings:
+  """The attacks of `config.defences` on the label space `labels`."""
+  d = config.defences
+  return defence_eval.EvalSettings(
+      targets=tuple(d.targets[labels.name]), steps=d.steps,
+      num_transforms=d.num_transforms, chunk=d.chunk, pgd_steps=d.pgd_steps,
+      square_queries=d.square_queries, square_p_init=d.square_p_init,
+      roa=occlusion.RoaConfig(**d.roa.to_dict()))
+
+
+def defences(config: ml_collections.ConfigDict,
+             trained: dict[str, TrainedModel], labels: LabelSpace
+             ) -> list[defence_eval.Defence]:
+  """Every defence of the study: the trained ones in `real.variants`'
+  order, the baseline first (column smoothing judged by its vote), then
+  each input
+  transformation of `defences.transforms` on the baseline."""
+  out = []
+  for name in sorted(config.real.variants, key=lambda n: n != "baseline"):
+    m, defence = trained[name], config.real_models[name].defence
+    if defence.kind == "smoothing":
+      out.append(defence_eval.smoothing_defence(
+          name, m.apply_fn, m.members, m.seeds, int(defence.band),
+          labels.num_classes))
+    else:
+      out.append(defence_eval.undefended(name, m.apply_fn, m.members,
+                                         m.seeds))
+  base = trained["baseline"]
+  for name, t in config.defences.transforms.items():
+    out.append(defence_eval.transform_defence(
+        name, base.apply_fn, base.members, base.seeds,
+        InputTransform(**t.to_dict())))
+  return out
+
+
+def training_cost(config, trained: dict[str, TrainedModel], name: str
+                  ) -> dict[str, Any]:
+  """The defence's training: what it trained as, its wall seconds and
+  their multiple of the baseline's (a test-time transform adds none)."""
+  variant = name if name in trained else "baseline"
+  seconds = trained[variant].train_seconds
+  base = trained["baseline"].train_seconds
+  return {"trained_as": variant,
+          "kind": (str(config.real_models[variant].defence.kind)
+                   if name in trained else "input transform"),
+          "seconds": seconds,
+          "cost": seconds / base if base > 0 else None}
+
+
+def flag_checks(row: dict[str, Any]) -> list[dict[str, Any]]:
+  """The checklist on one row (one victim of slack, as in
+  `study.robustness`): the adaptive attack must not beat the naive one
+  (else the naive evaluation overstated the defence), the gradient-free
+  Square must not beat masked PGD (gradient masking), and the baseline's
+  transferred stickers must not beat the white-box attack."""
+  slack = 1.0 / row["victims"]
+  out = []
+  if row.get("adaptive_raises") is not None:
+    d = row["adaptive_vs_naive"]
+    out.append({"check": "adaptive attack no stronger than naive",
+                "passed": not row["adaptive_raises"],
+                "detail": f"adaptive - naive RP2 success "
+                          f"{100 * d['difference']:+.1f} points "
+                          f"[{100 * d['ci_low']:+.1f}, "
+                          f"{100 * d['ci_high']:+.1f}]"})
+  for name, strong, weak in (
+      ("Square no stronger than PGD", "square_success", "pgd_success"),
+      ("transfer no stronger than white-box", "transfer_success",
+       "rp2_success")):
+    if strong in row and np.isfinite(row[strong]["mean"]):
+      s, w = row[strong]["mean"], row[weak]["mean"]
+      out.append({"check": name, "passed": bool(s <= w + slack),
+                  "detail": f"{strong} {s:.0%}, {weak} {w:.0%}"})
+  return out
+
+
+def _finish(row: dict[str, Any], cost: dict[str, Any]) -> None:
+  """The row's per-seed rates (the scatter), worst case, cost and flags."""
+  row["per_seed"] = {rate: [stats.interval(row[f"_{rate}"][i:i + 1])
+                            for i in range(len(row["seeds"]))]
+                     for rate in PER_SEED}
+  worst = max(ATTACKS, key=lambda a: np.nan_to_num(row[a]["mean"], nan=-1))
+  row["worst_attack"] = worst.removesuffix("_success")
+  row["train"] = cost
+  row["checks"] = flag_checks(row)
+  row["flags"] = [c["check"] for c in row["checks"] if not c["passed"]]
+
+
+def defences_stage(config, inputs: Inputs) -> dict[str, Any]:
+  """Every defence's row on the victim set `defences.victim_set`, the
+  baseline's first (its stickers transfer to the others)."""
+  labels = inputs.labels
+  chosen = config.defences.victim_set[labels.name]
+  sets = {v.name: v for v in inputs.victim_sets}
+  if chosen not in sets:
+    raise ValueError(f"defences.victim_set.{labels.name}={chosen!r}; this "
+                     f"source has the victim sets {sorted(sets)}")
+  victims = sets[chosen]
+  settings = eval_settings(config, labels)
+  test_split = datasets.load_split(inputs.builder, "test")
+  key = jax.random.fold_in(inputs.key, 3)
+  rows: list[dict[str, Any]] = []
+  for i, defence in enumerate(defences(config, inputs.trained, labels)):
+    print(f"defences: {defence.name} ({i + 1}/"
+          f"{len(config.real.variants) + len(config.defences.transforms)})",
+          flush=True)
+    rows.append(defence_eval.evaluate_defence(
+        defence, victims.images, victims.mask, test_split, key, settings,
+        transfer_from=rows[0] if rows else None, labels=labels))
+  defence_eval.compare_defences(rows, config.defences.reference)
+  for row in rows:
+    _finish(row, training_cost(config, inputs.trained, row["defence"]))
+  return {"defences": {"source": config.data.source, "labels": labels.name,
+                       "victim_set": chosen, "victims": victims.info,
+                       "reference": config.defences.reference,
+                       "settings": config.defences.to_dict(),
+                       "rows": rows}}
+
+
+STAGES = (
+    Stage("data", data_stage, ("data",), data_text),
+    Stage("victims", victims_stage, ("victims", "victims_preview"),
+          victims_text),
+    Stage("train", train_stage, ("training",), training_text),
+    Stage("defences", defences_stage, ("defences",),
+          lambda r: defence_report.defences_text(r["defences"])),
+)
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """One-line errors for a config the study cannot run."""
+  if config.data.source not in REAL_SOURCES:
+    raise ValueError(
+        f"the defence study runs on a real source, not data.source="
+        f"{config.data.source!r}; pass --config.data.source=lisa_crops (or "
+        "gtsrb) and --config.data.manual_dir=PATH")
+  for name in ("baseline", config.defences.reference):
+    if name not in config.real.variants:
+      raise ValueError(f"real.variants={tuple(config.real.variants)} lacks "
+                       f"{name!r}: every defence is paired against the "
+                       "baseline and against defences.reference")
+
+
+def run(config: ml_collections.ConfigDict, workdir: epath.PathLike, *,
+        resume: bool = True) -> dict[str, Any]:
+  """Runs the stages (reading back those a run of the same config
+  finished, with `resume`) and writes WORKDIR/report/."""
+  check(config)
+  workdir = epath.Path(workdir)
+  inputs = Inputs(config, workdir)
+  seconds = run_stages(STAGES, config, inputs, workdir, resume=resume)
+  t0 = time.perf_counter()
+  md = defence_report.write_report(workdir, config, inputs.results)
+  seconds["report"] = round(time.perf_counter() - t0, 1)
+  write_json(workdir / SECONDS_FILE, seconds)
+  print(f"\nreport: {md.parent / 'index.html'} and {md}")
+  return inputs.results
