@@ -1,6 +1,7 @@
 r"""Speed, one measurement per run: the suite (training, the RP2 white-box
 grid and the data, beside references), the synthetic renderer, a vmapped
-population against its members alone, and a job's scaling over devices.
+population against its members alone, a job's scaling over devices, and
+each defence's training step against the baseline's.
 
     python -m launch.benchmark --config=configs/benchmark.py --workdir=/tmp/b
     python -m launch.benchmark --config=configs/benchmark.py:runlocal \
@@ -14,9 +15,13 @@ population against its members alone, and a job's scaling over devices.
     python -m launch.benchmark \
         --config=configs/benchmark.py:populations,penalty=tv
     python -m launch.benchmark --config=configs/benchmark.py:scaling
+    python -m launch.benchmark --config=configs/benchmark.py:defences
+    python -m launch.benchmark --config=configs/benchmark.py:defences \
+        --config.defences.variants='("baseline", "doa")' \
+        --config.defences.repeats=3
 
-Measurements (at most one of suite, render, populations, scaling; none =
-suite; each combines with runlocal):
+Measurements (at most one of suite, render, populations, scaling,
+defences; none = suite; each combines with runlocal):
   suite        the fields at the top: the train step, the grid and the
                renderer, `repeats` times, interleaved with the references.
                Prints a table and writes WORKDIR/benchmark.json (every run,
@@ -40,8 +45,16 @@ suite; each combines with runlocal):
                device of the job: run it on every process of a multi-process
                job (configs/distributed.py); process 0 prints one JSON line
                per workload.
-  runlocal     fewer steps, transforms, images and members (tests, a first
-               look).
+  defences     `defences.steps` train steps of each of `defences.variants`
+               (configs/train.py's, the baseline among them), each its
+               population of `defences.seeds` seeds at batch
+               `defences.batch`, run as sweep.train_population runs it (the
+               defence's own step), compile excluded, one shared random
+               batch; `defences.repeats` interleaved repetitions (medians).
+               Prints a table (s/step, images/s, x baseline: s/step over the
+               baseline's, compile s) and one JSON line.
+  runlocal     fewer steps, transforms, images, members and variants
+               (tests, a first look).
 The suite alone needs --workdir; the others print only.
 """
 
@@ -51,6 +64,7 @@ import ml_collections
 
 from blurnet_jax import config_args
 from configs import sweep as sweep_configs
+from configs import train as train_configs
 from configs.distributed import distributed_config
 
 # Optional: the reference benchmarks beside the repository, when present.
@@ -65,7 +79,7 @@ def base(penalty: str) -> ml_collections.ConfigDict:
   """The suite at full size, every section, one repetition; the other
   measurements' blocks at theirs (`penalty`: the population's)."""
   c = ml_collections.ConfigDict()
-  c.measure = "suite"  # suite | render | populations | scaling
+  c.measure = "suite"  # suite | render | populations | scaling | defences
   c.sections = ("train", "grid", "data")  # any of these
   c.repeats = 1  # interleaved repetitions; the report gives medians
   # train: the jitted train step, batch of random images.
@@ -101,6 +115,13 @@ def base(penalty: str) -> ml_collections.ConfigDict:
   c.population = population(penalty)
   c.populations = ml_collections.ConfigDict(dict(steps=20))
   c.scaling = ml_collections.ConfigDict(dict(steps=5, grid_targets=8))
+  # defences: the variants timed (the baseline among them: every ratio is
+  # against it), training seeds per population, timed steps, batch,
+  # interleaved repetitions.
+  c.defences = ml_collections.ConfigDict(dict(
+      variants=("baseline", "linf_5x5", "tv_1e-4", "pgd_at", "doa",
+                "doa_linf_5x5", "smoothing"),
+      seeds=2, steps=20, batch=128, repeats=1))
   c.distributed = distributed_config()  # several processes: see there
   return c
 
@@ -111,6 +132,32 @@ def population(penalty: str) -> ml_collections.ConfigDict:
   config = sweep_configs.base(penalty)
   del config.distributed
   return config
+
+
+def defence_configs(block: ml_collections.ConfigDict
+                    ) -> dict[str, ml_collections.ConfigDict]:
+  """configs/train.py's config of each of `block.variants` (the
+  `defences` block) at batch `block.batch`, with the `sweep` block the
+  studies give a variant (configs/common.py): its alpha, seeds 0 ..
+  `block.seeds` - 1, one population, chunk by backend."""
+  variants = block.variants
+  if isinstance(variants, str) or not variants or len(set(variants)) != len(
+      variants):
+    raise ValueError(f"defences.variants={variants!r}: give a tuple of "
+                     "distinct variant names of configs/train.py, e.g. "
+                     "--config.defences.variants='(\"baseline\", \"doa\")'")
+  if isinstance(block.seeds, bool) or not isinstance(
+      block.seeds, int) or block.seeds < 1:
+    raise ValueError(f"defences.seeds={block.seeds!r} must be an int >= 1")
+  out = {}
+  for variant in variants:
+    config = train_configs.base(variant)
+    config.batch_size = block.batch
+    config.sweep = ml_collections.ConfigDict(dict(
+        alphas=(config.penalty.alpha,), seeds=tuple(range(block.seeds)),
+        chunk=0))
+    out[variant] = config
+  return out
 
 
 #: Named overrides of `base` (see blurnet_jax/config_args.py).
@@ -125,7 +172,8 @@ OVERRIDES = {
         "population.sweep.seeds": (0, 1, 2, 3),
         "population.batch_size": 64,
     },
-    # Fewer steps, transforms, images and members (see above).
+    "defences": {"measure": "defences"},
+    # Fewer steps, transforms, images, members and variants (see above).
     "runlocal": {
         "train_steps": 10,
         "grid_steps": 2,
@@ -137,6 +185,9 @@ OVERRIDES = {
         "populations.steps": 5,
         "scaling.steps": 2,
         "scaling.grid_targets": 2,
+        "defences.variants": ("baseline", "pgd_at", "doa", "smoothing"),
+        "defences.steps": 3,
+        "defences.batch": 16,
     },
 }
 
@@ -144,4 +195,4 @@ OVERRIDES = {
 def get_config(arg=None):
   return config_args.configure(
       arg, base, OVERRIDES, penalty="linf",
-      exclusive=("suite", "render", "populations", "scaling"))
+      exclusive=("suite", "render", "populations", "scaling", "defences"))

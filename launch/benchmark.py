@@ -4,11 +4,13 @@
     python -m launch.benchmark --config=configs/benchmark.py:render
     python -m launch.benchmark --config=configs/benchmark.py:populations
     python -m launch.benchmark --config=configs/benchmark.py:scaling
+    python -m launch.benchmark --config=configs/benchmark.py:defences
 
 The suite prints a table and its ratios and writes WORKDIR/benchmark.json;
 render prints a table and one JSON line, populations one JSON line, scaling
 one JSON line per workload (on process 0 of a multi-process job; run it on
-every process).
+every process), defences a table (each variant's seconds per train step,
+images/s and ratio to the baseline's) and one JSON line.
 """
 
 import json
@@ -18,10 +20,12 @@ from absl import flags
 from ml_collections import config_flags
 
 from blurnet_jax import distributed
+from blurnet_jax.bench import defences
 from blurnet_jax.bench import populations
 from blurnet_jax.bench import render
 from blurnet_jax.bench import scaling
 from blurnet_jax.bench import suite
+from configs import benchmark as benchmark_configs
 from launch.cli import one_line_errors, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
@@ -65,8 +69,19 @@ def _scaling(config, workdir):
       print(json.dumps(row), flush=True)
 
 
+def _defences(config, workdir):
+  del workdir  # prints only
+  block = config.defences
+  result = defences.defence_speed(
+      benchmark_configs.defence_configs(block), steps=block.steps,
+      repeats=block.repeats)
+  if distributed.is_writer():
+    print(defences.format_defence_speed(result))
+    print(json.dumps(result), flush=True)
+
+
 MEASURES = {"suite": _suite, "render": _render, "populations": _populations,
-            "scaling": _scaling}
+            "scaling": _scaling, "defences": _defences}
 
 
 @one_line_errors

@@ -1,15 +1,19 @@
 """launch.benchmark's measurements (blurnet_jax.bench): medians, ratios,
-reading the reference scripts' output, the renderer's speed, the named
-override that picks a measurement and the launcher that runs it; the
-populations and scaling measurements under `-m slow`."""
+reading the reference scripts' output, the renderer's speed, each defence's
+train step against the baseline's, the named override that picks a
+measurement and the launcher that runs it; the populations and scaling
+measurements, and the defences' runlocal run through the launcher, under
+`-m slow`."""
 
 import json
+import math
 import os
 import subprocess
 import sys
 
 import pytest
 
+from blurnet_jax.bench import defences
 from blurnet_jax.bench import populations
 from blurnet_jax.bench import references
 from blurnet_jax.bench import render
@@ -99,7 +103,7 @@ def test_lists_are_tuples_and_bad_ones_say_so():
 def test_a_named_override_picks_each_measurement():
   from configs import benchmark as benchmark_configs  # pylint: disable=g-import-not-at-top
   from configs import sweep as sweep_configs  # pylint: disable=g-import-not-at-top
-  for name in ("suite", "render", "populations", "scaling"):
+  for name in ("suite", "render", "populations", "scaling", "defences"):
     assert benchmark_configs.get_config(f"{name},runlocal").measure == name
   assert benchmark_configs.get_config().measure == "suite"
   with pytest.raises(ValueError, match="pick at most one of suite, render"):
@@ -116,6 +120,60 @@ def test_a_named_override_picks_each_measurement():
   assert (scaling.sweep.seeds, scaling.batch_size) == ((0, 1, 2, 3), 64)
   assert len(benchmark_configs.get_config(
       "scaling,runlocal").population.sweep.seeds) == 1
+
+
+def _check_defence_rows(result, variants, batch):
+  """A row per variant, in order; the baseline's ratio exactly 1; every
+  ratio the seconds over the baseline's; positive finite timings."""
+  rows = result["rows"]
+  assert [r["variant"] for r in rows] == list(variants)
+  base = rows[0]["seconds_per_step"]
+  assert rows[0]["x_baseline"] == 1.0
+  for r in rows:
+    for key in ("seconds_per_step", "images_per_s", "compile_seconds"):
+      assert math.isfinite(r[key]) and r[key] > 0, (r["variant"], key)
+    assert r["x_baseline"] == round(r["seconds_per_step"] / base, 4)
+    assert r["images_per_s"] == round(
+        batch * r["members"] / r["seconds_per_step"], 1)
+  table = defences.format_defence_speed(result).splitlines()
+  assert table[0].split()[:2] == ["variant", "defence"]
+  assert [l.split()[0] for l in table[1:-1]] == list(variants)
+
+
+def test_defences_builds_each_variant_as_the_studies_train_it():
+  from configs import benchmark as benchmark_configs  # pylint: disable=g-import-not-at-top
+  c = benchmark_configs.get_config("defences")
+  assert c.defences.variants[0] == "baseline" and c.defences.seeds == 2
+  block = benchmark_configs.get_config("defences,runlocal").defences
+  assert block.variants == ("baseline", "pgd_at", "doa", "smoothing")
+  assert (block.steps, block.batch) == (3, 16)
+  configs = benchmark_configs.defence_configs(block)
+  assert [c.defence.kind for c in configs.values()] == [
+      "none", "pgd_mask", "doa", "smoothing"]
+  for config in configs.values():
+    assert config.batch_size == 16
+    assert config.sweep.seeds == (0, 1) and len(config.sweep.alphas) == 1
+  # Every ratio is against the baseline: none is one clear line, before
+  # anything is built.
+  block.variants = ("pgd_at", "doa")
+  with pytest.raises(ValueError, match=r"must include 'baseline': every "
+                     "ratio is against the baseline's seconds per step"):
+    defences.defence_speed(benchmark_configs.defence_configs(block))
+
+
+def test_defences_times_each_variant_against_the_baseline():
+  from configs import benchmark as benchmark_configs  # pylint: disable=g-import-not-at-top
+  # runlocal's block, two variants of cheap compiles (the launcher's test
+  # under -m slow runs all of runlocal's).
+  block = benchmark_configs.get_config("defences,runlocal").defences
+  block.variants = ("baseline", "smoothing")
+  block.seeds, block.batch = 1, 4
+  result = defences.defence_speed(
+      benchmark_configs.defence_configs(block), steps=1, repeats=2)
+  _check_defence_rows(result, block.variants, 4)
+  assert [r["defence"] for r in result["rows"]] == ["none", "smoothing"]
+  assert all(len(r["runs"]) == 2 for r in result["rows"])
+  assert (result["steps"], result["batch"], result["repeats"]) == (1, 4, 2)
 
 
 def _launch(*args):
@@ -157,3 +215,15 @@ def test_populations_and_scaling_time_the_configured_sweep():
   assert (grid_row["workload"], grid_row["targets"]) == ("grid", 2)
   assert sweep_row["processes"] == grid_row["processes"] == 1
   assert sweep_row["seconds"] > 0 and grid_row["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_the_launcher_times_runlocal_defences():
+  out = _launch("--config=configs/benchmark.py:defences,runlocal")
+  assert out.returncode == 0, out.stderr[-2000:]
+  lines = out.stdout.splitlines()
+  result = json.loads(lines[-1])
+  variants = ("baseline", "pgd_at", "doa", "smoothing")
+  _check_defence_rows(result, variants, 16)
+  assert lines[0].split()[:2] == ["variant", "defence"]
+  assert all(r["members"] == 2 for r in result["rows"])
