@@ -229,6 +229,12 @@ def defence_settings(c: ml_collections.ConfigDict) -> None:
   against `reference` (BlurNet)."""
   d = c.defences = ml_collections.ConfigDict()
   d.reference = "linf_5x5"
+  # The adversarial training's effort (configs/train.py: defence_config),
+  # linked into the `defence` block of every adversarially trained model
+  # by `link_defences`: PGD steps of pgd_at; positions tried and PGD steps
+  # of DOA's occlusion attack.
+  d.training = ml_collections.ConfigDict(dict(steps=7, candidates=10,
+                                               pgd_steps=10))
   # Input transformations of the baseline (blurnet_jax.defences.transforms).
   d.transforms = ml_collections.ConfigDict({
       "median_3x3": {"kind": "median", "size": 3, "quality": 75},
@@ -252,12 +258,17 @@ def defence_settings(c: ml_collections.ConfigDict) -> None:
       pgd_steps=30))
 
 
-#: The quick defence study: two seeds, shorter training, 20 held-out
-#: victims, RP2's own target, shorter attacks (the report lists them).
+#: The quick defence study: two seeds, shorter training with cheaper
+#: adversarial examples (3 PGD steps; DOA tries 4 positions), 20 held-out
+#: victims, RP2's own target, shorter attacks (ROA tries the 10 positions
+#: of largest gradient, not all 169).
 QUICK_DEFENCES = {
     "real.seeds": (0, 1),
-    "real.num_train_steps.lisa": 400,
-    "real.num_train_steps.gtsrb": 600,
+    "real.num_train_steps.lisa": 300,
+    "real.num_train_steps.gtsrb": 400,
+    "defences.training.steps": 3,
+    "defences.training.candidates": 4,
+    "defences.training.pgd_steps": 3,
     "real.victims": 20,
     "defences.targets.lisa": (12,),
     "defences.targets.gtsrb": (5,),
@@ -265,8 +276,18 @@ QUICK_DEFENCES = {
     "defences.num_transforms": 2,
     "defences.pgd_steps": 30,
     "defences.square_queries": 100,
+    "defences.roa.search": "gradient",
     "defences.roa.pgd_steps": 10,
 }
+
+
+def link_defences(c: ml_collections.ConfigDict) -> None:
+  """Links `c.defences.training` into the `defence` block of every model
+  of `c.real_models` trained on adversarial examples (after `link_real`)."""
+  for m in c.real_models.values():
+    if m.defence.kind in ("pgd_mask", "doa"):
+      for field in c.defences.training.keys():
+        m.defence[field] = c.defences.training.get_ref(field)
 
 
 #: The proxy ablation's settings: the knobs each baseline changes from the

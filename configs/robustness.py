@@ -19,6 +19,25 @@ picks the models instead (quote it for the shell:
 `--config='configs/robustness.py:quick,variants=("baseline", "tv_1e-4")'`).
 The RP2 model is checked on its 40 real victims with the authors' own
 sticker (the packaged assets, or `rp2_dir`).
+
+`defences` runs the defence study instead (blurnet_jax/study/
+defence_stages.py; docs/defences.md), on a real source:
+
+    python -m launch.robustness --config=configs/robustness.py:defences,quick \
+        --config.data.source=lisa_crops --config.data.manual_dir=PATH/lisa \
+        --workdir=/tmp/defences_lisa
+
+Each defence of `real.variants` (`common.DEFENCE_VARIANTS`: the baseline,
+BlurNet's linf_5x5 and tv_1e-4, masked-PGD adversarial training, DOA,
+BlurNet plus DOA, column smoothing) is trained on the source as Table 2 on
+real photographs trains its variants (`real`), and the input
+transformations of `defences.transforms` wrap the baseline; all are
+attacked adaptively on one victim set (`defences`). Full: 3 seeds, 3000 /
+6000 steps, every target, 1000-step RP2, 100-step PGD, 2000 Square
+queries: GPU work. `defences,quick`: 2 seeds, 300 / 400 steps with cheaper
+adversarial training (3 PGD steps, 4 DOA positions), 20 held-out victims,
+RP2's own target, 40-step RP2 over 2 transforms, 30-step PGD, 100 Square
+queries (under 20 minutes on a 2-core CPU).
 """
 
 import ml_collections
@@ -81,4 +100,5 @@ def get_config(arg=None):
                             variants=common.TABLE2_VARIANTS)
   common.link_models(c)
   common.link_real(c)
+  common.link_defences(c)
   return c

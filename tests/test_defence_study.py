@@ -10,6 +10,7 @@ import pytest
 
 from blurnet_jax import models
 from blurnet_jax.classes import LISA
+from blurnet_jax.study import defence_eval
 from blurnet_jax.study import defence_report
 from blurnet_jax.study import defence_stages
 from blurnet_jax.study import robustness
@@ -79,11 +80,14 @@ def _interval(mean):
           "ci_high": min(1.0, mean + 0.1)}
 
 
-def _row(name, rp2, square, pgd, cut_high, *, adaptive_raises=None):
+def _row(name, rp2, square, pgd, cut_high, *, adaptive_raises=None,
+         false_stop=0.01):
   row = {"defence": name, "victims": 20, "seeds": [0, 1],
          "clean_accuracy": _interval(0.9), "rp2_success": _interval(rp2),
+         "false_stop": _interval(false_stop),
          "pgd_success": _interval(pgd), "square_success": _interval(square),
          "roa_success": _interval(0.2),
+         "any_success": _interval(max(rp2, square, pgd, 0.2)),
          "transfer_success": _interval(rp2 / 2),
          "adaptive_raises": adaptive_raises, "worst_attack": "rp2",
          "train": {"trained_as": name, "kind": "none", "seconds": 1.0,
@@ -91,9 +95,13 @@ def _row(name, rp2, square, pgd, cut_high, *, adaptive_raises=None):
          "vs_baseline": {"rp2_success": {"difference": cut_high - 0.1,
                                          "ci_low": cut_high - 0.2,
                                          "ci_high": cut_high},
+                         "any_success": {"difference": cut_high - 0.1,
+                                         "ci_low": cut_high - 0.2,
+                                         "ci_high": cut_high},
                          "clean_accuracy": {"difference": -0.01,
                                             "ci_low": -0.03,
                                             "ci_high": 0.01}}}
+  row["vs_reference"] = dict(row["vs_baseline"])
   if adaptive_raises is not None:
     row["adaptive_vs_naive"] = {"difference": 0.3, "ci_low": 0.1,
                                 "ci_high": 0.5}
@@ -101,18 +109,21 @@ def _row(name, rp2, square, pgd, cut_high, *, adaptive_raises=None):
 
 
 def test_the_checklist_flags_adaptive_gains_masking_and_weak_attacks():
+  base = _row("baseline", 0.2, 0.1, 0.3, 0.0, false_stop=0.03)
   row = _row("jpeg", rp2=0.2, square=0.5, pgd=0.3, cut_high=-0.01,
-             adaptive_raises=True)
+             adaptive_raises=True, false_stop=0.07)
   row["transfer_success"] = _interval(0.4)
-  failed = [c["check"] for c in defence_stages.flag_checks(row)
+  failed = [c["check"] for c in defence_stages.flag_checks(row, base)
             if not c["passed"]]
-  assert failed == ["adaptive attack no stronger than naive",
+  assert failed == ["no stop bias",
+                    "adaptive attack no stronger than naive",
                     "Square no stronger than PGD",
                     "transfer no stronger than white-box"]
-  # One victim of slack (1/20): Square 5 points above PGD passes.
+  # One victim of slack (1/20): Square 5 points above PGD passes; 5.9%
+  # read as stop is below twice the baseline's 3%.
   row = _row("x", rp2=0.2, square=0.35, pgd=0.3, cut_high=0.1,
-             adaptive_raises=False)
-  assert all(c["passed"] for c in defence_stages.flag_checks(row))
+             adaptive_raises=False, false_stop=0.059)
+  assert all(c["passed"] for c in defence_stages.flag_checks(row, base))
 
 
 def test_the_reading_picks_the_lowest_worst_case_among_significant_cuts():
@@ -123,10 +134,10 @@ def test_the_reading_picks_the_lowest_worst_case_among_significant_cuts():
     r["flags"] = []
   text = defence_report.reading({"source": "lisa_crops", "rows": rows,
                                  "reference": "linf_5x5"})
-  assert "Pick doa" in text and "doa, pgd_at" in text
+  assert "The lowest is doa's" in text and "doa, pgd_at" in text
   assert "BlurNet (linf_5x5)" in text
   for r in rows[2:]:
-    r["vs_baseline"]["rp2_success"]["ci_high"] = 0.01
+    r["vs_baseline"]["any_success"]["ci_high"] = 0.01
   text = defence_report.reading({"source": "lisa_crops", "rows": rows,
                                  "reference": "linf_5x5"})
   assert "inconclusive" in text and "doa's" in text
@@ -137,8 +148,8 @@ def test_the_report_renders_the_table_scatter_and_reading(tmp_path):
           _row("doa", 0.2, 0.1, 0.3, -0.2, adaptive_raises=False)]
   for r in rows:
     r["per_seed"] = {k: [r[k], r[k]] for k in ("clean_accuracy",
-                                              "rp2_success")}
-    r["checks"] = defence_stages.flag_checks(r)
+                                              "rp2_success", "any_success")}
+    r["checks"] = defence_stages.flag_checks(r, rows[0])
     r["flags"] = [c["check"] for c in r["checks"] if not c["passed"]]
     r["targets"] = [12]
   rows[0].pop("vs_baseline")
@@ -150,8 +161,8 @@ def test_the_report_renders_the_table_scatter_and_reading(tmp_path):
              "training": {"baseline": {"seeds": [0, 1],
                                        "train_seconds": 3.0}}}
   md = defence_report.write_report(tmp_path, c, results).read_text()
-  assert "Pick doa" in md
-  assert r"| doa | doa | 90.0 \[80.0, 100.0\] | 20.0 \[10.0, 30.0\]" in md
+  assert "The lowest is doa's" in md
+  assert r"| doa | doa | 90.0 \[80.0, 100.0\] | 1.0 \[0.0, 11.0\] | 20.0" in md
   assert (tmp_path / "figures" / "defences_scatter.png").stat().st_size > 0
 
 
@@ -189,6 +200,20 @@ def test_the_defence_study_end_to_end_on_fabricated_crops(tmp_path):
   assert median["naive_rp2_success"]["n_seeds"] == 2
   assert ref["train"]["seconds"] > 0
   md = (workdir / "report" / "report.md").read_text()
-  assert "Robustness per defence" in md and "Pick" in md or (
-      "inconclusive" in md)
+  assert "Robustness per defence" in md and (
+      "The lowest is" in md or "inconclusive" in md)
   assert (workdir / "figures" / "defences_scatter.png").stat().st_size > 0
+
+
+def test_any_success_is_the_per_victim_worst_case_over_the_attacks():
+  nan = np.nan
+  row = {  # one seed, three victims (the third not counted), two targets
+      "_rp2_success": np.array([[[0.0, 1.0], [0.0, 0.0], [nan, nan]]]),
+      "_pgd_success": np.array([[0.0, 0.0, nan]]),
+      "_square_success": np.array([[0.0, 0.0, nan]]),
+      "_roa_success": np.array([[0.0, 1.0, nan]])}
+  np.testing.assert_array_equal(defence_eval.any_success(row),
+                                [[1.0, 1.0, nan]])
+  row["_roa_success"] = np.array([[0.0, 0.0, nan]])
+  np.testing.assert_array_equal(defence_eval.any_success(row),
+                                [[1.0, 0.0, nan]])

@@ -114,28 +114,33 @@ def plot_sweep(rows: list[dict], path: epath.PathLike, *, title: str,
 
 def defence_scatter(rows: Sequence[Mapping], path: epath.PathLike, *,
                     title: str) -> epath.Path:
-  """Clean accuracy against white-box RP2 success, one point per defence
-  and seed, each with its 95% interval bars (the rows of
-  `study.defence_stages`: their 'per_seed' intervals)."""
+  """Clean accuracy against white-box success (left: RP2; right: any
+  attack, the per-victim worst case), one point per defence and seed, each
+  with its 95% interval bars (the rows of `study.defence_stages`: their
+  'per_seed' intervals)."""
   plt = canvas.pyplot()
-  fig, ax = plt.subplots(figsize=(7.5, 5.5))
+  fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), sharey=True)
   cmap = plt.get_cmap("tab10")
   markers = "osD^v<>Ph*X"
-  for i, r in enumerate(rows):
-    acc, success = r["per_seed"]["clean_accuracy"], r["per_seed"]["rp2_success"]
-    x = np.array([100 * s["mean"] for s in success])
-    y = np.array([100 * a["mean"] for a in acc])
-    xerr = [x - [100 * s["ci_low"] for s in success],
-            [100 * s["ci_high"] for s in success] - x]
-    yerr = [y - [100 * a["ci_low"] for a in acc],
-            [100 * a["ci_high"] for a in acc] - y]
-    ax.errorbar(x, y, xerr=np.nan_to_num(xerr), yerr=np.nan_to_num(yerr),
-                fmt=markers[i % len(markers)], color=cmap(i % 10), capsize=3,
-                ms=7, lw=1, label=r["defence"])
-  ax.set_xlabel("white-box RP2 success on the victims (%, adaptive)")
-  ax.set_ylabel("clean accuracy on held-out data (%)")
-  ax.set_xlim(-2, 102)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8, loc="best")
-  ax.set_title(title, fontsize=9)
+
+  def bars(intervals):
+    mean = np.array([100 * s["mean"] for s in intervals])
+    low = np.array([100 * s["ci_low"] for s in intervals])
+    high = np.array([100 * s["ci_high"] for s in intervals])
+    return mean, np.nan_to_num([mean - low, high - mean])
+
+  for ax, key, label in ((axes[0], "rp2_success", "white-box RP2 success"),
+                         (axes[1], "any_success", "success of any attack")):
+    for i, r in enumerate(rows):
+      x, xerr = bars(r["per_seed"][key])
+      y, yerr = bars(r["per_seed"]["clean_accuracy"])
+      ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=markers[i % len(markers)],
+                  color=cmap(i % 10), capsize=3, ms=7, lw=1,
+                  label=r["defence"])
+    ax.set_xlabel(f"{label} on the victims (%, adaptive)")
+    ax.set_xlim(-2, 102)
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("clean accuracy on held-out data (%)")
+  axes[1].legend(fontsize=8, loc="best")
+  fig.suptitle(title, fontsize=10)
   return canvas.write_figure(plt, fig, path)

@@ -51,8 +51,10 @@ from blurnet_jax.models import ApplyFn
 #: colour), RP2's threat model.
 EPSILON = 1.0
 #: The rates `compare_defences` pairs.
-COMPARED = ("clean_accuracy", "rp2_success", "pgd_success", "square_success",
-            "roa_success")
+COMPARED = ("clean_accuracy", "false_stop", "rp2_success", "pgd_success",
+            "square_success", "roa_success", "any_success")
+#: The attacks of 'any_success', by the row's key of their success.
+ATTACKS = ("rp2_success", "pgd_success", "square_success", "roa_success")
 #: Each attack's key: fold_in(fold_in(key, seed), index).
 _KEYS = {"rp2": 0, "pgd": 1, "square": 2, "roa": 3}
 
@@ -267,6 +269,15 @@ def _attack_one(attack, defence, params, victims, mask, key, settings, stop):
   return {"adversarial": np.concatenate([np.asarray(p) for p in parts])}
 
 
+def any_success(row: dict[str, Any]) -> np.ndarray:
+  """(seeds, victims): 1.0 where any attack of `ATTACKS` (RP2: any
+  target) moved the victim, the per-victim worst case; NaN where the
+  victim does not count."""
+  rp2_any = np.max(row["_rp2_success"], axis=2)  # NaN stays NaN
+  return np.max(np.stack([rp2_any] + [row[f"_{a}"] for a in ATTACKS[1:]]),
+                axis=0)
+
+
 def _rate(row: dict[str, Any], name: str, outcomes: np.ndarray) -> None:
   """The rate's outcomes under '_name' (in memory only) and its mean with
   the 95% interval over seeds and victims under 'name'."""
@@ -345,9 +356,11 @@ def evaluate_defence(defence: Defence, victims, mask, test_split, key,
     labels: the victims' label space.
 
   Returns:
-    'clean_accuracy' (on the test split), 'rp2_success' (the adaptive
-    grid, averaged over targets), 'pgd_success', 'square_success',
-    'roa_success', and where they apply 'certified', 'transfer_success',
+    'clean_accuracy' (on the test split), 'false_stop' (the test split's
+    other classes read as stop: a stop bias makes stop victims look
+    robust), 'rp2_success' (the adaptive grid, averaged over targets),
+    'pgd_success', 'square_success', 'roa_success', 'any_success' (the
+    per-victim worst case over those attacks), and where they apply 'certified', 'transfer_success',
     'naive_rp2_success' with 'adaptive_vs_naive' and 'adaptive_raises':
     each a `stats.interval`, its outcomes (seeds, victims[, targets])
     under the same key with a leading '_' (`jsonio` drops them).
@@ -361,11 +374,17 @@ def evaluate_defence(defence: Defence, victims, mask, test_split, key,
          "victims": int(len(victims)),
          "victims_recognised": recognised.sum(1).tolist(),
          "targets": grid.parse_targets(settings.targets, labels)}
-  test_images, test_labels = test_split
-  _rate(row, "clean_accuracy", np.stack([
-      models.predict(defence.predict_fn, p, test_images)
-      == np.asarray(test_labels) for p in members]).astype(np.float64))
+  test_images, test_labels = np.asarray(test_split[0]), np.asarray(
+      test_split[1])
+  predicted = np.stack([models.predict(defence.predict_fn, p, test_images)
+                        for p in members])
+  _rate(row, "clean_accuracy", (predicted == test_labels).astype(np.float64))
+  others = test_labels != stop
+  _rate(row, "false_stop", (predicted[:, others] == stop).astype(np.float64)
+        if others.any()  # else no outcome counts: a NaN rate
+        else np.full((len(members), 1), np.nan))
   _adaptive(row, defence, victims, mask, key, settings, labels, recognised)
+  _rate(row, "any_success", any_success(row))
   if defence.certify is not None:
     _rate(row, "certified", counted(np.stack([
         np.asarray(defence.certify(p, victims, mask), bool)

@@ -14,15 +14,17 @@ from blurnet_jax import document as R
 from blurnet_jax import plots
 
 #: The table's rates: (row key, column title).
-RATES = (("clean_accuracy", "clean acc."), ("rp2_success", "RP2"),
-         ("pgd_success", "PGD"), ("square_success", "Square"),
-         ("roa_success", "ROA"), ("certified", "certified"),
+RATES = (("clean_accuracy", "clean acc."), ("false_stop", "read as stop"),
+         ("rp2_success", "RP2"), ("pgd_success", "PGD"),
+         ("square_success", "Square"), ("roa_success", "ROA"),
+         ("any_success", "any attack"), ("certified", "certified"),
          ("transfer_success", "transfer"), ("naive_rp2_success",
                                             "naive RP2"))
 #: The paired rates, as `defence_eval.COMPARED`.
-PAIRED = (("clean_accuracy", "clean acc."), ("rp2_success", "RP2"),
-          ("pgd_success", "PGD"), ("square_success", "Square"),
-          ("roa_success", "ROA"))
+PAIRED = (("clean_accuracy", "clean acc."), ("false_stop", "read as stop"),
+          ("rp2_success", "RP2"), ("pgd_success", "PGD"),
+          ("square_success", "Square"), ("roa_success", "ROA"),
+          ("any_success", "any attack"))
 
 
 def rate(r: dict[str, Any] | None) -> str:
@@ -56,9 +58,13 @@ def table_block(results: dict[str, Any]) -> R.Table:
           for r in results["rows"]]
   return R.Table(columns, rows, caption=(
       "Each rate in % with its 95% interval over seeds and victims. clean "
-      "acc.: held-out test split. RP2, PGD, Square, ROA: success of each "
+      "acc.: held-out test split; read as stop: its other classes' images "
+      "the defence reads as stop (a stop bias flatters every success rate "
+      "below). RP2, PGD, Square, ROA: success of each "
       "attack made through the defence's own mechanism (BPDA through input "
-      "transformations, the soft vote of column smoothing); certified: "
+      "transformations, the soft vote of column smoothing); any attack: "
+      "victims moved by at least one of them (the per-victim worst case); "
+      "certified: "
       "victims whose class no patch as wide as the sticker can change; "
       "transfer: the baseline's RP2 stickers shown to the defence; naive "
       "RP2: the attack that ignores the mechanism; train cost: training "
@@ -94,43 +100,57 @@ def _worst(r: dict[str, Any]) -> float:
   return r[f"{r['worst_attack']}_success"]["mean"]
 
 
+def _cut(r: dict[str, Any], key: str) -> bool:
+  """Whether the paired difference against the baseline in `key` lies
+  wholly below zero."""
+  return r["vs_baseline"][key]["ci_high"] < 0
+
+
 def reading(results: dict[str, Any]) -> str:
-  """One paragraph: which defence lowers white-box success below the
-  baseline's with 95% confidence, which of those to pick (the lowest worst
-  case over the attacks, then the cheaper), at what cost, and BlurNet
-  beside it; 'inconclusive' where no interval decides."""
+  """One paragraph: which defences lower the per-victim worst case over
+  the attacks ('any attack') below the baseline's with 95% confidence,
+  which of those to pick (the lowest worst case, then the cheaper), at
+  what cost, and BlurNet beside it; 'inconclusive' where no interval
+  decides. Flags (a stop bias, an adaptive attack beating the naive one)
+  are named, since they qualify the pick."""
   rows = {r["defence"]: r for r in results["rows"]}
   base, ref = rows["baseline"], rows[results["reference"]]
   n = f"{base['victims']} victims x {len(base['seeds'])} seeds"
-  cuts = [r for r in rows.values() if r is not base
-          and r["vs_baseline"]["rp2_success"]["ci_high"] < 0]
-  out = [f"On {results['source']} ({n}), the undefended baseline's white-box "
-         f"RP2 success is {rate(base['rp2_success'])}%."]
+  others = [r for r in rows.values() if r is not base]
+  cuts = [r for r in others if _cut(r, "any_success")]
+  out = [f"On {results['source']} ({n}), the undefended baseline is moved "
+         f"by at least one attack on {rate(base['any_success'])}% of the "
+         f"victims (white-box RP2 alone: {rate(base['rp2_success'])}%)."]
   if cuts:
-    pick = min(cuts, key=lambda r: (_worst(r), r["train"]["cost"] or 0))
+    pick = min(cuts, key=lambda r: (r["any_success"]["mean"],
+                                    r["train"]["cost"] or 0))
     vb = pick["vs_baseline"]
     out.append(
-        f"Defences whose paired cut excludes zero: "
-        f"{', '.join(r['defence'] for r in cuts)}. Pick {pick['defence']}: "
-        f"RP2 success {rate(pick['rp2_success'])}% ({diff(vb['rp2_success'])}"
-        f" points against the baseline), its strongest attack "
-        f"({pick['worst_attack']}) reaching {100 * _worst(pick):.0f}%, at "
-        f"{diff(vb['clean_accuracy'])} points of clean accuracy and "
-        f"{cost(pick) or 'no extra'} the baseline's training time.")
+        "Defences whose paired cut of that worst case excludes zero: "
+        f"{', '.join(r['defence'] for r in cuts)}. The lowest is "
+        f"{pick['defence']}'s, {rate(pick['any_success'])}% "
+        f"({diff(vb['any_success'])} points; RP2 "
+        f"{diff(vb['rp2_success'])}), at {diff(vb['clean_accuracy'])} "
+        f"points of clean accuracy and {cost(pick) or 'no extra'} the "
+        "baseline's training time"
+        + (f"; but it is flagged ({'; '.join(pick['flags'])})."
+           if pick["flags"] else "."))
   else:
-    low = min((r for r in rows.values() if r is not base),
-              key=lambda r: r["rp2_success"]["mean"])
+    low = min(others, key=lambda r: r["any_success"]["mean"])
     out.append(
-        "No defence lowers white-box RP2 success below the baseline's with "
-        "95% confidence at this size: inconclusive. The lowest point "
-        f"estimate is {low['defence']}'s, {rate(low['rp2_success'])}% "
-        f"({diff(low['vs_baseline']['rp2_success'])} points).")
+        "No defence lowers the worst case below the baseline's with 95% "
+        "confidence at this size: inconclusive. The lowest point estimate "
+        f"is {low['defence']}'s, {rate(low['any_success'])}% "
+        f"({diff(low['vs_baseline']['any_success'])} points).")
   if ref is not base:
-    out.append(f"BlurNet ({ref['defence']}): "
-               f"{diff(ref['vs_baseline']['rp2_success'])} points of RP2 "
-               "success against the baseline, "
-               f"{diff(ref['vs_baseline']['clean_accuracy'])} of clean "
-               "accuracy.")
+    vb = ref["vs_baseline"]
+    out.append(f"BlurNet ({ref['defence']}) against the baseline: "
+               f"{diff(vb['any_success'])} points of worst-case success, "
+               f"{diff(vb['rp2_success'])} of RP2 success, "
+               f"{diff(vb['clean_accuracy'])} of clean accuracy"
+               + (f"; the pick against BlurNet: "
+                  f"{diff(pick['vs_reference']['any_success'])}."
+                  if cuts and pick is not ref else "."))
   for r in rows.values():
     if "certified" in r:
       out.append(f"{r['defence']} certifies {rate(r['certified'])}% of the "
@@ -145,11 +165,11 @@ def reading(results: dict[str, Any]) -> str:
 def defences_text(results: dict[str, Any]) -> str:
   """The console summary: a line per defence, then the reading."""
   lines = [f"  {'defence':14s} {'clean acc.':20s} {'RP2':20s} "
-           f"{'worst':>6s} {'cost':>6s} flags"]
+           f"{'any attack':20s} {'cost':>6s} flags"]
   for r in results["rows"]:
     lines.append(f"  {r['defence']:14s} {rate(r['clean_accuracy']):20s} "
                  f"{rate(r['rp2_success']):20s} "
-                 f"{100 * _worst(r):5.0f}% {cost(r):>6s} "
+                 f"{rate(r['any_success']):20s} {cost(r):>6s} "
                  f"{'; '.join(r['flags']) or 'none'}")
   return "\n".join(lines + ["", reading(results)])
 
@@ -159,14 +179,15 @@ def blocks(config, results: dict[str, Any], figdir: Path) -> list[Any]:
   d = results["defences"]
   scatter = plots.defence_scatter(
       d["rows"], figdir / "defences_scatter.png",
-      title=f"{d['source']}: clean accuracy against white-box RP2 success "
-            "(one point per defence and seed, 95% intervals)")
+      title=f"{d['source']}: clean accuracy against white-box success, one "
+            "point per defence and seed (95% intervals)")
   return [
       R.Heading("Reading"), R.Paragraph(reading(d)),
       R.Heading("Robustness per defence"), table_block(d),
-      R.Figure(str(scatter), "Clean accuracy against adaptive white-box RP2 "
-               "success, one point per defence and training seed, with 95% "
-               "intervals over the victims (RP2) and the test images."),
+      R.Figure(str(scatter), "Clean accuracy against adaptive white-box "
+               "success (left: RP2; right: any attack, the per-victim worst "
+               "case), one point per defence and training seed, with 95% "
+               "intervals over the victims and the test images."),
       paired_block(d), checks_block(d),
       R.Heading("Victims and training"),
       R.Paragraph(f"Victims: {d['victims']['description']}, "

@@ -43,9 +43,12 @@ from blurnet_jax.study.stages import train_stage, training_text
 from blurnet_jax.study.zoo import TrainedModel
 
 #: The rates drawn per seed in the report's scatter.
-PER_SEED = ("clean_accuracy", "rp2_success")
-#: The attacks of the worst case, by the row's key of their success.
-ATTACKS = ("rp2_success", "pgd_success", "square_success", "roa_success")
+PER_SEED = ("clean_accuracy", "rp2_success", "any_success")
+#: A stop bias flagged: at least this share of the other classes' test
+#: images read as stop, and at least `STOP_BIAS_FACTOR` times the
+#: baseline's share.
+STOP_BIAS_SHARE = 0.05
+STOP_BIAS_FACTOR = 2.0
 
 
 def eval_settings(config: ml_collections.ConfigDict, labels: LabelSpace
@@ -98,14 +101,22 @@ def training_cost(config, trained: dict[str, TrainedModel], name: str
           "cost": seconds / base if base > 0 else None}
 
 
-def flag_checks(row: dict[str, Any]) -> list[dict[str, Any]]:
+def flag_checks(row: dict[str, Any], baseline: dict[str, Any]
+                ) -> list[dict[str, Any]]:
   """The checklist on one row (one victim of slack, as in
   `study.robustness`): the adaptive attack must not beat the naive one
   (else the naive evaluation overstated the defence), the gradient-free
-  Square must not beat masked PGD (gradient masking), and the baseline's
-  transferred stickers must not beat the white-box attack."""
+  Square must not beat masked PGD (gradient masking), the baseline's
+  transferred stickers must not beat the white-box attack, and the
+  defence must not read other classes as stop far more often than the
+  `baseline` row does (a stop bias makes stop victims look robust)."""
   slack = 1.0 / row["victims"]
-  out = []
+  share, base = row["false_stop"]["mean"], baseline["false_stop"]["mean"]
+  out = [{"check": "no stop bias",
+          "passed": not (share >= STOP_BIAS_SHARE
+                         and share >= STOP_BIAS_FACTOR * base),
+          "detail": f"other classes read as stop: {share:.1%} (baseline "
+                    f"{base:.1%})"}]
   if row.get("adaptive_raises") is not None:
     d = row["adaptive_vs_naive"]
     out.append({"check": "adaptive attack no stronger than naive",
@@ -125,15 +136,18 @@ def flag_checks(row: dict[str, Any]) -> list[dict[str, Any]]:
   return out
 
 
-def _finish(row: dict[str, Any], cost: dict[str, Any]) -> None:
-  """The row's per-seed rates (the scatter), worst case, cost and flags."""
+def _finish(row: dict[str, Any], baseline: dict[str, Any],
+            cost: dict[str, Any]) -> None:
+  """The row's per-seed rates (the scatter), strongest attack, cost and
+  flags."""
   row["per_seed"] = {rate: [stats.interval(row[f"_{rate}"][i:i + 1])
                             for i in range(len(row["seeds"]))]
                      for rate in PER_SEED}
-  worst = max(ATTACKS, key=lambda a: np.nan_to_num(row[a]["mean"], nan=-1))
+  worst = max(defence_eval.ATTACKS,
+              key=lambda a: np.nan_to_num(row[a]["mean"], nan=-1))
   row["worst_attack"] = worst.removesuffix("_success")
   row["train"] = cost
-  row["checks"] = flag_checks(row)
+  row["checks"] = flag_checks(row, baseline)
   row["flags"] = [c["check"] for c in row["checks"] if not c["passed"]]
 
 
@@ -155,12 +169,15 @@ def defences_stage(config, inputs: Inputs) -> dict[str, Any]:
     print(f"defences: {defence.name} ({i + 1}/"
           f"{len(config.real.variants) + len(config.defences.transforms)})",
           flush=True)
+    t0 = time.perf_counter()
     rows.append(defence_eval.evaluate_defence(
         defence, victims.images, victims.mask, test_split, key, settings,
         transfer_from=rows[0] if rows else None, labels=labels))
+    rows[-1]["eval_seconds"] = round(time.perf_counter() - t0, 1)
   defence_eval.compare_defences(rows, config.defences.reference)
   for row in rows:
-    _finish(row, training_cost(config, inputs.trained, row["defence"]))
+    _finish(row, rows[0], training_cost(config, inputs.trained,
+                                        row["defence"]))
   return {"defences": {"source": config.data.source, "labels": labels.name,
                        "victim_set": chosen, "victims": victims.info,
                        "reference": config.defences.reference,
