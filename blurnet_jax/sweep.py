@@ -177,17 +177,23 @@ def train_population(config: ml_collections.ConfigDict,
   state = distributed.shard_leading(state, mesh)
   step_roots = distributed.shard_leading(step_roots, mesh)
   earlier = _earlier_train_seconds(workdir)
+  evaluated = []  # fit's evaluations; its last is of the final state
+
+  def evaluate(st):
+    evaluated.append(population_evaluate(st, test_images, test_labels,
+                                         members=len(pairs),
+                                         evaluate=training.evaluate))
+    return evaluated[-1]
+
   state, seconds = train.fit(
       config, workdir, state, step_fn, lambda step: fold(step_roots, step),
-      lambda st: population_evaluate(st, test_images, test_labels,
-                                     members=len(pairs),
-                                     evaluate=training.evaluate),
-      train_images, train_labels,
+      evaluate, train_images, train_labels,
       desc=f"sweep {config.penalty.kind} x{len(pairs)}",
       place=lambda host: distributed.shard_leading(host, mesh),
       members=len(pairs))
-  final = population_evaluate(state, test_images, test_labels,
-                              members=len(pairs), evaluate=training.evaluate)
+  # fit evaluates the last step it runs; a population restored already
+  # trained ran none, and is evaluated here.
+  final = evaluated[-1] if evaluated else evaluate(state)
   rows, params = [], []
   host = distributed.to_host(state)
   sets = train.victim_sets(config)  # rendered / read once for all members

@@ -34,7 +34,7 @@ real photographs trains its variants (`real`), and the input
 transformations of `defences.transforms` wrap the baseline; all are
 attacked adaptively on one victim set (`defences`). Full: 3 seeds, 3000 /
 6000 steps, every target, 1000-step RP2, 100-step PGD, 2000 Square
-queries: GPU work. `defences,quick`: 2 seeds, 300 / 400 steps with cheaper
+queries: GPU work. `defences,quick`: 2 seeds, 300 steps with cheaper
 adversarial training (3 PGD steps, 4 DOA positions), 20 held-out victims,
 RP2's own target, 40-step RP2 over 2 transforms, 30-step PGD, 100 Square
 queries (under 20 minutes on a 2-core CPU).

@@ -30,6 +30,15 @@ def test_mcnemar_exact_by_hand():
   assert stats.mcnemar_exact(5, 1) == stats.mcnemar_exact(1, 5)
   assert stats.mcnemar_exact(0, 0) == 1.0
   assert stats.mcnemar_exact(3, 3) == 1.0
+  # Beyond 1023 discordant pairs (2**n overflows a float): the sum of
+  # exact integer binomials, as a fraction.
+  from fractions import Fraction  # pylint: disable=g-import-not-at-top
+  import math  # pylint: disable=g-import-not-at-top
+  exact = 2 * Fraction(sum(math.comb(1500, i) for i in range(701)),
+                       2**1500)
+  assert stats.mcnemar_exact(700, 800) == pytest.approx(float(exact),
+                                                        rel=1e-9)
+  assert stats.mcnemar_exact(10, 3000) == pytest.approx(0.0, abs=1e-300)
 
 
 def test_t_quantiles_match_the_tables():

@@ -106,6 +106,13 @@ def _cut(r: dict[str, Any], key: str) -> bool:
   return r["vs_baseline"][key]["ci_high"] < 0
 
 
+def _mcnemar_cut(r: dict[str, Any]) -> bool:
+  """Whether the worst case fell against the baseline on the paired cells
+  of these models (exact McNemar p < 0.05, fewer successes)."""
+  d = r["vs_baseline"]["any_success"]
+  return d.get("p_value", 1.0) < 0.05 and d["difference"] < 0
+
+
 def reading(results: dict[str, Any]) -> str:
   """One paragraph: which defences lower the per-victim worst case over
   the attacks ('any attack') below the baseline's with 95% confidence,
@@ -139,9 +146,23 @@ def reading(results: dict[str, Any]) -> str:
     low = min(others, key=lambda r: r["any_success"]["mean"])
     out.append(
         "No defence lowers the worst case below the baseline's with 95% "
-        "confidence at this size: inconclusive. The lowest point estimate "
-        f"is {low['defence']}'s, {rate(low['any_success'])}% "
+        "confidence over training seeds at this size: inconclusive. The "
+        f"lowest point estimate is {low['defence']}'s, "
+        f"{rate(low['any_success'])}% "
         f"({diff(low['vs_baseline']['any_success'])} points).")
+    conditional = [r for r in others if _mcnemar_cut(r)]
+    if conditional:
+      out.append(
+          "On these trained models alone (exact McNemar test over the "
+          "paired seed-victim cells, which does not generalise over "
+          "training seeds), the worst case falls for " + ", ".join(
+              f"{r['defence']} (p = "
+              f"{r['vs_baseline']['any_success']['p_value']:.1g}; clean "
+              f"accuracy {diff(r['vs_baseline']['clean_accuracy'])} "
+              f"points, {cost(r) or 'no extra'} training"
+              + (f"; flagged: {'; '.join(r['flags'])}" if r["flags"]
+                 else "") + ")"
+              for r in conditional) + ".")
   if ref is not base:
     vb = ref["vs_baseline"]
     out.append(f"BlurNet ({ref['defence']}) against the baseline: "

@@ -87,6 +87,20 @@ def defences(config: ml_collections.ConfigDict,
   return out
 
 
+def held_out_draw(split, count: int):
+  """`count` images of the held-out `split` (images, labels), drawn with a
+  fixed seed, in their order (all of them for 0 or more than there are)."""
+  images, labels = split
+  if count < 0:
+    raise ValueError(f"defences.test_images={count} must be >= 0 (0: the "
+                     "whole held-out split)")
+  if count == 0 or count >= len(labels):
+    return images, labels
+  chosen = np.sort(np.random.default_rng(0).choice(len(labels), count,
+                                                   replace=False))
+  return images[chosen], labels[chosen]
+
+
 def training_cost(config, trained: dict[str, TrainedModel], name: str
                   ) -> dict[str, Any]:
   """The defence's training: what it trained as, its wall seconds and
@@ -162,7 +176,8 @@ def defences_stage(config, inputs: Inputs) -> dict[str, Any]:
                      f"source has the victim sets {sorted(sets)}")
   victims = sets[chosen]
   settings = eval_settings(config, labels)
-  test_split = datasets.load_split(inputs.builder, "test")
+  test_split = held_out_draw(datasets.load_split(inputs.builder, "test"),
+                             int(config.defences.test_images))
   key = jax.random.fold_in(inputs.key, 3)
   rows: list[dict[str, Any]] = []
   for i, defence in enumerate(defences(config, inputs.trained, labels)):
