@@ -83,6 +83,7 @@ def _interval(mean):
 def _row(name, rp2, square, pgd, cut_high, *, adaptive_raises=None,
          false_stop=0.01):
   row = {"defence": name, "victims": 20, "seeds": [0, 1],
+         "victims_recognised": [20, 20],
          "clean_accuracy": _interval(0.9), "rp2_success": _interval(rp2),
          "false_stop": _interval(false_stop),
          "pgd_success": _interval(pgd), "square_success": _interval(square),
@@ -112,10 +113,11 @@ def test_the_checklist_flags_adaptive_gains_masking_and_weak_attacks():
   base = _row("baseline", 0.2, 0.1, 0.3, 0.0, false_stop=0.03)
   row = _row("jpeg", rp2=0.2, square=0.5, pgd=0.3, cut_high=-0.01,
              adaptive_raises=True, false_stop=0.07)
+  row["clean_accuracy"] = _interval(0.89)
   row["transfer_success"] = _interval(0.4)
   failed = [c["check"] for c in defence_stages.flag_checks(row, base)
             if not c["passed"]]
-  assert failed == ["no stop bias",
+  assert failed == ["clean accuracy at least 90%", "no stop bias",
                     "adaptive attack no stronger than naive",
                     "Square no stronger than PGD",
                     "transfer no stronger than white-box"]
@@ -217,3 +219,16 @@ def test_any_success_is_the_per_victim_worst_case_over_the_attacks():
   row["_roa_success"] = np.array([[0.0, 0.0, nan]])
   np.testing.assert_array_equal(defence_eval.any_success(row),
                                 [[1.0, 0.0, nan]])
+
+
+def test_the_certificate_reach_of_the_camouflage_sticker():
+  from blurnet_jax.data import masks  # pylint: disable=g-import-not-at-top
+  reach = defence_stages.certificate_reach(masks.get_mask("camouflage"), 4)
+  # 15 columns + 4 - 1 = 18 of 32 bands: a lead of 36 votes is needed.
+  assert reach == {"band": 4, "patch_width": 15, "bands_met": 18,
+                   "votes": 32, "certifiable": False}
+  narrow = np.zeros((2, 32, 32, 1), np.float32)
+  narrow[0, :, 10:13] = 1
+  narrow[1, :, 20:25] = 1  # the widest, 5 columns, decides
+  assert defence_stages.certificate_reach(narrow, 4)["bands_met"] == 8
+  assert defence_stages.certificate_reach(narrow, 4)["certifiable"]

@@ -173,9 +173,18 @@ def reading(results: dict[str, Any]) -> str:
                   f"{diff(pick['vs_reference']['any_success'])}."
                   if cuts and pick is not ref else "."))
   for r in rows.values():
-    if "certified" in r:
+    if not sum(r["victims_recognised"]):
+      out.append(f"{r['defence']} reads none of the victims as stop: no "
+                 "attack on it counts.")
+    elif "certified" in r:
       out.append(f"{r['defence']} certifies {rate(r['certified'])}% of the "
-                 "victims it recognises against a sticker-wide patch.")
+                 "victims it recognises against a sticker-wide patch")
+      reach = r.get("certificate")
+      out[-1] += ("." if reach is None or reach["certifiable"] else (
+          f": the sticker spans {reach['patch_width']} columns and meets "
+          f"{reach['bands_met']} of the {reach['votes']} bands of "
+          f"{reach['band']}, more than half the votes, so nothing can be "
+          "certified."))
   flagged = [f"{r['defence']} ({'; '.join(r['flags'])})"
              for r in rows.values() if r["flags"]]
   out.append("Checklist flags: " + (", ".join(flagged) if flagged
