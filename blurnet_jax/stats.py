@@ -203,8 +203,11 @@ def mcnemar_exact(b: int, c: int) -> float:
   if n == 0:
     return 1.0
   k = min(b, c)
-  # P(X <= k) for X ~ Binomial(n, 1/2), summed in logs: 2**n overflows a
-  # float beyond n = 1023 (thousands of test images, paired).
+  if n <= 1000:  # P(X <= k), X ~ Binomial(n, 1/2), from exact integers
+    return min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1))
+               / 2.0**n)
+  # Summed in logs beyond: 2**n overflows a float past n = 1023 (thousands
+  # of test images, paired).
   logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
           - n * math.log(2.0) for i in range(k + 1)]
   top = max(logs)

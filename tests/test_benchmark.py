@@ -161,6 +161,7 @@ def test_defences_builds_each_variant_as_the_studies_train_it():
     defences.defence_speed(benchmark_configs.defence_configs(block))
 
 
+@pytest.mark.slow
 def test_defences_times_each_variant_against_the_baseline():
   from configs import benchmark as benchmark_configs  # pylint: disable=g-import-not-at-top
   # runlocal's block, two variants of cheap compiles (the launcher's test

@@ -86,6 +86,7 @@ def _evaluate(defence, **kwargs):
                           jax.random.key(0), SETTINGS, **kwargs)
 
 
+@pytest.mark.slow
 def test_bpda_beats_the_naive_attack_through_jpeg_and_raises_the_flag():
   members = [_member(s) for s in SEEDS]
   base = _evaluate(defence_eval.undefended("baseline", linear_apply,
@@ -234,6 +235,7 @@ def _colour_base(params, x6):
   return x6.sum((1, 2)) / kept @ params["w"] + params["b"]
 
 
+@pytest.mark.slow
 def test_column_smoothing_is_certified_where_no_sticker_moves_it():
   # Stop when the kept pixels are red, class 1 when they are green.
   w = np.zeros((6, NUM_CLASSES), np.float32)

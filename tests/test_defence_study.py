@@ -3,12 +3,14 @@ builds from the config, the checklist's flags, the reading, and the study
 end to end on fabricated crops."""
 
 import json
+import math
 
 import jax
 import numpy as np
 import pytest
 
 from blurnet_jax import models
+from blurnet_jax.jsonio import read_json, write_json
 from blurnet_jax.classes import LISA
 from blurnet_jax.study import defence_eval
 from blurnet_jax.study import defence_report
@@ -155,6 +157,21 @@ def test_the_report_renders_the_table_scatter_and_reading(tmp_path):
     r["flags"] = [c["check"] for c in r["checks"] if not c["passed"]]
     r["targets"] = [12]
   rows[0].pop("vs_baseline")
+  # A defence that reads no victim as stop: its rates are NaN, null once
+  # the results are written as JSON and read back.
+  nothing = {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+  blind = _row("smoothing", 0.0, 0.0, 0.0, 0.0)
+  blind.update({k: dict(nothing) for k in (
+      "rp2_success", "pgd_success", "square_success", "roa_success",
+      "any_success")}, victims_recognised=[0, 0], flags=[], checks=[])
+  blind["vs_baseline"]["any_success"] = {"difference": math.nan,
+                                         "ci_low": math.nan,
+                                         "ci_high": math.nan,
+                                         "p_value": 1.0}
+  blind["per_seed"] = {k: [blind[k]] * 2 for k in (
+      "clean_accuracy", "rp2_success", "any_success")}
+  write_json(tmp_path / "d.json", rows + [blind])
+  rows = read_json(tmp_path / "d.json")
   c = _config()
   results = {"defences": {"source": "lisa_crops", "rows": rows,
                           "reference": "baseline", "victims": {
@@ -164,6 +181,7 @@ def test_the_report_renders_the_table_scatter_and_reading(tmp_path):
                                        "train_seconds": 3.0}}}
   md = defence_report.write_report(tmp_path, c, results).read_text()
   assert "The lowest is doa's" in md
+  assert "smoothing reads none of the victims as stop" in md
   assert r"| doa | doa | 90.0 \[80.0, 100.0\] | 1.0 \[0.0, 11.0\] | 20.0" in md
   assert (tmp_path / "figures" / "defences_scatter.png").stat().st_size > 0
 

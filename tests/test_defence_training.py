@@ -39,6 +39,7 @@ def _defended(variant, data_dir, **overrides):
                                                  **overrides})
 
 
+@pytest.mark.slow
 def test_no_defence_is_train_step_bit_for_bit():
   """The 'none' step is `train_step` with the config's statics: the same
   program, the same numbers, alone and vmapped over a population."""
@@ -121,6 +122,7 @@ def test_a_defended_variant_trains_through_the_loop_and_checkpoints(
   assert ("blur" in state.params) == (variant == "doa_linf_5x5")
 
 
+@pytest.mark.slow
 def test_a_doa_population_of_two_seeds_is_one_vmapped_program(
     tiny_data_dir, tmp_path, monkeypatch):
   config = _defended("doa", tiny_data_dir, num_train_steps=3, eval_every=3,

@@ -124,9 +124,12 @@ def defence_scatter(rows: Sequence[Mapping], path: epath.PathLike, *,
   markers = "osD^v<>Ph*X"
 
   def bars(intervals):
-    mean = np.array([100 * s["mean"] for s in intervals])
-    low = np.array([100 * s["ci_low"] for s in intervals])
-    high = np.array([100 * s["ci_high"] for s in intervals])
+    """Percent means and error bars; a rate no outcome counted (NaN, or
+    None as JSON keeps it) is not drawn."""
+    def pct(key):
+      return np.array([np.nan if s.get(key) is None else 100 * s[key]
+                       for s in intervals], np.float64)
+    mean, low, high = pct("mean"), pct("ci_low"), pct("ci_high")
     return mean, np.nan_to_num([mean - low, high - mean])
 
   for ax, key, label in ((axes[0], "rp2_success", "white-box RP2 success"),

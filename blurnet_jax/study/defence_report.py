@@ -96,21 +96,32 @@ def checks_block(results: dict[str, Any]) -> R.Table:
       "transferred sticker beating the white-box one, a weak attack."))
 
 
-def _worst(r: dict[str, Any]) -> float:
-  return r[f"{r['worst_attack']}_success"]["mean"]
+def _num(x) -> float:
+  """A figure of the results as a float: NaN where none was measured
+  (NaN in memory, None once written to JSON)."""
+  return float("nan") if x is None else float(x)
 
 
 def _cut(r: dict[str, Any], key: str) -> bool:
   """Whether the paired difference against the baseline in `key` lies
   wholly below zero."""
-  return r["vs_baseline"][key]["ci_high"] < 0
+  return _num(r["vs_baseline"][key]["ci_high"]) < 0
 
 
 def _mcnemar_cut(r: dict[str, Any]) -> bool:
   """Whether the worst case fell against the baseline on the paired cells
   of these models (exact McNemar p < 0.05, fewer successes)."""
   d = r["vs_baseline"]["any_success"]
-  return d.get("p_value", 1.0) < 0.05 and d["difference"] < 0
+  return _num(d.get("p_value", 1.0)) < 0.05 and _num(d["difference"]) < 0
+
+
+def _lowest(rows):
+  """The row of the lowest measured worst case (none measured: None)."""
+  measured = [r for r in rows if _num(r["any_success"]["mean"]) ==
+              _num(r["any_success"]["mean"])]
+  return min(measured, key=lambda r: (_num(r["any_success"]["mean"]),
+                                      _num(r["train"]["cost"] or 0)),
+             default=None)
 
 
 def reading(results: dict[str, Any]) -> str:
@@ -129,8 +140,7 @@ def reading(results: dict[str, Any]) -> str:
          f"by at least one attack on {rate(base['any_success'])}% of the "
          f"victims (white-box RP2 alone: {rate(base['rp2_success'])}%)."]
   if cuts:
-    pick = min(cuts, key=lambda r: (r["any_success"]["mean"],
-                                    r["train"]["cost"] or 0))
+    pick = _lowest(cuts)
     vb = pick["vs_baseline"]
     out.append(
         "Defences whose paired cut of that worst case excludes zero: "
@@ -143,13 +153,14 @@ def reading(results: dict[str, Any]) -> str:
         + (f"; but it is flagged ({'; '.join(pick['flags'])})."
            if pick["flags"] else "."))
   else:
-    low = min(others, key=lambda r: r["any_success"]["mean"])
+    low = _lowest(others)
     out.append(
         "No defence lowers the worst case below the baseline's with 95% "
-        "confidence over training seeds at this size: inconclusive. The "
-        f"lowest point estimate is {low['defence']}'s, "
-        f"{rate(low['any_success'])}% "
-        f"({diff(low['vs_baseline']['any_success'])} points).")
+        "confidence over training seeds at this size: inconclusive." + (
+            "" if low is None else
+            f" The lowest point estimate is {low['defence']}'s, "
+            f"{rate(low['any_success'])}% "
+            f"({diff(low['vs_baseline']['any_success'])} points)."))
     conditional = [r for r in others if _mcnemar_cut(r)]
     if conditional:
       out.append(
