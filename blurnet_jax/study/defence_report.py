@@ -116,18 +116,85 @@ def _mcnemar_cut(r: dict[str, Any]) -> bool:
 
 
 def _lowest(rows):
-  """The row of the lowest measured worst case (none measured: None)."""
+  """The row of the lowest measured worst case, ties to the fewer flags,
+  then to the cheaper training (none measured: None)."""
   measured = [r for r in rows if _num(r["any_success"]["mean"]) ==
               _num(r["any_success"]["mean"])]
   return min(measured, key=lambda r: (_num(r["any_success"]["mean"]),
+                                      len(r.get("flags", ())),
                                       _num(r["train"]["cost"] or 0)),
              default=None)
+
+
+def _picked(cuts: list[dict[str, Any]]) -> str:
+  """The sentence naming the defences whose worst-case cut excludes zero,
+  and the lowest of them with its costs and flags."""
+  pick = _lowest(cuts)
+  vb = pick["vs_baseline"]
+  return (
+      "Defences whose paired cut of that worst case excludes zero: "
+      f"{', '.join(r['defence'] for r in cuts)}. The lowest is "
+      f"{pick['defence']}'s, {rate(pick['any_success'])}% "
+      f"({diff(vb['any_success'])} points; RP2 "
+      f"{diff(vb['rp2_success'])}), at {diff(vb['clean_accuracy'])} "
+      f"points of clean accuracy and {cost(pick) or 'no extra'} the "
+      "baseline's training time"
+      + (f"; but it is flagged ({'; '.join(pick['flags'])})."
+         if pick["flags"] else "."))
+
+
+def _inconclusive(others: list[dict[str, Any]]) -> str:
+  """No seed-level cut: the lowest point estimate, and the defences whose
+  worst case falls on these models alone (exact McNemar)."""
+  low = _lowest(others)
+  out = ("No defence lowers the worst case below the baseline's with 95% "
+         "confidence over training seeds at this size: inconclusive." + (
+             "" if low is None else
+             f" The lowest point estimate is {low['defence']}'s, "
+             f"{rate(low['any_success'])}% "
+             f"({diff(low['vs_baseline']['any_success'])} points)."))
+  conditional = [r for r in others if _mcnemar_cut(r)]
+  if conditional:
+    out += (
+        " On these trained models alone (exact McNemar test over the "
+        "paired seed-victim cells, which does not generalise over "
+        "training seeds), the worst case falls for " + ", ".join(
+            f"{r['defence']} (p = "
+            f"{r['vs_baseline']['any_success']['p_value']:.1g}; clean "
+            f"accuracy {diff(r['vs_baseline']['clean_accuracy'])} "
+            f"points, {cost(r) or 'no extra'} training"
+            + (f"; flagged: {'; '.join(r['flags'])}" if r["flags"]
+               else "") + ")"
+            for r in conditional) + ".")
+  return out
+
+
+def _certificates(rows: list[dict[str, Any]]) -> list[str]:
+  """A sentence per defence that reads no victim as stop, and per
+  certifying defence its certified share and what bounds it."""
+  out = []
+  for r in rows:
+    if not sum(r["victims_recognised"]):
+      out.append(f"{r['defence']} reads none of the victims as stop: no "
+                 "attack on it counts.")
+    elif "certified" in r:
+      reach = r.get("certificate")
+      out.append(
+          f"{r['defence']} certifies {rate(r['certified'])}% of the "
+          "victims it recognises against a sticker-wide patch" + (
+              "." if reach is None or reach["certifiable"] else (
+                  f": the sticker spans {reach['patch_width']} columns and "
+                  f"meets {reach['bands_met']} of the {reach['votes']} "
+                  f"bands of {reach['band']}, more than half the votes, so "
+                  "nothing can be certified.")))
+  return out
 
 
 def reading(results: dict[str, Any]) -> str:
   """One paragraph: which defences lower the per-victim worst case over
   the attacks ('any attack') below the baseline's with 95% confidence,
-  which of those to pick (the lowest worst case, then the cheaper), at
+  which of those to pick (the lowest worst case, then the less flagged,
+  then the cheaper), at
   what cost, and BlurNet beside it; 'inconclusive' where no interval
   decides. Flags (a stop bias, an adaptive attack beating the naive one)
   are named, since they qualify the pick."""
@@ -138,64 +205,18 @@ def reading(results: dict[str, Any]) -> str:
   cuts = [r for r in others if _cut(r, "any_success")]
   out = [f"On {results['source']} ({n}), the undefended baseline is moved "
          f"by at least one attack on {rate(base['any_success'])}% of the "
-         f"victims (white-box RP2 alone: {rate(base['rp2_success'])}%)."]
-  if cuts:
-    pick = _lowest(cuts)
-    vb = pick["vs_baseline"]
-    out.append(
-        "Defences whose paired cut of that worst case excludes zero: "
-        f"{', '.join(r['defence'] for r in cuts)}. The lowest is "
-        f"{pick['defence']}'s, {rate(pick['any_success'])}% "
-        f"({diff(vb['any_success'])} points; RP2 "
-        f"{diff(vb['rp2_success'])}), at {diff(vb['clean_accuracy'])} "
-        f"points of clean accuracy and {cost(pick) or 'no extra'} the "
-        "baseline's training time"
-        + (f"; but it is flagged ({'; '.join(pick['flags'])})."
-           if pick["flags"] else "."))
-  else:
-    low = _lowest(others)
-    out.append(
-        "No defence lowers the worst case below the baseline's with 95% "
-        "confidence over training seeds at this size: inconclusive." + (
-            "" if low is None else
-            f" The lowest point estimate is {low['defence']}'s, "
-            f"{rate(low['any_success'])}% "
-            f"({diff(low['vs_baseline']['any_success'])} points)."))
-    conditional = [r for r in others if _mcnemar_cut(r)]
-    if conditional:
-      out.append(
-          "On these trained models alone (exact McNemar test over the "
-          "paired seed-victim cells, which does not generalise over "
-          "training seeds), the worst case falls for " + ", ".join(
-              f"{r['defence']} (p = "
-              f"{r['vs_baseline']['any_success']['p_value']:.1g}; clean "
-              f"accuracy {diff(r['vs_baseline']['clean_accuracy'])} "
-              f"points, {cost(r) or 'no extra'} training"
-              + (f"; flagged: {'; '.join(r['flags'])}" if r["flags"]
-                 else "") + ")"
-              for r in conditional) + ".")
+         f"victims (white-box RP2 alone: {rate(base['rp2_success'])}%).",
+         _picked(cuts) if cuts else _inconclusive(others)]
   if ref is not base:
-    vb = ref["vs_baseline"]
+    vb, pick = ref["vs_baseline"], _lowest(cuts) if cuts else None
     out.append(f"BlurNet ({ref['defence']}) against the baseline: "
                f"{diff(vb['any_success'])} points of worst-case success, "
                f"{diff(vb['rp2_success'])} of RP2 success, "
                f"{diff(vb['clean_accuracy'])} of clean accuracy"
                + (f"; the pick against BlurNet: "
                   f"{diff(pick['vs_reference']['any_success'])}."
-                  if cuts and pick is not ref else "."))
-  for r in rows.values():
-    if not sum(r["victims_recognised"]):
-      out.append(f"{r['defence']} reads none of the victims as stop: no "
-                 "attack on it counts.")
-    elif "certified" in r:
-      out.append(f"{r['defence']} certifies {rate(r['certified'])}% of the "
-                 "victims it recognises against a sticker-wide patch")
-      reach = r.get("certificate")
-      out[-1] += ("." if reach is None or reach["certifiable"] else (
-          f": the sticker spans {reach['patch_width']} columns and meets "
-          f"{reach['bands_met']} of the {reach['votes']} bands of "
-          f"{reach['band']}, more than half the votes, so nothing can be "
-          "certified."))
+                  if pick is not None and pick is not ref else "."))
+  out += _certificates(list(rows.values()))
   flagged = [f"{r['defence']} ({'; '.join(r['flags'])})"
              for r in rows.values() if r["flags"]]
   out.append("Checklist flags: " + (", ".join(flagged) if flagged
