@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from blurnet_jax import models
-from blurnet_jax.jsonio import read_json, write_json
+from blurnet_jax.jsonio import write_json
 from blurnet_jax.classes import LISA
 from blurnet_jax.study import defence_eval
 from blurnet_jax.study import defence_report
 from blurnet_jax.study import defence_stages
+from blurnet_jax.study import report
 from blurnet_jax.study import robustness
 from blurnet_jax.study.zoo import TrainedModel
 from configs import robustness as robustness_configs
@@ -170,16 +171,17 @@ def test_the_report_renders_the_table_scatter_and_reading(tmp_path):
                                          "p_value": 1.0}
   blind["per_seed"] = {k: [blind[k]] * 2 for k in (
       "clean_accuracy", "rp2_success", "any_success")}
-  write_json(tmp_path / "d.json", rows + [blind])
-  rows = read_json(tmp_path / "d.json")
   c = _config()
-  results = {"defences": {"source": "lisa_crops", "rows": rows,
+  results = {"defences": {"source": "lisa_crops", "rows": rows + [blind],
                           "reference": "baseline", "victims": {
                               "description": "held-out stops",
                               "victims": 20, "candidates": 30}},
              "training": {"baseline": {"seeds": [0, 1],
                                        "train_seconds": 3.0}}}
-  md = defence_report.write_report(tmp_path, c, results).read_text()
+  for name, value in (("config", c.to_dict()), *results.items()):
+    write_json(tmp_path / f"{name}.json", value)
+  # launch.report's path: the report drawn again from the saved files.
+  md = report.render(tmp_path).read_text()
   assert "The lowest is doa's" in md
   assert "smoothing reads none of the victims as stop" in md
   assert r"| doa | doa | 90.0 \[80.0, 100.0\] | 1.0 \[0.0, 11.0\] | 20.0" in md

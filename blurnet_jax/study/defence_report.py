@@ -9,9 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import ml_collections
+
 from blurnet_jax import distributed
 from blurnet_jax import document as R
 from blurnet_jax import plots
+from blurnet_jax.jsonio import read_json
 
 #: The table's rates: (row key, column title).
 RATES = (("clean_accuracy", "clean acc."), ("false_stop", "read as stop"),
@@ -273,3 +276,14 @@ def write_report(workdir: Path, config, results: dict[str, Any]) -> Path:
       report_dir, f"BlurNet beside other defences ({config.data.source})",
       blocks(config, results, Path(workdir) / "figures"))
   return md
+
+
+def render(workdir) -> Path:
+  """WORKDIR/report/ again from a defence study's saved config.json,
+  defences.json and training.json (`launch.report`)."""
+  workdir = Path(workdir)
+  config = ml_collections.ConfigDict(read_json(workdir / "config.json",
+                                               "study config"))
+  results = {name: read_json(workdir / f"{name}.json", f"{name} results")
+             for name in ("defences", "training")}
+  return write_report(workdir, config, results)

@@ -28,6 +28,7 @@ from blurnet_jax.study.blocks import ci as _ci
 from blurnet_jax.study.blocks import figures_of, findings_blocks, not_run
 from blurnet_jax.study.blocks import pct as _pct
 from blurnet_jax.study.blocks import table2_block
+from blurnet_jax.study import defence_report
 from blurnet_jax.study import real_report
 from blurnet_jax.study.proxy_report import oracle_blocks, proxy_blocks
 from blurnet_jax.study.robustness_report import robustness_blocks
@@ -394,6 +395,8 @@ def render(workdir: epath.PathLike) -> Path:
   path at once and wait at the stage's barrier)."""
   if not distributed.is_writer():
     return Path(workdir) / "report" / "report.md"
+  if (Path(workdir) / "defences.json").exists():  # the defence study's
+    return defence_report.render(workdir)
   config, results = load_results(workdir)
   if config.data.source in REAL_SOURCES:
     title = f"BlurNet Table 2 on real photographs ({config.data.source})"
