@@ -36,11 +36,9 @@ from blurnet_jax.defences import smoothing
 from blurnet_jax.defences.transforms import InputTransform
 from blurnet_jax.study import defence_eval
 from blurnet_jax.study import defence_report
-from blurnet_jax.study.real_stages import Inputs, victims_stage
-from blurnet_jax.study.real_stages import victims_text
+from blurnet_jax.study import real_stages
+from blurnet_jax.study.real_stages import Inputs
 from blurnet_jax.study.stages import SECONDS_FILE, Stage, run_stages
-from blurnet_jax.study.stages import data_stage, data_text
-from blurnet_jax.study.stages import train_stage, training_text
 from blurnet_jax.study.zoo import TrainedModel
 
 #: The rates drawn per seed in the report's scatter.
@@ -203,10 +201,9 @@ def defences_stage(config, inputs: Inputs) -> dict[str, Any]:
                              int(config.defences.test_images))
   key = jax.random.fold_in(inputs.key, 3)
   rows: list[dict[str, Any]] = []
-  for i, defence in enumerate(defences(config, inputs.trained, labels)):
-    print(f"defences: {defence.name} ({i + 1}/"
-          f"{len(config.real.variants) + len(config.defences.transforms)})",
-          flush=True)
+  built = defences(config, inputs.trained, labels)
+  for i, defence in enumerate(built):
+    print(f"defences: {defence.name} ({i + 1}/{len(built)})", flush=True)
     t0 = time.perf_counter()
     rows.append(defence_eval.evaluate_defence(
         defence, victims.images, victims.mask, test_split, key, settings,
@@ -226,14 +223,12 @@ def defences_stage(config, inputs: Inputs) -> dict[str, Any]:
                        "rows": rows}}
 
 
-STAGES = (
-    Stage("data", data_stage, ("data",), data_text),
-    Stage("victims", victims_stage, ("victims", "victims_preview"),
-          victims_text),
-    Stage("train", train_stage, ("training",), training_text),
+#: Table 2 on real photographs' data, victims and train stages, then the
+#: defences.
+STAGES = tuple(s for s in real_stages.STAGES
+               if s.name in ("data", "victims", "train")) + (
     Stage("defences", defences_stage, ("defences",),
-          lambda r: defence_report.defences_text(r["defences"])),
-)
+          lambda r: defence_report.defences_text(r["defences"])),)
 
 
 def check(config: ml_collections.ConfigDict) -> None:

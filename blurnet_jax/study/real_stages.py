@@ -99,7 +99,7 @@ def findings_stage(config, inputs: Inputs) -> dict[str, Any]:
   return {"findings": findings.findings([], inputs.results["table2"], None)}
 
 
-def victims_text(results) -> str:
+def _victims_text(results) -> str:
   return "\n".join(
       f"  {name}: {v['victims']} victims of {v['candidates']} "
       f"({v['excluded_near_duplicates']} near-duplicates excluded)"
@@ -109,7 +109,7 @@ def victims_text(results) -> str:
 STAGES = (
     Stage("data", data_stage, ("data",), data_text),
     Stage("victims", victims_stage, ("victims", "victims_preview"),
-          victims_text),
+          _victims_text),
     Stage("train", train_stage, ("training",), training_text),
     Stage("oracle", oracle_stage, ("oracle",),
           lambda r: oracle.format_oracle(r["oracle"]) if "oracle" in r
