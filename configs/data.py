@@ -22,6 +22,9 @@ def data_config() -> ml_collections.ConfigDict:
   c.source = "synthetic"
   c.data_dir = ""  # tfds data_dir; "" -> ~/tensorflow_datasets
   c.manual_dir = ""  # the folder of a real source's files
+  # sha256 of a real source's files: '' is filled in by the run (the config
+  # it saves names the bytes it read); set, the files must have it.
+  c.fingerprint = ""
   c.train_per_class = 2000
   c.test_per_class = 300
   c.seed = 0  # the synthetic set's seed (independent of the training seed)

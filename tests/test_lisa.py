@@ -10,6 +10,7 @@ import pytest
 
 from blurnet_jax import classes
 from blurnet_jax.data import lisa
+from blurnet_jax.data import sources as data_sources
 from blurnet_jax.data import lisa_annotations
 from blurnet_jax.data import lisa_examples
 
@@ -228,8 +229,9 @@ def _crop_set(examples):
 def test_builder_end_to_end(lisa_dir, tmp_path):
   manual, _ = lisa_dir
   builder = lisa.prepare_lisa(manual, tmp_path / "tfds")
+  short = data_sources.describe(manual, lisa.source_files(manual)).short
   assert builder.data_dir.endswith(
-      os.path.join("lisa", "margin0p1_test0p2", "1.0.0"))
+      os.path.join("lisa", f"margin0p1_test0p2_src{short}", "1.0.0"))
   sources = builder.as_data_source()
   assert set(sources) == {"train", "test"}
 
@@ -250,7 +252,8 @@ def test_builder_deterministic_and_config_folders(lisa_dir, tmp_path):
   manual, _ = lisa_dir
   builders = [lisa.prepare_lisa(manual, tmp_path / name, margin=0.25)
               for name in ("a", "b")]
-  assert builders[0].builder_config.name == "margin0p25_test0p2"
+  short = data_sources.describe(manual, lisa.source_files(manual)).short
+  assert builders[0].builder_config.name == f"margin0p25_test0p2_src{short}"
   for side in ("train", "test"):
     files = [sorted(p for p in os.listdir(b.data_dir) if side in p)
              for b in builders]

@@ -1,9 +1,19 @@
 """What every dataset of the project stores, and how it becomes model input."""
 
+import json
+import os
+from typing import Any, Callable
+
 import numpy as np
 import tensorflow_datasets as tfds
 
 from blurnet_jax.classes import IMAGE_SHAPE
+from blurnet_jax.data import sources
+from blurnet_jax.jsonio import write_json
+
+#: The record of the files a prepared real data set was built from, in the
+#: prepared copy's folder (`builder.data_path`).
+SOURCE_FILE = "source.json"
 
 
 def features() -> tfds.features.FeaturesDict:
@@ -66,3 +76,54 @@ def check_photos(where: str, images, labels, num_classes: int, *,
     raise ValueError(
         f"{where}: class(es) {empty.tolist()} have no image; every class "
         "needs examples to train and to be held out")
+
+
+def recorded_source(builder: tfds.core.DatasetBuilder) -> dict | None:
+  """The `sources.Source` (as a dict) a prepared real data set was built
+  from, or None (a synthetic set, or a copy prepared before the record)."""
+  path = builder.data_path / SOURCE_FILE
+  if not path.exists():
+    return None
+  try:
+    return json.loads(path.read_text())
+  except ValueError:
+    return None
+
+
+def prepare_keyed(builder_for: Callable[[Any], tfds.core.DatasetBuilder],
+                  source: sources.Source, read: Callable[[], Any]
+                  ) -> tfds.core.DatasetBuilder:
+  """Prepares (or reuses) a real data set keyed to its files.
+
+  Args:
+    builder_for: `arrays -> builder` (None: a builder that only finds the
+      prepared copy); its config name holds `source.short`.
+    source: the files' `sources.Source`.
+    read: reads and checks the files' arrays, called only to prepare.
+
+  Returns:
+    The prepared builder; its folder records `source` in SOURCE_FILE.
+
+  Raises:
+    ValueError: a copy under the same short fingerprint records other
+      files (a 48-bit collision, or a hand-made folder): one line naming
+      the folder to delete.
+  """
+  builder = builder_for(None)
+  record = builder.data_path / SOURCE_FILE
+  if builder.data_path.exists():
+    saved = recorded_source(builder)
+    if saved is not None and saved.get("fingerprint") != source.fingerprint:
+      raise ValueError(
+          f"the prepared copy {os.fspath(builder.data_path)} records files "
+          f"of fingerprint {saved.get('fingerprint')}, not "
+          f"{source.fingerprint} of {source.folder}; delete that folder to "
+          "prepare it again")
+    if saved is None:  # prepared, then stopped before its record
+      write_json(record, source.to_dict())
+    return builder
+  builder = builder_for(read())  # read and checked before tfds makes folders
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=source.folder))
+  write_json(record, source.to_dict())
+  return builder

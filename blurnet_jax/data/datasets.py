@@ -13,11 +13,13 @@ import time
 
 from absl import logging
 from etils import epath
+import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
 from blurnet_jax.classes import NUM_CLASSES, label_space
 from blurnet_jax.data import common
+from blurnet_jax.data import sources
 from blurnet_jax.data import synthetic
 from blurnet_jax.jsonio import write_json
 
@@ -179,6 +181,9 @@ def count_examples(builder: tfds.core.DatasetBuilder,
     counts = np.bincount(labels, minlength=num_classes)
     out["splits"][split] = {"examples": int(labels.size),
                             "per_class": counts.tolist()}
+  source = common.recorded_source(builder)
+  if source is not None:
+    out["source"] = source
   return out
 
 
@@ -201,18 +206,78 @@ def load_split(builder: tfds.core.DatasetBuilder, split: str, *,
   return images, labels
 
 
+def _real(source: str):
+  """(module, prepare function) of a real source."""
+  # pylint: disable=g-import-not-at-top
+  if source == "lisa":
+    from blurnet_jax.data import lisa
+    return lisa, lisa.prepare_lisa
+  if source == "lisa_crops":
+    from blurnet_jax.data import lisa_crops
+    return lisa_crops, lisa_crops.prepare_lisa_crops
+  from blurnet_jax.data import gtsrb
+  return gtsrb, gtsrb.prepare_gtsrb
+
+
+def source_of(config) -> sources.Source | None:
+  """The files a data block reads, checked and fingerprinted (None for the
+  synthetic set, which its settings name in full).
+
+  Raises:
+    ValueError, FileNotFoundError: one line naming the folder and what it
+      should hold (a real source without `manual_dir`, a missing folder or
+      file), before anything is prepared or written.
+  """
+  label_space(config.source)  # one line naming the sources
+  if config.source == "synthetic":
+    if config.get("fingerprint"):
+      raise ValueError(
+          f"data.fingerprint={config.fingerprint!r} names real files; the "
+          "synthetic set has none (its settings name it): leave it ''")
+    return None
+  if not config.get("manual_dir"):
+    raise ValueError(f"source={config.source!r} reads real photographs from "
+                     "a folder: pass --config.data.manual_dir=PATH")
+  module, _ = _real(config.source)
+  return sources.describe(config.manual_dir,
+                          module.source_files(config.manual_dir))
+
+
+def pin_data(config: ml_collections.ConfigDict) -> sources.Source | None:
+  """Checks the files a run's data block (`config.data`) names and records
+  their fingerprint in `config.data.fingerprint`, so that the config a run
+  saves names the bytes its figures rest on; a fingerprint already there
+  (the config of an earlier run) must be the files'.
+
+  In place: every model of a study shares the study's data block.
+
+  Returns:
+    The files' `sources.Source` (None for the synthetic set, or a config
+    that reads no data set).
+  """
+  if "data" not in config:
+    return None
+  source = source_of(config.data)
+  if source is not None:
+    sources.check_pin(source, config.data.get("fingerprint", ""),
+                      config.data.source)
+    config.data.fingerprint = source.fingerprint
+  return source
+
+
 def prepare(config) -> tfds.core.DatasetBuilder:
   """Prepares (or reuses) the data set a config's data block names.
 
   Args:
     config: a data block (`configs/data.py:data_config`): `source`,
-      `data_dir`, `manual_dir` (the real sources' folder),
-      `train_per_class`, `test_per_class`, `seed`, `workers`.
+      `data_dir`, `manual_dir` (the real sources' folder), `fingerprint`
+      (if set, the real files must have it), `train_per_class`,
+      `test_per_class`, `seed`, `workers`.
   """
   data_dir = config.data_dir or None
   if data_dir is None:
     data_dir = str(epath.Path("~/tensorflow_datasets").expanduser())
-  label_space(config.source)  # one line naming the sources
+  source_of(config)  # one-line errors before anything is read or made
   if config.source == "synthetic":
     return prepare_synthetic(
         data_dir, train_per_class=config.train_per_class,
@@ -220,18 +285,9 @@ def prepare(config) -> tfds.core.DatasetBuilder:
         corruption=config.get("corruption", 1.0),
         balance=config.get("balance", "uniform"),
         workers=config.workers or None)
-  if not config.get("manual_dir"):
-    raise ValueError(f"source={config.source!r} reads real photographs from "
-                     "a folder: pass --config.data.manual_dir=PATH")
-  # pylint: disable=g-import-not-at-top
-  if config.source == "lisa":
-    from blurnet_jax.data import lisa
-    return lisa.prepare_lisa(config.manual_dir, data_dir)
-  if config.source == "lisa_crops":
-    from blurnet_jax.data import lisa_crops
-    return lisa_crops.prepare_lisa_crops(config.manual_dir, data_dir)
-  from blurnet_jax.data import gtsrb
-  return gtsrb.prepare_gtsrb(config.manual_dir, data_dir)
+  _, prepare_real = _real(config.source)
+  return prepare_real(config.manual_dir, data_dir,
+                      fingerprint=config.get("fingerprint", ""))
 
 
 def load_field(builder: tfds.core.DatasetBuilder, split: str, field: str

@@ -31,6 +31,7 @@ import tensorflow_datasets as tfds
 
 from blurnet_jax.classes import GTSRB, IMAGE_SHAPE
 from blurnet_jax.data import common
+from blurnet_jax.data import sources
 from blurnet_jax.data import splits
 
 NPZ_FILES = ("gtsrb32_train.npz", "gtsrb32_test.npz")
@@ -175,40 +176,66 @@ def _from_official(root: epath.Path) -> tuple[Photos, Photos]:
   return (_check(str(images), train), _check(str(test_dir), test))
 
 
-def read_gtsrb(manual_dir: epath.PathLike) -> tuple[Photos, Photos]:
-  """(train, test) of the folder, in either layout; one-line errors."""
+def _layout(manual_dir: epath.PathLike) -> tuple[str, epath.Path]:
+  """('npz', folder) or ('official', the folder holding Final_Training);
+  one-line errors for a missing folder or one that holds neither."""
   folder = epath.Path(manual_dir)
   if not folder.is_dir():
     raise FileNotFoundError(
         f"GTSRB folder {os.fspath(manual_dir)!r} does not exist; pass "
         f"--config.data.manual_dir=PATH, the folder holding {_LAYOUTS}")
   if all((folder / n).is_file() for n in NPZ_FILES):
-    return _from_npz(folder)
+    return "npz", folder
   root = find_official(folder)
   if root is None:
     raise FileNotFoundError(f"{os.fspath(folder)!r} holds neither {_LAYOUTS};"
                             " pass the folder that does")
-  return _from_official(root)
+  return "official", root
+
+
+def source_files(manual_dir: epath.PathLike) -> list[epath.Path]:
+  """The files the builder reads: the two npz, or every file of the
+  official Final_Training and Final_Test folders (and the test labels'
+  csv where it lies beside them); one-line errors as `read_gtsrb`."""
+  kind, root = _layout(manual_dir)
+  if kind == "npz":
+    return [root / n for n in NPZ_FILES]
+  files = [epath.Path(d) / f for sub in ("Final_Training", "Final_Test")
+           for d, _, names in os.walk(os.fspath(root / sub)) for f in names]
+  # The test labels may lie beside Final_Test (`_from_official`'s places).
+  folder = epath.Path(manual_dir).resolve()
+  beside = [p for p in (root / TEST_CSV, root.parent / TEST_CSV)
+            if p.is_file() and folder in (p.resolve(), *p.resolve().parents)]
+  return files + beside
+
+
+def read_gtsrb(manual_dir: epath.PathLike) -> tuple[Photos, Photos]:
+  """(train, test) of the folder, in either layout; one-line errors."""
+  kind, root = _layout(manual_dir)
+  return _from_npz(root) if kind == "npz" else _from_official(root)
 
 
 @dataclasses.dataclass
 class GtsrbConfig(tfds.core.BuilderConfig):
   """validation_fraction: the share of each class's training images
-  carved out as validation, by whole (class, track) groups."""
+  carved out as validation, by whole (class, track) groups; source: the
+  short fingerprint of the files (`sources.Source.short`)."""
 
   validation_fraction: float = 0.1
   split_seed: int = 0
+  source: str = ""
 
   @staticmethod
-  def make(validation_fraction: float = 0.1, split_seed: int = 0
-           ) -> "GtsrbConfig":
+  def make(validation_fraction: float = 0.1, split_seed: int = 0,
+           source: str = "") -> "GtsrbConfig":
     if not 0 < validation_fraction < 1:
       raise ValueError("validation_fraction must be in (0, 1), got "
                        f"{validation_fraction!r}")
     return GtsrbConfig(
-        name=f"validation{validation_fraction:g}_seed{split_seed}",
+        name=f"validation{validation_fraction:g}_seed{split_seed}"
+        + (f"_src{source}" if source else ""),
         validation_fraction=float(validation_fraction),
-        split_seed=int(split_seed))
+        split_seed=int(split_seed), source=source)
 
 
 class Gtsrb(tfds.core.GeneratorBasedBuilder):
@@ -259,20 +286,14 @@ class Gtsrb(tfds.core.GeneratorBasedBuilder):
 
 
 def prepare_gtsrb(manual_dir: epath.PathLike, data_dir: epath.PathLike, *,
-                  validation_fraction: float = 0.1, split_seed: int = 0
-                  ) -> Gtsrb:
-  """Prepares (or reuses) the GTSRB of `manual_dir` under `data_dir`."""
-  config = GtsrbConfig.make(validation_fraction, split_seed)
-  if config == Gtsrb.BUILDER_CONFIGS[0]:
-    config = config.name
-  builder = Gtsrb(data_dir=os.fspath(data_dir), config=config,
-                  file_format="array_record")
-  if not builder.data_path.exists():
-    # Read (and checked) before tfds makes any folder.
-    builder = Gtsrb(data_dir=os.fspath(data_dir), config=config,
-                    file_format="array_record",
-                    photos=read_gtsrb(manual_dir))
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=os.fspath(manual_dir)))
-  return builder
+                  validation_fraction: float = 0.1, split_seed: int = 0,
+                  fingerprint: str = "") -> Gtsrb:
+  """Prepares (or reuses) the GTSRB of `manual_dir` under `data_dir`, keyed
+  to the fingerprint of its files (see `lisa_crops.prepare_lisa_crops`)."""
+  source = sources.describe(manual_dir, source_files(manual_dir))
+  sources.check_pin(source, fingerprint, "gtsrb")
+  config = GtsrbConfig.make(validation_fraction, split_seed, source.short)
+  return common.prepare_keyed(
+      lambda photos: Gtsrb(data_dir=os.fspath(data_dir), config=config,
+                           file_format="array_record", photos=photos),
+      source, lambda: read_gtsrb(manual_dir))

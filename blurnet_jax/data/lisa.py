@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from blurnet_jax.data import common
+from blurnet_jax.data import sources
 from blurnet_jax.data.lisa_annotations import CSV_NAME
 from blurnet_jax.data.lisa_annotations import DEFAULT_TEST_FRACTION
 from blurnet_jax.data.lisa_annotations import DOWNLOAD_HINT
@@ -44,10 +45,13 @@ def _number_name(value: float) -> str:
   return np.format_float_positional(float(value), trim="-").replace(".", "p")
 
 
-def config_name(margin: float, test_fraction: float, other_tags: bool) -> str:
-  """Config (folder) name encoding the parameters, e.g. "margin0p1_test0p2"."""
+def config_name(margin: float, test_fraction: float, other_tags: bool,
+                source: str = "") -> str:
+  """Config (folder) name encoding the parameters, e.g. "margin0p1_test0p2",
+  and the short fingerprint of the files (`_src...`) when given."""
   name = f"margin{_number_name(margin)}_test{_number_name(test_fraction)}"
-  return name + ("_other" if other_tags else "")
+  name += "_other" if other_tags else ""
+  return name + (f"_src{source}" if source else "")
 
 
 @dataclasses.dataclass(eq=False)
@@ -58,12 +62,15 @@ class LisaConfig(tfds.core.BuilderConfig):
     margin: relative crop margin on each side of the box, >= 0.
     test_fraction: expected fraction of tracks/frames in test, in (0, 1).
     other_tags: map tags outside the 17 named classes to label 0.
+    source: the short fingerprint of the files (`sources.Source.short`),
+      so that a copy prepared from other files never shares a folder.
   """
 
   name: str = ""
   margin: float = DEFAULT_MARGIN
   test_fraction: float = DEFAULT_TEST_FRACTION
   other_tags: bool = False
+  source: str = ""
 
   def __post_init__(self):
     if not (isinstance(self.margin, (int, float))
@@ -76,7 +83,8 @@ class LisaConfig(tfds.core.BuilderConfig):
     if not isinstance(self.other_tags, bool):
       raise ValueError(
           f"other_tags must be True or False, got {self.other_tags!r}")
-    expected = config_name(self.margin, self.test_fraction, self.other_tags)
+    expected = config_name(self.margin, self.test_fraction, self.other_tags,
+                           self.source)
     if self.name and self.name != expected:
       raise ValueError(
           f"LisaConfig name {self.name!r} does not match its parameters; leave"
@@ -185,6 +193,16 @@ class Lisa(tfds.core.GeneratorBasedBuilder):
 _CONFIG_FIELDS = ("margin", "test_fraction", "other_tags")
 
 
+def source_files(manual_dir: epath.PathLike | None) -> list[epath.Path]:
+  """The files the builder reads: the annotations CSV and every frame it
+  names (present or not: a frame that appears later changes the
+  fingerprint); one-line errors for a missing folder or CSV."""
+  csv_path = find_annotations_csv(manual_dir)
+  names = {line.split(";", 1)[0].strip()
+           for line in read_csv_lines(csv_path)[1:] if line.strip()}
+  return [csv_path, *(csv_path.parent / n for n in sorted(names) if n)]
+
+
 def prepare_lisa(
     manual_dir: epath.PathLike | None,
     data_dir: epath.PathLike,
@@ -208,21 +226,21 @@ def prepare_lisa(
     FileNotFoundError: no LISA CSV in `manual_dir`.
     ValueError: unknown or bad parameters, or a malformed CSV header.
   """
-  unknown = sorted(set(config_kwargs) - set(_CONFIG_FIELDS))
+  unknown = sorted(set(config_kwargs) - set(_CONFIG_FIELDS) - {"fingerprint"})
   if unknown:
     raise ValueError(
         f"prepare_lisa: unknown parameters {unknown}; use only"
         f" {list(_CONFIG_FIELDS)}")
-  config = LisaConfig(**config_kwargs)
+  fingerprint = config_kwargs.pop("fingerprint", "")
+  LisaConfig(**config_kwargs)  # one line for a bad parameter, first
   if manual_dir is None:
     find_annotations_csv(None)  # Raises the "no manual_dir given" error.
-  default_names = {c.name for c in Lisa.BUILDER_CONFIGS}
-  builder = Lisa(
-      data_dir=os.fspath(data_dir),
-      config=config.name if config.name in default_names else config,
-      file_format="array_record",
-  )
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(
-          manual_dir=os.fspath(manual_dir)))
-  return builder
+  source = sources.describe(manual_dir, source_files(manual_dir))
+  sources.check_pin(source, fingerprint, "lisa")
+  config = LisaConfig(**config_kwargs, source=source.short)
+
+  def builder_for(_):
+    return Lisa(data_dir=os.fspath(data_dir), config=config,
+                file_format="array_record")
+
+  return common.prepare_keyed(builder_for, source, lambda: None)

@@ -26,6 +26,7 @@ import tensorflow_datasets as tfds
 
 from blurnet_jax.classes import CLASS_NAMES
 from blurnet_jax.data import common
+from blurnet_jax.data import sources
 from blurnet_jax.data import splits
 
 FILE_NAME = "lisa17_train_32x32.npz"
@@ -49,6 +50,12 @@ def find_npz(manual_dir: epath.PathLike) -> epath.Path:
         f"{len(found)} other .npz files there; put the crops file (arrays x, "
         "y, track) in that folder")
   return found[0]
+
+
+def source_files(manual_dir: epath.PathLike) -> list[epath.Path]:
+  """The files the builder reads (the crops npz); one-line errors for a
+  missing folder or file."""
+  return [find_npz(manual_dir)]
 
 
 def read_crops(manual_dir: epath.PathLike
@@ -83,20 +90,25 @@ def read_crops(manual_dir: epath.PathLike
 @dataclasses.dataclass
 class LisaCropsConfig(tfds.core.BuilderConfig):
   """test_fraction: the share of each class held out (whole tracks);
-  split_seed: the order in which tracks are tried for the test split."""
+  split_seed: the order in which tracks are tried for the test split;
+  source: the short fingerprint of the crops file (`sources.Source.short`),
+  so that a copy prepared from other files never shares a folder."""
 
   test_fraction: float = 0.2
   split_seed: int = 0
+  source: str = ""
 
   @staticmethod
-  def make(test_fraction: float = 0.2, split_seed: int = 0
+  def make(test_fraction: float = 0.2, split_seed: int = 0, source: str = ""
            ) -> "LisaCropsConfig":
     if not 0 < test_fraction < 1:
       raise ValueError(f"test_fraction must be in (0, 1), got "
                        f"{test_fraction!r}")
     return LisaCropsConfig(
-        name=f"test{test_fraction:g}_seed{split_seed}",
-        test_fraction=float(test_fraction), split_seed=int(split_seed))
+        name=f"test{test_fraction:g}_seed{split_seed}"
+        + (f"_src{source}" if source else ""),
+        test_fraction=float(test_fraction), split_seed=int(split_seed),
+        source=source)
 
 
 class LisaCrops(tfds.core.GeneratorBasedBuilder):
@@ -144,20 +156,19 @@ class LisaCrops(tfds.core.GeneratorBasedBuilder):
 
 
 def prepare_lisa_crops(manual_dir: epath.PathLike, data_dir: epath.PathLike,
-                       *, test_fraction: float = 0.2, split_seed: int = 0
-                       ) -> LisaCrops:
-  """Prepares (or reuses) the crops of `manual_dir` under `data_dir`."""
-  config = LisaCropsConfig.make(test_fraction, split_seed)
-  if config == LisaCrops.BUILDER_CONFIGS[0]:
-    config = config.name
-  builder = LisaCrops(data_dir=os.fspath(data_dir), config=config,
-                      file_format="array_record")
-  if not builder.data_path.exists():
-    # Read (and checked) before tfds makes any folder.
-    builder = LisaCrops(data_dir=os.fspath(data_dir), config=config,
-                        file_format="array_record",
-                        crops=read_crops(manual_dir))
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=os.fspath(manual_dir)))
-  return builder
+                       *, test_fraction: float = 0.2, split_seed: int = 0,
+                       fingerprint: str = "") -> LisaCrops:
+  """Prepares (or reuses) the crops of `manual_dir` under `data_dir`.
+
+  The folder is checked first and its crops file fingerprinted: the copy
+  is kept per fingerprint, so a changed file is prepared again and never
+  read stale. `fingerprint` (a config's `data.fingerprint`), when given,
+  must be the file's.
+  """
+  source = sources.describe(manual_dir, source_files(manual_dir))
+  sources.check_pin(source, fingerprint, "lisa_crops")
+  config = LisaCropsConfig.make(test_fraction, split_seed, source.short)
+  return common.prepare_keyed(
+      lambda crops: LisaCrops(data_dir=os.fspath(data_dir), config=config,
+                              file_format="array_record", crops=crops),
+      source, lambda: read_crops(manual_dir))

@@ -14,6 +14,7 @@ import ml_collections
 from blurnet_jax import distributed
 from blurnet_jax import document as R
 from blurnet_jax import plots
+from blurnet_jax.data import sources
 from blurnet_jax.jsonio import read_json
 
 #: The table's rates: (row key, column title).
@@ -254,7 +255,9 @@ def blocks(config, results: dict[str, Any], figdir: Path) -> list[Any]:
                "case), one point per defence and training seed, with 95% "
                "intervals over the victims and the test images."),
       paired_block(d), checks_block(d),
-      R.Heading("Victims and training"),
+      R.Heading("Data, victims and training"),
+      *([R.Paragraph(f"Data: {sources.data_line(results['data'])}.")]
+        if "data" in results else []),
       R.Paragraph(f"Victims: {d['victims']['description']}, "
                   f"{d['victims']['victims']} of "
                   f"{d['victims']['candidates']} candidates; targets "
@@ -285,5 +288,6 @@ def render(workdir) -> Path:
   config = ml_collections.ConfigDict(read_json(workdir / "config.json",
                                                "study config"))
   results = {name: read_json(workdir / f"{name}.json", f"{name} results")
-             for name in ("defences", "training")}
+             for name in ("defences", "training", "data")
+             if name != "data" or (workdir / "data.json").exists()}
   return write_report(workdir, config, results)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from blurnet_jax import document as R
+from blurnet_jax.data import sources
 from blurnet_jax.study import oracle
 from blurnet_jax.study import blocks as B
 
@@ -85,10 +86,8 @@ def _opening(config, results: dict[str, Any]) -> R.Paragraph:
       f"`{meta['source']}` ({meta['rests_on']}; "
       f"{len(meta['class_names'])} classes), seed {config.seed}; jax "
       f"{env['jax']}, flax {env['flax']}, backend {env['backend']} "
-      f"({env['device_kind']}). Data: {results['data']['path']} "
-      + ", ".join(f"{k} {v}" for k, v in results["data"].items()
-                  if k not in ("name", "config", "path"))
-      + ". The data set's licence allows research use only; cite its "
+      f"({env['device_kind']}). Data: {sources.data_line(results['data'])}"
+      ". The data set's licence allows research use only; cite its "
       "authors (README, 'Data').")
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from blurnet_jax import distributed
 from blurnet_jax import train
 from blurnet_jax.data import datasets
+from blurnet_jax.data import sources
 from blurnet_jax.jsonio import jsonable, read_json, write_json
 from blurnet_jax.progress import format_seconds
 from blurnet_jax.study import zoo
@@ -168,7 +169,8 @@ def run_stages(stages: tuple[Stage, ...], config: ml_collections.ConfigDict,
 
   Args:
     stages: the study's stages.
-    config: the study config, saved to WORKDIR/config.json.
+    config: the study config, saved to WORKDIR/config.json once its data
+      block names the fingerprint of its files (`datasets.pin_data`).
     inputs: what the stages share; its `results` dict receives every
       stage's results as it goes.
     workdir: where the results are written.
@@ -178,6 +180,7 @@ def run_stages(stages: tuple[Stage, ...], config: ml_collections.ConfigDict,
   Returns:
     The wall seconds of every stage (those read back: their first run's).
   """
+  datasets.pin_data(config)  # the files checked before anything is written
   workdir.mkdir(parents=True, exist_ok=True)
   seconds = _done_stages(workdir, config, resume)
   write_json(workdir / "config.json", config.to_dict())
@@ -207,17 +210,19 @@ def run_stages(stages: tuple[Stage, ...], config: ml_collections.ConfigDict,
 
 def data_stage(config, inputs) -> dict[str, Any]:
   """The data set prepared (`inputs.builder`): its name, path and the
-  examples of each split."""
+  examples of each split, and for a real source the files it was built
+  from (`source`: folder, files, bytes, fingerprint)."""
   del config
   summary = datasets.count_examples(inputs.builder)
-  return {"data": {k: summary[k] for k in ("name", "config", "path")} | {
-      split: v["examples"] for split, v in summary["splits"].items()}}
+  data = {k: summary[k] for k in ("name", "config", "path")} | {
+      split: v["examples"] for split, v in summary["splits"].items()}
+  if "source" in summary:
+    data["source"] = summary["source"]
+  return {"data": data}
 
 
 def data_text(results) -> str:
-  d = results["data"]
-  return (f"data: {d['name']} at {d['path']}: " + ", ".join(
-      f"{k} {v}" for k, v in d.items() if k not in ("name", "config", "path")))
+  return "data: " + sources.data_line(results["data"])
 
 
 def train_stage(config, inputs) -> dict[str, Any]:
