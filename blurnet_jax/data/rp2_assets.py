@@ -26,6 +26,7 @@ import numpy as np
 
 from blurnet_jax.classes import IMAGE_SHAPE
 from blurnet_jax.data import masks as masks_lib
+from blurnet_jax.data import sources
 from blurnet_jax.data import victims as victims_lib
 
 #: Parameters as `LisaCNN` takes them: {layer: {'kernel', 'bias'}}.
@@ -123,9 +124,45 @@ def rp2_dir(path: str | os.PathLike[str] | None = None) -> Path:
   return root
 
 
+#: The sha256 of every packaged asset file (`sha256sum` format), shipped
+#: beside them; a folder of assets that carries one is checked against it.
+MANIFEST = "SHA256SUMS"
+
+
+def verify(root: Path) -> int:
+  """Checks the files of an asset folder against its MANIFEST (the packaged
+  copy must have one); returns how many were checked (0: no manifest).
+
+  Raises:
+    ValueError: one line naming a file whose bytes differ or that is
+      missing, and the fix.
+  """
+  manifest = root / MANIFEST
+  if not manifest.is_file():
+    if root.resolve() == PACKAGED_DIR:
+      raise ValueError(f"the packaged RP2 assets have no {MANIFEST}; the "
+                       "installation is damaged: reinstall blurnet-jax")
+    return 0
+  fix = ("reinstall blurnet-jax" if root.resolve() == PACKAGED_DIR else
+         f"copy the assets again or fix {manifest}")
+  lines = [line.split(maxsplit=1) for line in
+           manifest.read_text().splitlines() if line.strip()]
+  for digest, name in lines:
+    path = root / name.strip().lstrip("*")
+    if not path.is_file():
+      raise ValueError(f"RP2 asset {path} listed in {manifest} is missing; "
+                       f"{fix}")
+    if sources.content_sha256(path) != digest:
+      raise ValueError(f"RP2 asset {path} does not match its sha256 in "
+                       f"{manifest}; {fix}")
+  return len(lines)
+
+
 def load_rp2_assets(path: str | os.PathLike[str] | None = None) -> RP2Assets:
-  """Loads and checks an RP2 asset folder (default: the packaged copy)."""
+  """Loads and checks an RP2 asset folder (default: the packaged copy,
+  whose every file is checked against its sha256 first: `verify`)."""
   root = rp2_dir(path)
+  verify(root)
   npz = root / "rp2_lisa_cnn.npz"
   victims, names = victims_lib.load_victims_with_names(root / "victim-set")
   mapping = tuple(line.strip() for line in
