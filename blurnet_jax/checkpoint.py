@@ -34,6 +34,7 @@ What the two files of a checkpoint hold and how they are verified is
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -296,6 +297,22 @@ def latest_step(ckpt_dir: str | os.PathLike) -> int | None:
     return None
   candidates = _candidates(ckpt_dir)
   return candidates[0] if candidates else None
+
+
+def sidecar(ckpt_dir: str | os.PathLike) -> dict[str, Any] | None:
+  """The sidecar of the checkpoint a restore tries first (its step, the
+  config it was trained with, its tree), or None when there is none or it
+  cannot be read (a restore then says why). Reads no msgpack."""
+  step = latest_step(ckpt_dir)
+  if step is None:
+    return None
+  path = os.path.join(os.fspath(ckpt_dir), checkpoint_format.sidecar_name(step))
+  try:
+    with open(path, "rb") as f:
+      out = json.loads(f.read().decode("utf-8"))
+  except (OSError, ValueError):
+    return None
+  return out if isinstance(out, dict) else None
 
 
 def restore(ckpt_dir: str | os.PathLike, target: Any, *,

@@ -21,8 +21,10 @@ import numpy as np
 
 from blurnet_jax import checkpoint
 from blurnet_jax import distributed
+from blurnet_jax import workdirs
 from blurnet_jax import models
 from blurnet_jax import train
+from blurnet_jax.data import datasets
 from blurnet_jax.defences import training as defence_training
 from blurnet_jax.jsonio import read_json, write_json
 
@@ -156,11 +158,15 @@ def train_population(config: ml_collections.ConfigDict,
     as host arrays, and the `sweep.json` written.
   """
   workdir = epath.Path(workdir)
-  if distributed.is_writer():
-    workdir.mkdir(parents=True, exist_ok=True)
-  write_json(workdir / "config.json", config.to_dict())
+  datasets.pin_data(config)  # a bad data folder stops before any file
+  with workdirs.lock(workdir):
+    return _train_population(config, workdir)
+
+
+def _train_population(config, workdir):
   train.check_regime(config)
   pairs = members(config)
+  workdirs.claim(config, workdir)  # checked before anything is written
   mesh, size = member_mesh(len(pairs))
   padded = pairs + pairs[-1:] * (size - len(pairs))
   alphas = [a for a, _ in padded]

@@ -36,6 +36,7 @@ import optax
 
 from blurnet_jax import checkpoint
 from blurnet_jax import distributed
+from blurnet_jax import workdirs
 from blurnet_jax.jsonio import write_json
 from blurnet_jax import losses
 from blurnet_jax import models
@@ -338,7 +339,9 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
   t0 = time.perf_counter()
   step = start
   writer = distributed.is_writer()
-  with ((workdir / "metrics.jsonl").open("a") if writer
+  # Appended to when resuming; a run from step 0 starts the file again (the
+  # lines of a run that saved no checkpoint describe a state that is gone).
+  with ((workdir / "metrics.jsonl").open("a" if start else "w") if writer
         else open(os.devnull, "w", encoding="utf-8")) as metrics_file:
     while step < total:
       state, metrics = step_fn(state, next(batches), rng_for_step(step))
@@ -426,10 +429,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     The final state and the results dict.
   """
   workdir = epath.Path(workdir)
-  if distributed.is_writer():
-    workdir.mkdir(parents=True, exist_ok=True)
-  write_json(workdir / "config.json", config.to_dict(), sort_keys=True)
+  datasets.pin_data(config)  # a bad data folder stops before any file
+  with workdirs.lock(workdir):
+    return _train_and_evaluate(config, workdir, training)
+
+
+def _train_and_evaluate(config, workdir, training):
   check_regime(config)
+  workdirs.claim(config, workdir)
   if config.penalty.kind not in PENALTIES:
     raise ValueError(f"unknown penalty.kind {config.penalty.kind!r}; use one "
                      f"of {PENALTIES}")

@@ -20,8 +20,10 @@ Variants (at most one of poster, camouflage, grid; none = poster):
               and worst success beside the slides' baseline row.
   runlocal    5 steps, 2 transforms, 2 evaluation draws (tests, smoke runs).
 
-`model` is '' (the RP2 authors' model of the assets), an RP2 .npz or a
-workdir of launch.train (its filter comes from its config.json). `victims`
+`model` is '' (the RP2 authors' model of the assets), an RP2 .npz, a
+workdir of launch.train or of a sweep, or a study's WORKDIR/models/NAME
+(its filter comes from its config.json); `member` picks one member (seed)
+of a population, in the order of its config's sweep.alphas x sweep.seeds. `victims`
 is 'rp2' (the 40 real victims of the assets), 'synthetic' (40 synthetic
 stop signs) or a folder of 32x32 PNGs. `mask` is 'rp2_camouflage' or
 'rp2_octagon' (the authors' masks), 'camouflage' or 'octagon' (built-in)
@@ -44,6 +46,7 @@ def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.rp2_dir = ""  # the RP2 assets; '' = the packaged copy
   c.model = ""  # '' = the assets' RP2 model; an .npz or a training workdir
+  c.member = 0  # which seed of a population's workdir (WORKDIR/models/NAME)
   c.victims = "rp2"  # rp2 | synthetic | a folder of 32x32 PNGs
   c.mask = "rp2_octagon"
   c.target = RP2_TARGET  # 12, speedLimit45, the authors' target

@@ -22,6 +22,7 @@ import jax
 
 from blurnet_jax import distributed
 from blurnet_jax import host_memory
+from blurnet_jax import workdirs
 
 CACHE_ENV = "BLURNET_JAX_COMPILATION_CACHE"
 _CACHE = flags.DEFINE_string(
@@ -79,7 +80,8 @@ def _launcher_config():
 
 def one_line_errors(main):
   """Wraps an absl `main`: `setup_process()`, then ValueError,
-  FileNotFoundError and FloatingPointError (a NaN loss) print
+  FileNotFoundError, FloatingPointError (a NaN loss) and WorkdirBusyError
+  (another run holds the workdir) print
   `error: <message>` and exit with status 2; the full traceback goes to the
   debug log. In a multi-process run a failed collective (a process lost)
   ends this one with a line naming the lost process, status 3, and any
@@ -92,7 +94,8 @@ def one_line_errors(main):
       config, workdir = _launcher_config()
       setup_process(config, str(workdir))
       return main(argv)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    except (ValueError, FileNotFoundError, FloatingPointError,
+            workdirs.WorkdirBusyError) as e:
       logging.debug("failed", exc_info=True)
       if distributed.multi_process():
         if distributed.is_collective_failure(e):

@@ -140,6 +140,7 @@ LAYERS = (
     ("models", ("blurnet_jax.models",)),
     ("losses", ("blurnet_jax.losses", "blurnet_jax.spectral")),
     ("train and attacks", ("blurnet_jax.train", "blurnet_jax.sweep",
+                           "blurnet_jax.workdirs",
                            "blurnet_jax.attacks", "blurnet_jax.plots",
                            "blurnet_jax.defences")),
     ("tools", ("blurnet_jax.bench",)),

@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from blurnet_jax import distributed
+from blurnet_jax import workdirs
 from blurnet_jax import models
 from blurnet_jax import plots
 from blurnet_jax.attacks import grid
@@ -123,14 +124,21 @@ def run_attack(config: ml_collections.ConfigDict,
     The contents of attack.json.
   """
   workdir = epath.Path(workdir)
+  with workdirs.lock(workdir):
+    return _run_attack(config, workdir)
+
+
+def _run_attack(config: ml_collections.ConfigDict, workdir: epath.Path
+                ) -> dict[str, Any]:
+  """`run_attack` inside its workdir's lock."""
   cfg = rp2_config(config)
   targets = run_targets(config)
   if not (isinstance(config.eval_transforms, int)
           and config.eval_transforms >= 1):
     raise ValueError(f"eval_transforms={config.eval_transforms!r} must be an "
                      "int >= 1")
-  apply_fn, params, model_description = zoo.load_model(config.model,
-                                                      config.rp2_dir)
+  apply_fn, params, model_description = zoo.load_model(
+      config.model, config.rp2_dir, member=config.get("member", 0))
   images, victims_description = victim_set(config.victims, config.rp2_dir)
   mask = attack_mask(config.mask, config.rp2_dir)
   workdir.mkdir(parents=True, exist_ok=True)

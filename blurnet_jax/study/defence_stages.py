@@ -27,6 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from blurnet_jax import workdirs
 from blurnet_jax import stats
 from blurnet_jax.classes import IMAGE_SHAPE, REAL_SOURCES, LabelSpace
 from blurnet_jax.jsonio import write_json
@@ -251,8 +252,16 @@ def run(config: ml_collections.ConfigDict, workdir: epath.PathLike, *,
   finished, with `resume`) and writes WORKDIR/report/."""
   check(config)
   workdir = epath.Path(workdir)
-  inputs = Inputs(config, workdir)
-  seconds = run_stages(STAGES, config, inputs, workdir, resume=resume)
+  datasets.pin_data(config)  # a bad data folder stops before any file
+  with workdirs.lock(workdir):
+    config = real_stages.resolved(config)
+    inputs = Inputs(config, workdir)
+    seconds = run_stages(STAGES, config, inputs, workdir, resume=resume)
+    return _report(config, workdir, inputs, seconds)
+
+
+def _report(config, workdir, inputs, seconds) -> dict[str, Any]:
+  """WORKDIR/report/ from the stages' results, timed into stages.json."""
   t0 = time.perf_counter()
   md = defence_report.write_report(workdir, config, inputs.results)
   seconds["report"] = round(time.perf_counter() - t0, 1)

@@ -29,7 +29,9 @@ import jax
 import ml_collections
 import optax
 
+from blurnet_jax import workdirs
 from blurnet_jax.classes import REAL_SOURCES, label_space
+from blurnet_jax.data import datasets
 from blurnet_jax.data import rp2_assets
 from blurnet_jax.jsonio import write_json
 from blurnet_jax.progress import format_seconds
@@ -83,8 +85,16 @@ def run(config: ml_collections.ConfigDict, workdir: epath.PathLike, *,
   """
   _check(config)
   workdir = epath.Path(workdir)
-  study = (real_stages if config.data.source in REAL_SOURCES
-           else synthetic_stages)
+  datasets.pin_data(config)  # a bad data folder stops before any file
+  with workdirs.lock(workdir):
+    return _run(config, workdir, resume)
+
+
+def _run(config, workdir, resume):
+  real = config.data.source in REAL_SOURCES
+  study = real_stages if real else synthetic_stages
+  if real:
+    config = real_stages.resolved(config)
   inputs = study.Inputs(config, workdir)
   seconds = stages.run_stages(study.STAGES, config, inputs, workdir,
                               resume=resume)

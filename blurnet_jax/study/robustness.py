@@ -44,6 +44,7 @@ from etils import epath
 import jax
 import numpy as np
 
+from blurnet_jax import workdirs
 from blurnet_jax import plots
 from blurnet_jax import stats
 from blurnet_jax.data import masks as masks_lib
@@ -179,7 +180,12 @@ def run(config, workdir: epath.PathLike, *, resume: bool = True
     raise ValueError(f"study={config.study!r}; use 'checklist' or "
                      "'defences' (configs/robustness.py:defences)")
   workdir = epath.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  with workdirs.lock(workdir):
+    return _checklist(config, workdir)
+
+
+def _checklist(config, workdir: epath.Path) -> dict[str, Any]:
+  """The checklist's train, robustness and report stages (`run`)."""
   stage = Stages(("train", "robustness", "report"))
   real = zoo.rp2_data(config.rp2_dir)
   with stage("train"):

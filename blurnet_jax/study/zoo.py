@@ -23,6 +23,7 @@ from blurnet_jax import checkpoint
 from blurnet_jax import models
 from blurnet_jax import sweep
 from blurnet_jax import train
+from blurnet_jax import workdirs
 from blurnet_jax.attacks import rp2
 from blurnet_jax.models import ApplyFn
 from blurnet_jax.data import rp2_assets
@@ -119,16 +120,104 @@ def train_models(models_block: ml_collections.ConfigDict,
   return out
 
 
-def load_model(spec: str | os.PathLike[str], rp2_dir: str = ""
-               ) -> tuple[ApplyFn, Any, str]:
+def _training_config(path: Path) -> ml_collections.ConfigDict:
+  """WORKDIR/config.json of a training workdir (`launch.train`, a sweep or
+  a study's models/NAME), checked against its newest checkpoint's sidecar:
+  the config its params were trained with."""
+  config_file = path / "config.json"
+  if not config_file.is_file():
+    raise FileNotFoundError(
+        f"model folder {str(path)!r} has no config.json; pass a workdir of "
+        "launch.train, a study's WORKDIR/models/NAME or an RP2 .npz file")
+  try:
+    config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{config_file} is not valid JSON: {e}") from None
+  if "model" not in config:
+    raise ValueError(f"{config_file} has no 'model' block; it is not the "
+                     "config of a training run")
+  ckpt_dir = path / "checkpoints"
+  if checkpoint.latest_step(ckpt_dir) is None:
+    raise FileNotFoundError(
+        f"training workdir {str(path)!r} has no checkpoint in {ckpt_dir}; "
+        "train it first or pass another model")
+  saved = checkpoint.sidecar(ckpt_dir)
+  diff = (workdirs.config_differences(saved.get("config") or {}, config)
+          if saved is not None else [])
+  if diff:
+    raise ValueError(
+        f"{config_file} is not the config its checkpoints were trained with "
+        f"({diff[0]}); the workdir was changed by hand or by an older "
+        "version: train it again in a new workdir")
+  return config
+
+
+def load_members(spec: str | os.PathLike[str], rp2_dir: str = ""
+                 ) -> tuple[ApplyFn, list[Any], str]:
+  """Every member of a model: the seeds (and alphas) of a population's
+  workdir (a sweep, a study's WORKDIR/models/NAME), or the one model of an
+  RP2 `.npz` or a `launch.train` workdir.
+
+  Args:
+    spec: as `load_model`.
+
+  Returns:
+    (apply_fn, params of each member in the order of the config's
+    `sweep.alphas` x `sweep.seeds`, description).
+  """
+  if not os.fspath(spec):
+    spec = rp2_assets.rp2_dir(rp2_dir) / "rp2_lisa_cnn.npz"
+  path = Path(spec)
+  if not path.exists():
+    raise FileNotFoundError(f"model {str(path)!r} does not exist; pass an RP2 "
+                            ".npz file or a training workdir")
+  if path.is_file():
+    model = models.LisaCNN()
+    return (models.apply_fn_for(model), [rp2_assets.params_from_rp2(path)],
+            f"RP2 LisaCNN from {path}")
+  config = _training_config(path)
+  model = models.model_for(config)
+  ckpt_dir = path / "checkpoints"
+  if "sweep" in config:
+    pairs = sweep.members(config)
+    # The population as saved: padded to the devices of the run that
+    # trained it (the padding members repeat the last one).
+    saved = (checkpoint.sidecar(ckpt_dir) or {}).get("tree", {})
+    size = max(len(pairs), int((saved.get("step") or {}).get(
+        "shape", [len(pairs)])[0]))
+    padded = pairs + pairs[-1:] * (size - len(pairs))
+    target = sweep.create_population(config, model, [a for a, _ in padded],
+                                     [s for _, s in padded])
+    state, step = checkpoint.restore(ckpt_dir, target)
+    params = [jax.tree.map(jnp.asarray, sweep.member(state, i).params)
+              for i in range(len(pairs))]
+    who = ", ".join(f"seed {s}" + (f" alpha {a:g}" if len(set(
+        a for a, _ in pairs)) > 1 else "") for a, s in pairs)
+    members_text = f"{len(pairs)} member(s): {who}"
+  else:
+    target = train.create_train_state(config, model, jax.random.key(0))
+    state, step = checkpoint.restore(ckpt_dir, target)
+    params = [jax.tree.map(jnp.asarray, state.params)]
+    members_text = f"seed {config.get('seed', '?')}"
+  fields = ", ".join(f"{k}={v}" for k, v in config.model.items())
+  description = (f"LisaCNN({fields}) from {path}, variant "
+                 f"{config.get('variant', '?')}, step {step}, {members_text}")
+  return models.apply_fn_for(model), params, description
+
+
+def load_model(spec: str | os.PathLike[str], rp2_dir: str = "",
+               member: int = 0) -> tuple[ApplyFn, Any, str]:
   """A classifier from an RP2 `.npz` file or a training workdir.
 
   Args:
     spec: '' (the RP2 authors' model of the assets in `rp2_dir`, '' = the
       packaged copy), the path of an RP2 `.npz` (loaded into the unfiltered
-      `LisaCNN`), or a workdir of `launch.train` (its `config.json` rebuilds
-      the model, the newest good checkpoint in `checkpoints/` gives the
-      params).
+      `LisaCNN`), or a training workdir: of `launch.train`, of a sweep, or
+      a study's WORKDIR/models/NAME (its `config.json`, checked against the
+      checkpoint's sidecar, rebuilds the model; the newest good checkpoint
+      in `checkpoints/` gives the params).
+    member: which member of a population (`load_members`' order); 0 for a
+      single model.
 
   Returns:
     (apply_fn, params, description): the same `apply_fn` object for every
@@ -138,42 +227,13 @@ def load_model(spec: str | os.PathLike[str], rp2_dir: str = ""
   Raises:
     FileNotFoundError: no such path, or a folder that is not a training
       workdir or holds no checkpoint.
-    ValueError: a file that is not an RP2 LisaCNN.
+    ValueError: a file that is not an RP2 LisaCNN, a member out of range,
+      or a config.json that is not its checkpoints' config.
   """
-  if not os.fspath(spec):
-    root = rp2_assets.rp2_dir(rp2_dir)
-    spec = root / "rp2_lisa_cnn.npz"
-  path = Path(spec)
-  if not path.exists():
-    raise FileNotFoundError(f"model {str(path)!r} does not exist; pass an RP2 "
-                            ".npz file or a training workdir")
-  if path.is_file():
-    model = models.LisaCNN()
-    params = rp2_assets.params_from_rp2(path)
-    description = f"RP2 LisaCNN from {path}"
-  else:
-    config_file = path / "config.json"
-    if not config_file.is_file():
-      raise FileNotFoundError(
-          f"model folder {str(path)!r} has no config.json; pass a workdir of "
-          "launch.train or an RP2 .npz file")
-    try:
-      config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{config_file} is not valid JSON: {e}") from None
-    if "model" not in config:
-      raise ValueError(f"{config_file} has no 'model' block; it is not the "
-                       "config of a training run")
-    model = models.model_for(config)
-    ckpt_dir = path / "checkpoints"
-    if checkpoint.latest_step(ckpt_dir) is None:
-      raise FileNotFoundError(
-          f"training workdir {str(path)!r} has no checkpoint in {ckpt_dir}; "
-          "train it first or pass another model")
-    target = train.create_train_state(config, model, jax.random.key(0))
-    state, step = checkpoint.restore(ckpt_dir, target)
-    params = jax.tree.map(jnp.asarray, state.params)
-    fields = ", ".join(f"{k}={v}" for k, v in config.model.items())
-    description = (f"LisaCNN({fields}) from {path}, variant "
-                   f"{config.get('variant', '?')}, step {step}")
-  return models.apply_fn_for(model), params, description
+  apply_fn, members, description = load_members(spec, rp2_dir)
+  if not (isinstance(member, int) and 0 <= member < len(members)):
+    raise ValueError(f"member={member!r}, but {spec} holds {len(members)} "
+                     f"member(s); pass --config.member=0..{len(members) - 1}")
+  if len(members) > 1:
+    description += f"; member {member}"
+  return apply_fn, members[member], description
