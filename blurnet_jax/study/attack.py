@@ -124,23 +124,26 @@ def run_attack(config: ml_collections.ConfigDict,
     The contents of attack.json.
   """
   workdir = epath.Path(workdir)
-  with workdirs.lock(workdir):
-    return _run_attack(config, workdir)
-
-
-def _run_attack(config: ml_collections.ConfigDict, workdir: epath.Path
-                ) -> dict[str, Any]:
-  """`run_attack` inside its workdir's lock."""
   cfg = rp2_config(config)
   targets = run_targets(config)
   if not (isinstance(config.eval_transforms, int)
           and config.eval_transforms >= 1):
     raise ValueError(f"eval_transforms={config.eval_transforms!r} must be an "
                      "int >= 1")
-  apply_fn, params, model_description = zoo.load_model(
-      config.model, config.rp2_dir, member=config.get("member", 0))
+  model = zoo.load_model(config.model, config.rp2_dir,
+                         member=config.get("member", 0))
   images, victims_description = victim_set(config.victims, config.rp2_dir)
   mask = attack_mask(config.mask, config.rp2_dir)
+  with workdirs.lock(workdir):  # checked and loaded: only now a file
+    return _attack_and_write(config, workdir, cfg, targets, model,
+                             (images, victims_description), mask)
+
+
+def _attack_and_write(config, workdir: epath.Path, cfg, targets, model,
+                      victims, mask) -> dict[str, Any]:
+  """`run_attack` inside its workdir's lock."""
+  apply_fn, params, model_description = model
+  images, victims_description = victims
   workdir.mkdir(parents=True, exist_ok=True)
 
   attack_key, eval_key = jax.random.split(jax.random.key(config.seed))
