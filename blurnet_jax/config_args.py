@@ -43,7 +43,7 @@ def configure(arg: str | None,
     KeyError: an override path that is not a field of the base config.
   """
   picked, given = set(), {}
-  for part in _split(arg or ""):
+  for part in split(arg or ""):
     key, eq, value = (s.strip() for s in part.partition("="))
     if key in overrides:
       if not eq or _boolean(key, value):
@@ -101,7 +101,7 @@ def option_value(key: str, text: str, default):
                      f"{type(default).__name__}") from None
 
 
-def _split(arg: str) -> list[str]:
+def split(arg: str) -> list[str]:
   """`arg`'s parts between the commas outside brackets and quotes."""
   parts, depth, quote, start = [], 0, "", 0
   for i, ch in enumerate(arg):

@@ -44,6 +44,7 @@ import ml_collections
 
 from blurnet_jax import config_args
 from configs import common
+from configs import defences as defences_configs
 from configs.distributed import distributed_config
 
 
@@ -89,13 +90,14 @@ OVERRIDES = {
         **config_args.under("robustness", common.RUNLOCAL_ROBUSTNESS),
     },
     "all": {"variants": common.TABLE2_VARIANTS},  # at any size
-    # BlurNet beside other defences on a real source (at any size).
-    "defences": {"study": "defences",
-                 "real.variants": common.DEFENCE_VARIANTS},
 }
 
 
 def get_config(arg=None):
+  parts = [p.strip() for p in config_args.split(arg or "")]
+  if "defences" in parts:  # the alias of configs/defences.py
+    return defences_configs.get_config(
+        ",".join(p for p in parts if p != "defences") or None)
   c = config_args.configure(arg, base, OVERRIDES,
                             variants=common.TABLE2_VARIANTS)
   common.link_models(c)

@@ -8,7 +8,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from blurnet_jax.study import reproduce
+from blurnet_jax.study import studies
 from launch.cli import one_line_errors, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
@@ -24,7 +24,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  reproduce.run(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
+  studies.run(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
 
 
 if __name__ == "__main__":

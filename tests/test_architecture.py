@@ -102,7 +102,7 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_no_import_cycle_in_the_package_or_the_configs():
   graph = import_graph()
-  assert "blurnet_jax.study.reproduce" in graph  # the walk saw the tree
+  assert "blurnet_jax.study.studies" in graph  # the walk saw the tree
   # A package's __init__ importing its own submodules is not a cycle.
   pruned = {m: {d for d in deps if d not in _parent_packages(m)}
             for m, deps in graph.items()}
@@ -256,7 +256,8 @@ def test_the_wheel_ships_the_rp2_assets_and_both_licences(wheel):
     top = next(n for n in licences if n.endswith("licenses/LICENSE"))
     assert b"Apache License" in z.read(top)
     assert b"MIT License" in z.read(rp2 + "LICENSE")
-  for pkg in ("blurnet_jax/study/reproduce.py", "launch/report.py",
+  assert rp2 + "SHA256SUMS" in names
+  for pkg in ("blurnet_jax/study/studies.py", "launch/report.py",
               "configs/reproduce.py", "blurnet_jax/ops/conv.py"):
     assert pkg in names, pkg
 
@@ -300,3 +301,51 @@ def test_modules_and_study_functions_stay_readable():
   files = {_module_name(p): p.read_text()
            for p in (REPO / "blurnet_jax").rglob("*.py")}
   assert oversized(files) == []
+
+
+#: What chooses a study: a config's `study` field, its real data source,
+#: or which result files a workdir holds. Only the registry reads them so.
+DISPATCH = re.compile(r"REAL_SOURCES|config\.study\b|get\(\"study\"|"
+                      r"\"defences\.json\"\)\.exists")
+
+
+def test_the_registry_alone_chooses_a_study():
+  """`studies.STUDIES` is the one dispatch: no other module of the study
+  or the launchers branches on a config's study, its source or files on
+  disk (defence_stages.check only refuses a synthetic source)."""
+  allowed = {"blurnet_jax/study/studies.py": None,
+             "blurnet_jax/study/defence_stages.py": "REAL_SOURCES"}
+  for path in [*(REPO / "blurnet_jax" / "study").rglob("*.py"),
+               *(REPO / "launch").glob("*.py")]:
+    rel = path.relative_to(REPO).as_posix()
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+      found = DISPATCH.search(line)
+      if found and rel in allowed:
+        assert allowed[rel] in (None, found[0]), f"{rel}:{number}: {line}"
+      else:
+        assert not found, f"{rel}:{number} chooses a study: {line}"
+
+
+def test_each_config_file_picks_its_study_and_the_page_is_the_registry():
+  from blurnet_jax.study import studies  # pylint: disable=g-import-not-at-top
+  from configs import defences, reproduce, robustness  # pylint: disable=g-import-not-at-top
+  real = reproduce.get_config("quick")
+  real.data.source = "lisa_crops"
+  picked = {name: studies.for_config(c).name for name, c in (
+      ("reproduce", reproduce.get_config("quick")), ("real", real),
+      ("defences", defences.get_config("quick")),
+      ("alias", robustness.get_config("defences,quick")),
+      ("checklist", robustness.get_config("runlocal")))}
+  assert picked == {"reproduce": "synthetic", "real": "real",
+                    "defences": "defences", "alias": "defences",
+                    "checklist": "checklist"}
+  assert [s.name for s in studies.STUDIES] == [
+      "synthetic", "real", "defences", "checklist"]
+  odd = robustness.get_config("runlocal")
+  odd.study = "tables"
+  with pytest.raises(ValueError, match="is no study") as e:
+    studies.for_config(odd)
+  assert "\n" not in str(e.value)
+  page = (REPO / "docs" / "studies.md").read_text()
+  assert page == studies.describe(), (
+      "docs/studies.md is stale: write studies.describe() to it")

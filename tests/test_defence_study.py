@@ -4,6 +4,7 @@ end to end on fabricated crops."""
 
 import json
 import math
+import os
 
 import jax
 import numpy as np
@@ -17,6 +18,7 @@ from blurnet_jax.study import defence_report
 from blurnet_jax.study import defence_stages
 from blurnet_jax.study import report
 from blurnet_jax.study import robustness
+from blurnet_jax.study import studies
 from blurnet_jax.study.zoo import TrainedModel
 from configs import robustness as robustness_configs
 from tests.helpers import fabricated_lisa_crops
@@ -74,8 +76,10 @@ def test_a_missing_reference_or_a_synthetic_source_is_one_line():
   with pytest.raises(ValueError, match="data.source=lisa_crops"):
     defence_stages.check(c)
   c.study = "nonsense"
-  with pytest.raises(ValueError, match="use 'checklist' or 'defences'"):
-    robustness.run(c, "/nonexistent")
+  with pytest.raises(ValueError, match="'nonsense' .* is no study") as e:
+    studies.run(c, "/nonexistent")
+  assert "\n" not in str(e.value)
+  assert not os.path.exists("/nonexistent")
 
 
 def _interval(mean):
@@ -181,7 +185,7 @@ def test_the_report_renders_the_table_scatter_and_reading(tmp_path):
   for name, value in (("config", c.to_dict()), *results.items()):
     write_json(tmp_path / f"{name}.json", value)
   # launch.report's path: the report drawn again from the saved files.
-  md = report.render(tmp_path).read_text()
+  md = studies.render(tmp_path).read_text()
   assert "The lowest is doa's" in md
   assert "smoothing reads none of the victims as stop" in md
   assert r"| doa | doa | 90.0 \[80.0, 100.0\] | 1.0 \[0.0, 11.0\] | 20.0" in md
@@ -209,7 +213,7 @@ def test_the_defence_study_end_to_end_on_fabricated_crops(tmp_path):
   c.defences.roa.pgd_steps = 1
   c.defences.roa.stride = 8
   workdir = tmp_path / "run"
-  robustness.run(c, workdir)
+  studies.run(c, workdir)
   out = json.loads((workdir / "defences.json").read_text())
   assert [r["defence"] for r in out["rows"]] == ["baseline", "linf_5x5",
                                                  "median_3x3"]

@@ -19,7 +19,7 @@ import statistics
 import sys
 import blurnet_jax
 from blurnet_jax import host_memory
-from blurnet_jax.study import reproduce  # the whole package, imported
+from blurnet_jax.study import studies  # the whole package, imported
 imported = host_memory.applied()
 if sys.argv[1] == "call":
   host_memory.reuse_freed_memory()

@@ -17,7 +17,7 @@ from blurnet_jax.study import effects
 from blurnet_jax.study import findings
 from blurnet_jax.study import real
 from blurnet_jax.study import real_stages
-from blurnet_jax.study import reproduce
+from blurnet_jax.study import studies
 from blurnet_jax.study import table2
 from blurnet_jax.study import zoo
 from configs import reproduce as reproduce_configs
@@ -191,7 +191,7 @@ def test_the_real_study_end_to_end_on_fabricated_crops(tmp_path):
   c.real.grid.eval_transforms = 1
   c.real.grid.targets.lisa = (12,)
   workdir = tmp_path / "run"
-  reproduce.run(c, workdir)
+  studies.run(c, workdir)
   rows = json.loads((workdir / "table2.json").read_text())
   assert [r["dataset"] for r in rows] == (
       ["lisa_crops: rp2"] * 3 + ["lisa_crops: held_out"] * 3)
@@ -211,7 +211,7 @@ def test_the_real_study_end_to_end_on_fabricated_crops(tmp_path):
   md = (workdir / "report" / "report.md").read_text()
   assert "Table 2 on real photographs" in md and "lisa_crops: held_out" in md
   # A second run reuses the models and draws the same victims.
-  reproduce.run(c, workdir)
+  studies.run(c, workdir)
   assert json.loads((workdir / "victims.json").read_text()) == victims
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from blurnet_jax.study import report
-from blurnet_jax.study import reproduce
+from blurnet_jax.study import studies
 from blurnet_jax.study import slides
 from blurnet_jax.study import stages
 from blurnet_jax.study import table1
@@ -113,7 +113,7 @@ def _tiny_config(data_dir):
 def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
                                                           tmp_path):
   config = _tiny_config(tiny_data_dir)
-  reproduce.run(config, tmp_path)
+  studies.run(config, tmp_path)
   tables = {n: json.loads((tmp_path / f"{n}.json").read_text())
             for n in ("table1", "table2", "spectral", "sweep")}
   variants = ["baseline", "input_5x5_box", "input_5x5_gaussian",
@@ -230,14 +230,14 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   assert model_cfg["num_train_steps"] == 6
   # A second run reads every finished stage back: nothing runs again.
   stages = json.loads((tmp_path / "stages.json").read_text())
-  read_back = reproduce.run(config, tmp_path)
+  read_back = studies.run(config, tmp_path)
   again = json.loads((tmp_path / "stages.json").read_text())
   assert {k: v for k, v in again.items() if k != "report"} == {
       k: v for k, v in stages.items() if k != "report"}
   assert read_back["table2"] == tables["table2"]
   # Run again without resume, it reuses the trained models and recomputes
   # every stage to the same numbers.
-  reproduce.run(config, tmp_path, resume=False)
+  studies.run(config, tmp_path, resume=False)
   again = json.loads((tmp_path / "stages.json").read_text())
   assert again["train"] < stages["train"]
   for name in ("table1", "table2", "spectral", "sweep", "robustness",
@@ -248,7 +248,7 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
       (tmp_path / "proxy_table2.json").read_text())} == at_clean
   # The report renders again from the JSON alone (launch.report's path).
   (tmp_path / "report" / "index.html").unlink()
-  report.render(tmp_path)
+  studies.render(tmp_path)
   assert (tmp_path / "report" / "index.html").read_text().count(
       "data:image/png;base64,") == figures
 
@@ -262,7 +262,7 @@ def test_a_missing_rp2_dir_is_one_clear_error(tmp_path):
 def test_the_report_renders_in_a_headless_browser(tiny_data_dir, tmp_path):
   """The reproduce report opened alone in Chromium: every image loads."""
   chromium = browser()  # skips without one
-  reproduce.run(_tiny_config(tiny_data_dir), tmp_path / "run")
+  studies.run(_tiny_config(tiny_data_dir), tmp_path / "run")
   alone = tmp_path / "alone"
   alone.mkdir()
   page = alone / "index.html"

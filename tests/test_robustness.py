@@ -13,6 +13,7 @@ from blurnet_jax.study import robustness_attacks
 from blurnet_jax.study import robustness_checks
 from blurnet_jax.study import robustness_measure
 from blurnet_jax.study import robustness_settings
+from blurnet_jax.study import studies
 from blurnet_jax import spectral
 from blurnet_jax.attacks import transforms
 from blurnet_jax.classes import STOP
@@ -250,14 +251,15 @@ def test_bad_robustness_settings_are_one_clear_error(field, value, match):
                               stripe_mask(), jax.random.key(0), rc)
 
 
-def test_runlocal_writes_the_json_figures_and_report(tiny_data_dir, tmp_path):
+def test_runlocal_writes_the_json_figures_and_report(tiny_data_dir, tmp_path,
+                                                     capsys):
   config = robustness_configs.get_config("runlocal")
   tiny_data(config.data, tiny_data_dir)
   config.num_train_steps = 6
   config.warmup_steps = 2
   config.batch_size = 16
   tiny_robustness(config.robustness)
-  robustness.run(config, tmp_path)
+  studies.run(config, tmp_path)
   saved = json.loads((tmp_path / "robustness.json").read_text())
   base = saved["models"]["baseline"]
   assert set(base) >= {"clean", "gradients", "unbounded", "budgets", "steps",
@@ -281,14 +283,22 @@ def test_runlocal_writes_the_json_figures_and_report(tiny_data_dir, tmp_path):
                    "robustness_steps.png", "robustness_transfer.png"]
   for p in (tmp_path / "figures").glob("*.png"):
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-  html = (tmp_path / "robustness_report" / "index.html").read_text()
+  html = (tmp_path / "report" / "index.html").read_text()
   assert html.count("data:image/png;base64,") == 5
   assert "The checklist, per model" in html
-  # Deterministic: a second run (models reused) gives the same numbers.
-  robustness.run(config, tmp_path)
+  # A second run reads every stage back; launch.report renders the report
+  # again from the JSON alone.
+  capsys.readouterr()
+  studies.run(config, tmp_path)
+  out = capsys.readouterr().out
+  assert "stage train: read back" in out and "robustness: read back" in out
+  (tmp_path / "report" / "index.html").unlink()
+  assert studies.render(tmp_path).name == "report.md"
+  assert "The checklist, per model" in (
+      tmp_path / "report" / "index.html").read_text()
+  # Deterministic: --noresume (models reused) gives the same numbers.
+  studies.run(config, tmp_path, resume=False)
   again = json.loads((tmp_path / "robustness.json").read_text())
-  saved.pop("stage_seconds")
-  again.pop("stage_seconds")
   assert again == saved
 
 

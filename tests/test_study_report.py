@@ -10,6 +10,7 @@ import pytest
 
 from blurnet_jax.jsonio import write_json
 from blurnet_jax.study import report
+from blurnet_jax.study import studies
 from configs import reproduce as reproduce_configs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +77,7 @@ def _results(workdir: Path, *, robustness: bool = True) -> None:
 
 def test_report_renders_from_json_alone(tmp_path):
   _results(tmp_path)
-  md = report.render(tmp_path)
+  md = studies.render(tmp_path)
   text = md.read_text()
   html = (tmp_path / "report" / "index.html").read_text()
   assert "Table 1: black-box transfer" in text
@@ -100,7 +101,7 @@ def test_report_renders_from_json_alone(tmp_path):
 
 def test_a_run_without_its_last_stages_renders_and_says_so(tmp_path):
   _results(tmp_path, robustness=False)
-  text = report.render(tmp_path).read_text()
+  text = studies.render(tmp_path).read_text()
   assert "robustness.json is missing" in text
 
 
@@ -119,5 +120,5 @@ def test_a_corrupt_result_file_is_one_clear_error(tmp_path):
   (tmp_path / "table2.json").write_text("{not json")
   with pytest.raises(ValueError, match="table2 results file .* is not valid "
                      "JSON"):
-    report.render(tmp_path)
+    studies.render(tmp_path)
   assert json.loads((tmp_path / "table1.json").read_text())  # untouched

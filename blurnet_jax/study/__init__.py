@@ -1,17 +1,21 @@
-"""The BlurNet study: the application layer over the libraries.
+"""The studies: the application layer over the libraries.
 
-  zoo          the variant zoo: trains (or reuses) each model, the RP2 data
-  table1       black-box transfer of a perturbation to inserted fixed filters
-  table2       the white-box RP2 grid on every trained variant
-  spectra      high-frequency shares and the slides' spectrum figures
-  sweeps       alpha populations, each member attacked
-  robustness   the robustness checklist (launch.robustness)
-  attack       one RP2 run from a config (launch.attack)
-  slides       every number quoted from the slides
-  report       the report, rendered from a finished run's JSON results
-  stages       the stage runner (headers, seconds)
-  reproduce    the study end to end (launch.reproduce)
+  studies           the registry of the four studies and their one driver
+                    (`run`, `render`): synthetic, real, defences, checklist
+  stages            the stage runner (save, resume, headers, seconds)
+  synthetic_stages  the slides' study on the synthetic proxy
+  real_stages       Table 2 on real photographs (`real`: its measurements)
+  defence_stages    BlurNet beside other defences (`defence_eval`)
+  checklist_stages  the robustness checklist (`robustness*`)
+  zoo               the trained models, the RP2 data, loading a workdir
+  table1, table2    black-box transfer; the white-box RP2 grid
+  high_frequency    spectral shares; alpha_curves: the sweeps
+  effects, findings whether a defence acted; the claims' verdicts
+  oracle, proxy     the RP2 model on a data set; the proxy ablation
+  attack            one RP2 run from a config (launch.attack)
+  slides            every number quoted from the slides
+  report, *_report  the reports, rendered from saved results alone
 
 The data's path: data -> zoo -> attacks -> stages -> JSON results ->
-report. Nothing outside this package imports it.
+report. Nothing outside this package imports it but the launchers.
 """

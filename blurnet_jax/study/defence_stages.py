@@ -22,15 +22,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from etils import epath
 import jax
 import ml_collections
 import numpy as np
 
-from blurnet_jax import workdirs
 from blurnet_jax import stats
 from blurnet_jax.classes import IMAGE_SHAPE, REAL_SOURCES, LabelSpace
-from blurnet_jax.jsonio import write_json
 from blurnet_jax.data import datasets
 from blurnet_jax.defences import occlusion
 from blurnet_jax.defences import smoothing
@@ -39,7 +36,7 @@ from blurnet_jax.study import defence_eval
 from blurnet_jax.study import defence_report
 from blurnet_jax.study import real_stages
 from blurnet_jax.study.real_stages import Inputs
-from blurnet_jax.study.stages import SECONDS_FILE, Stage, run_stages
+from blurnet_jax.study.stages import Stage
 from blurnet_jax.study.zoo import TrainedModel
 
 #: The rates drawn per seed in the report's scatter.
@@ -244,27 +241,3 @@ def check(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"real.variants={tuple(config.real.variants)} lacks "
                        f"{name!r}: every defence is paired against the "
                        "baseline and against defences.reference")
-
-
-def run(config: ml_collections.ConfigDict, workdir: epath.PathLike, *,
-        resume: bool = True) -> dict[str, Any]:
-  """Runs the stages (reading back those a run of the same config
-  finished, with `resume`) and writes WORKDIR/report/."""
-  check(config)
-  workdir = epath.Path(workdir)
-  datasets.pin_data(config)  # a bad data folder stops before any file
-  with workdirs.lock(workdir):
-    config = real_stages.resolved(config)
-    inputs = Inputs(config, workdir)
-    seconds = run_stages(STAGES, config, inputs, workdir, resume=resume)
-    return _report(config, workdir, inputs, seconds)
-
-
-def _report(config, workdir, inputs, seconds) -> dict[str, Any]:
-  """WORKDIR/report/ from the stages' results, timed into stages.json."""
-  t0 = time.perf_counter()
-  md = defence_report.write_report(workdir, config, inputs.results)
-  seconds["report"] = round(time.perf_counter() - t0, 1)
-  write_json(workdir / SECONDS_FILE, seconds)
-  print(f"\nreport: {md.parent / 'index.html'} and {md}")
-  return inputs.results

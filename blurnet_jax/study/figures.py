@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 
 from blurnet_jax import plots
-from blurnet_jax.classes import CLASS_NAMES, REAL_SOURCES
+from blurnet_jax.classes import CLASS_NAMES
 from blurnet_jax.study import oracle
 from blurnet_jax.study import proxy
 from blurnet_jax.study import high_frequency
@@ -113,11 +113,12 @@ def victims_figure(preview: dict[str, np.ndarray], figdir: Path) -> Figures:
 
 
 def draw(workdir: Path, config: ml_collections.ConfigDict,
-         results: dict[str, Any]) -> dict[str, Figures]:
-  """Every figure the results allow, under WORKDIR/figures."""
+         results: dict[str, Any], *, real: bool) -> dict[str, Figures]:
+  """Every figure the results allow, under WORKDIR/figures (`real`: the
+  results are of real photographs, which the oracle figure says)."""
+  del config
   figdir = Path(workdir) / "figures"
   figdir.mkdir(parents=True, exist_ok=True)
-  real = config.data.source in REAL_SOURCES
   drawers = (
       ("victims", "victims_preview", victims_figure),
       ("oracle", "oracle",

@@ -1,8 +1,10 @@
 """The study's reports, rendered from the saved results of a run.
 
-  render(workdir)  # WORKDIR/report/index.html and report.md
+  render_synthetic(workdir)  # WORKDIR/report/index.html and report.md
+  render_real(workdir)       # the same, of Table 2 on real photographs
 
-`launch.reproduce` ends by calling `render`; `launch.report` calls it alone,
+A study ends by rendering its report (`studies.run`); `launch.report`
+renders it alone (`studies.render` picks the study's renderer),
 in seconds, on any finished (or partly finished) run: no model is loaded
 and nothing is trained or attacked. A run's results are its `config.json`,
 `study.json` (the environment, where the data come from), `stages.json`
@@ -22,13 +24,12 @@ import ml_collections
 from blurnet_jax import distributed
 from blurnet_jax import document as R
 from blurnet_jax.attacks import grid
-from blurnet_jax.classes import CLASS_NAMES, REAL_SOURCES
+from blurnet_jax.classes import CLASS_NAMES
 from blurnet_jax.jsonio import read_json
 from blurnet_jax.study.blocks import ci as _ci
 from blurnet_jax.study.blocks import figures_of, findings_blocks, not_run
 from blurnet_jax.study.blocks import pct as _pct
 from blurnet_jax.study.blocks import table2_block
-from blurnet_jax.study import defence_report
 from blurnet_jax.study import real_report
 from blurnet_jax.study.proxy_report import oracle_blocks, proxy_blocks
 from blurnet_jax.study.robustness_report import robustness_blocks
@@ -372,38 +373,47 @@ def table2_text(rows) -> str:
       f"{r['worst_success']:.1%} L2 {r['l2_distortion']:.3f}" for r in rows)
 
 
-def load_results(workdir: epath.PathLike
-                 ) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
-  """The config and every saved result of a study run, with the figures
-  drawn from them (`figures.draw`) in `results['study']['figures']`."""
+def load_results(workdir: epath.PathLike, required: tuple[str, ...], *,
+                 real: bool) -> tuple[ml_collections.ConfigDict,
+                                      dict[str, Any]]:
+  """The config and every saved result of a study run (`required` must be
+  there), with the figures drawn from them (`figures.draw`) in
+  `results['study']['figures']`."""
   workdir = Path(workdir)
   config = ml_collections.ConfigDict(read_json(workdir / "config.json",
                                                "study config"))
-  study = "real" if config.data.source in REAL_SOURCES else "synthetic"
   results = {name: stages.load_result(workdir, name) for name in RESULTS}
-  for name in REQUIRED[study]:
+  for name in required:
     if results[name] is None:  # the one-line error of a missing file
       read_json(workdir / f"{name}.json", f"{name} results")
   results = {k: v for k, v in results.items() if v is not None}
-  results["study"]["figures"] = draw_figures(workdir, config, results)
+  results["study"]["figures"] = draw_figures(workdir, config, results,
+                                             real=real)
   return config, results
 
 
-def render(workdir: epath.PathLike) -> Path:
-  """Writes WORKDIR/report/index.html and report.md; returns report.md.
-  In a multi-process run process 0 alone renders (the others return the
-  path at once and wait at the stage's barrier)."""
+def _write(workdir: epath.PathLike, title: str, blocks_of, required, *,
+           real: bool) -> Path:
+  """WORKDIR/report/ (process 0 only: the others return the path at once
+  and wait at the stage's barrier)."""
   if not distributed.is_writer():
     return Path(workdir) / "report" / "report.md"
-  if (Path(workdir) / "defences.json").exists():  # the defence study's
-    return defence_report.render(workdir)
-  config, results = load_results(workdir)
-  if config.data.source in REAL_SOURCES:
-    title = f"BlurNet Table 2 on real photographs ({config.data.source})"
-    blocks = real_report.blocks(config, results)
-  else:
-    title, blocks = "BlurNet reproduction", study_blocks(config, results)
-  md, _ = R.write_report(Path(workdir) / "report", title, blocks)
+  config, results = load_results(workdir, required, real=real)
+  md, _ = R.write_report(Path(workdir) / "report", title(config),
+                         blocks_of(config, results))
   return md
 
 
+def render_synthetic(workdir: epath.PathLike) -> Path:
+  """The synthetic study's WORKDIR/report/index.html and report.md."""
+  return _write(workdir, lambda c: "BlurNet reproduction", study_blocks,
+                REQUIRED["synthetic"], real=False)
+
+
+def render_real(workdir: epath.PathLike) -> Path:
+  """The real-photograph study's WORKDIR/report/ (Table 2 on a real
+  source)."""
+  return _write(
+      workdir, lambda c: ("BlurNet Table 2 on real photographs "
+                          f"({c.data.source})"),
+      real_report.blocks, REQUIRED["real"], real=True)

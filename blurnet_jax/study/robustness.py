@@ -29,8 +29,9 @@ start at random points, so two runs can differ by a victim without anything
 being wrong. A check that fails becomes a flag in `robustness.json` and in
 the report, with the numbers that raised it.
 
-This module runs the checklist on every model and writes its files; the
-settings are read in `robustness_settings`, the compiled attacks live in
+This module runs the checklist on every model (`evaluate_trained`; the
+study that writes its files is `checklist_stages`); the settings are read
+in `robustness_settings`, the compiled attacks live in
 `robustness_attacks`, one model's measurements in `robustness_measure`,
 their pooling over members in `robustness_pool` and the checks in
 `robustness_checks`.
@@ -40,24 +41,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from etils import epath
 import jax
 import numpy as np
 
-from blurnet_jax import workdirs
-from blurnet_jax import plots
 from blurnet_jax import stats
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
-from blurnet_jax.jsonio import write_json
-from blurnet_jax.study import defence_stages
-from blurnet_jax.study import robustness_report
 from blurnet_jax.study import zoo
 from blurnet_jax.study.robustness_attacks import transfer_matrix
 from blurnet_jax.study.robustness_checks import checks, transfer_gaps
 from blurnet_jax.study.robustness_measure import measure
 from blurnet_jax.study.robustness_pool import pool_members
-from blurnet_jax.study.stages import Stages
 from blurnet_jax.study.zoo import RP2Data, TrainedModel
 
 
@@ -166,39 +160,3 @@ def evaluate_trained(config, trained: dict[str, TrainedModel], key,
   mask = masks_lib.get_mask(rc.mask)
   named = [(n, m.apply_fn, m.members[:count]) for n, m in trained.items()]
   return evaluate_all(named, images, mask, key, rc, real=real)
-
-
-def run(config, workdir: epath.PathLike, *, resume: bool = True
-        ) -> dict[str, Any]:
-  """Trains (or reuses) the models of `config`, runs the checklist, writes
-  robustness.json, figures/robustness_*.png and robustness_report/; with
-  `study='defences'`, runs the defence study instead
-  (`defence_stages.run`, which `resume` concerns)."""
-  if config.study == "defences":
-    return defence_stages.run(config, workdir, resume=resume)
-  if config.study != "checklist":
-    raise ValueError(f"study={config.study!r}; use 'checklist' or "
-                     "'defences' (configs/robustness.py:defences)")
-  workdir = epath.Path(workdir)
-  with workdirs.lock(workdir):
-    return _checklist(config, workdir)
-
-
-def _checklist(config, workdir: epath.Path) -> dict[str, Any]:
-  """The checklist's train, robustness and report stages (`run`)."""
-  stage = Stages(("train", "robustness", "report"))
-  real = zoo.rp2_data(config.rp2_dir)
-  with stage("train"):
-    trained = zoo.train_models(config.models, workdir / "models")
-  with stage("robustness"):
-    results = evaluate_trained(config, trained, jax.random.key(config.seed),
-                               real)
-    print(robustness_report.robustness_text(results))
-  with stage("report"):
-    figures = plots.robustness_figures(results, workdir / "figures")
-    results["stage_seconds"] = dict(stage.seconds)
-    write_json(workdir / "robustness.json", results)
-    md = robustness_report.write_robustness_report(workdir, config, results,
-                                                   figures)
-  print(f"\nrobustness.json and {md.parent / 'index.html'}")
-  return results

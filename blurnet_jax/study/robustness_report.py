@@ -1,6 +1,6 @@
 """The robustness checklist's report blocks: a summary row per model, the
-checks and their flags, the figures (the study's report and
-`launch.robustness`'s own)."""
+checks and their flags, the figures (the synthetic study's report and the
+checklist study's own, `render`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import ml_collections
+
 from blurnet_jax import distributed
 from blurnet_jax import document as R
+from blurnet_jax import plots
 from blurnet_jax import stats
+from blurnet_jax.jsonio import read_json
 
 
 def summary_rows(results) -> list[dict[str, Any]]:
@@ -98,16 +102,21 @@ def robustness_text(results) -> str:
   return "\n".join(lines)
 
 
-def write_robustness_report(workdir: str | os.PathLike[str], config, results,
-                            figures: list[tuple[str, str]]) -> Path:
-  """WORKDIR/robustness_report/ of `launch.robustness` (process 0 only)."""
+def render(workdir: str | os.PathLike[str]) -> Path:
+  """The checklist's WORKDIR/report/ again from its saved config.json and
+  robustness.json (the figures drawn into WORKDIR/figures; process 0
+  only)."""
+  workdir = Path(workdir)
   if not distributed.is_writer():
-    return Path(workdir) / "robustness_report" / "report.md"
+    return workdir / "report" / "report.md"
+  config = ml_collections.ConfigDict(read_json(workdir / "config.json",
+                                               "study config"))
+  results = read_json(workdir / "robustness.json", "robustness results")
+  figures = plots.robustness_figures(results, workdir / "figures")
   md, _ = R.write_report(
-      Path(workdir) / "robustness_report", "Robustness checklist",
+      workdir / "report", "Robustness checklist",
       robustness_blocks(results, [R.Figure(p, c) for p, c in figures],
                         config.robustness) + [
           R.Heading("Config"),
           R.Code(json.dumps(config.to_dict(), indent=2), "json")])
   return md
-
