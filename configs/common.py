@@ -1,11 +1,15 @@
-"""Blocks shared by the study configs (reproduce.py and robustness.py).
+"""What several study configs share (reproduce.py, robustness.py,
+defences.py): the study's training settings and the models linked to
+them, Table 2 on real photographs, the white-box grids and the
+checklist's block. What one config file alone uses lives in that file
+(the LISA arm and the proxy in reproduce.py, the defences in defences.py).
 
 Each block is built at its full size, beside the differences of the quick
 study (dicts of dotted paths, the named overrides' parts; see
 blurnet_jax/config_args.py). The settings hold no links: after the
 overrides, `link_models` and the arms' `link_*` build the complete train
-config of every model (`models`, `lisa_models`, `real_models`,
-`proxy_models`), whose shared fields are references to the study's
+config of every model (`models`, `real_models`, and reproduce.py's
+`lisa_models` and `proxy_models`), whose shared fields are references to the study's
 (ml_collections FieldReferences), so `--config.num_train_steps=1000`
 reaches every model, and the config a run prints and saves is the one each
 model was trained with. (An override of a linked field would set every
@@ -60,13 +64,6 @@ def link_models(c: ml_collections.ConfigDict) -> None:
       {v: linked_train_config(c, v) for v in variants})
 
 
-def link_unset(block: ml_collections.ConfigDict, key: str,
-               c: ml_collections.ConfigDict) -> None:
-  """`block[key]`, where None, becomes a link to the study's `c[key]`."""
-  if block[key] is None:
-    block[key] = c.get_ref(key)
-
-
 def linked_train_config(c: ml_collections.ConfigDict, variant: str, *,
                         steps=None, learning_rate=None, warmup=None
                         ) -> ml_collections.ConfigDict:
@@ -116,49 +113,6 @@ def victims_grid(targets) -> ml_collections.ConfigDict:
 #: The quick grids (Table 2's and the arms'): 40 steps x 2 transforms, so
 #: that the RP2 model's programs on the real victims are shared.
 QUICK_GRID = {"num_transforms": 2, "steps": 40, "eval_transforms": 4}
-
-
-def lisa_settings(c: ml_collections.ConfigDict) -> None:
-  """The LISA-initialised arm's settings, `c.lisa`: each Table 2 variant
-  fine-tuned from the RP2 authors' weights in two forms, beside a baseline
-  fine-tuned the same way (the control of the 'full' form; the control of
-  the 'frozen' form is the RP2 model itself), attacked on the 40 real
-  victims. `link_lisa` builds their train configs (`c.lisa_models`)."""
-  c.lisa = ml_collections.ConfigDict()
-  c.lisa.variants = TABLE2_VARIANTS[1:]
-  # full: every layer trains; frozen: only what the variant adds (the
-  # learned kernel; for TV the first layer).
-  c.lisa.forms = ("full", "frozen")
-  c.lisa.num_train_steps = 300
-  c.lisa.learning_rate = 1e-4
-  c.lisa.grid = victims_grid((12, 5, 1))
-
-
-#: The quick LISA arm: two variants in the full form alone (a reduction the
-#: report lists), to fit the 10 minutes; target 12 alone.
-QUICK_LISA = {
-    "lisa.variants": ("linf_5x5", "tv_1e-4"),
-    "lisa.forms": ("full",),
-    "lisa.num_train_steps": 60,
-    **config_args.under("lisa.grid", {**QUICK_GRID, "targets": (12,)}),
-}
-
-
-def link_lisa(c: ml_collections.ConfigDict) -> None:
-  """`c.lisa_models`: the train configs of the LISA arm (see
-  `lisa_settings`), linked to `c.lisa`'s steps and learning rate."""
-  steps = c.lisa.get_ref("num_train_steps")
-  models = {}
-  for form in c.lisa.forms:
-    for variant in (("baseline",) if form == "full" else ()) + tuple(
-        c.lisa.variants):
-      m = linked_train_config(
-          c, variant, steps=steps, warmup=steps // 10,
-          learning_rate=c.lisa.get_ref("learning_rate"))
-      m.init = "rp2"
-      m.trainable = "all" if form == "full" else "added"
-      models[f"{form}_{variant}"] = m
-  c.lisa_models = ml_collections.ConfigDict(models)
 
 
 def real_settings(c: ml_collections.ConfigDict) -> None:
@@ -211,168 +165,6 @@ def link_real(c: ml_collections.ConfigDict) -> None:
           "learning_rate")) for v in c.real.variants})
 
 
-#: The defences of the defence study (configs/train.py's names), each
-#: trained on the real source like Table 2's variants: the undefended
-#: baseline, BlurNet's learned filter and TV (Table 2), masked-PGD
-#: adversarial training, DOA, column smoothing, BlurNet plus DOA.
-DEFENCE_VARIANTS = ("baseline", "linf_5x5", "tv_1e-4", "pgd_at", "doa",
-                    "doa_linf_5x5", "smoothing")
-
-
-def defence_settings(c: ml_collections.ConfigDict) -> None:
-  """The defence study's settings (`blurnet_jax.study.defence_stages`),
-  `c.defences`: the trained defences are `c.real.variants` (set to
-  `DEFENCE_VARIANTS` by the study's override), trained as Table 2 on real
-  photographs trains them (`c.real`); the input transformations wrap the
-  baseline at test time; every defence is attacked on one victim set per
-  label space with the same keys, and paired against the baseline and
-  against `reference` (BlurNet)."""
-  d = c.defences = ml_collections.ConfigDict()
-  d.reference = "linf_5x5"
-  # The adversarial training's effort (configs/train.py: defence_config),
-  # linked into the `defence` block of every adversarially trained model
-  # by `link_defences`: PGD steps of pgd_at; positions tried and PGD steps
-  # of DOA's occlusion attack.
-  d.training = ml_collections.ConfigDict(dict(steps=7, candidates=10,
-                                               pgd_steps=10))
-  # Input transformations of the baseline (blurnet_jax.defences.transforms).
-  d.transforms = ml_collections.ConfigDict({
-      "median_3x3": {"kind": "median", "size": 3, "quality": 75},
-      "jpeg_75": {"kind": "jpeg", "size": 3, "quality": 75}})
-  # Held-out images of the clean accuracy and the stop-bias share: a
-  # seeded draw of this many, the same for every defence (0: all).
-  d.test_images = 0
-  # The victims: 'rp2' (the RP2 authors' 40, LISA only) or 'held_out'.
-  d.victim_set = ml_collections.ConfigDict({"lisa": "rp2",
-                                            "gtsrb": "held_out"})
-  # White-box RP2 at the slides' settings (camouflage mask), per target;
-  # () = every class but stop.
-  d.targets = ml_collections.ConfigDict({"lisa": (), "gtsrb": ()})
-  d.steps = 1000
-  d.num_transforms = 8
-  d.chunk = -1
-  # Masked PGD and Square inside the same mask (L-inf 1: any colour).
-  d.pgd_steps = 100
-  d.square_queries = 2000
-  d.square_p_init = 0.3
-  # The occlusion attack (ROA, 7x7 as DOA trains against), every position.
-  d.roa = ml_collections.ConfigDict(dict(
-      height=7, width=7, stride=2, search="exhaustive", candidates=10,
-      pgd_steps=30))
-
-
-#: The quick defence study: two seeds, shorter training with cheaper
-#: adversarial examples (3 PGD steps; DOA tries 4 positions), 20 held-out
-#: victims, RP2's own target, shorter attacks (ROA tries the 10 positions
-#: of largest gradient, not all 169), clean accuracy on 2,000 held-out
-#: images at most (column smoothing votes 32 times per image).
-QUICK_DEFENCES = {
-    "real.seeds": (0, 1),
-    "real.num_train_steps.lisa": 300,
-    "real.num_train_steps.gtsrb": 300,
-    "defences.test_images": 2000,
-    "defences.training.steps": 3,
-    "defences.training.candidates": 4,
-    "defences.training.pgd_steps": 3,
-    "real.victims": 20,
-    "defences.targets.lisa": (12,),
-    "defences.targets.gtsrb": (5,),
-    "defences.steps": 40,
-    "defences.num_transforms": 2,
-    "defences.pgd_steps": 30,
-    "defences.square_queries": 100,
-    "defences.roa.search": "gradient",
-    "defences.roa.pgd_steps": 10,
-}
-
-
-def link_defences(c: ml_collections.ConfigDict) -> None:
-  """Links `c.defences.training` into the `defence` block of every model
-  of `c.real_models` trained on adversarial examples (after `link_real`)."""
-  for m in c.real_models.values():
-    if m.defence.kind in ("pgd_mask", "doa"):
-      for field in c.defences.training.keys():
-        m.defence[field] = c.defences.training.get_ref(field)
-
-
-#: The proxy ablation's settings: the knobs each baseline changes from the
-#: study's data and training (data: corruption, balance, train_per_class;
-#: training: augment, and the length as a multiple of proxy.num_train_steps).
-PROXY_SETTINGS = {
-    "default": {},
-    "clean": {"corruption": 0.0},
-    "no_augment": {"augment": False},
-    "lisa_balance": {"balance": "lisa"},
-    "clean_no_augment": {"corruption": 0.0, "augment": False},
-    "long": {"steps_factor": 3},
-}
-PROXY_DATA_KNOBS = ("corruption", "balance", "train_per_class")
-
-
-def proxy_train_config(c: ml_collections.ConfigDict, setting: str
-                       ) -> ml_collections.ConfigDict:
-  """The baseline of one proxy setting: the study's baseline config with
-  the setting's knobs. Its data block links every field of `c.data` except
-  the knobs it changes (so its tfds config name differs only by them)."""
-  if setting not in PROXY_SETTINGS:
-    raise ValueError(f"unknown proxy setting {setting!r}; known: "
-                     f"{', '.join(PROXY_SETTINGS)}")
-  knobs = PROXY_SETTINGS[setting]
-  steps = c.proxy.get_ref("num_train_steps") * knobs.get("steps_factor", 1)
-  m = linked_train_config(c, "baseline", steps=steps, warmup=steps // 10)
-  if any(k in knobs for k in PROXY_DATA_KNOBS):
-    data = ml_collections.ConfigDict()
-    for k in c.data.keys():
-      data[k] = knobs[k] if k in knobs else c.data.get_ref(k)
-    m.data = data
-  m.augment = knobs.get("augment", True)
-  # A fresh block: `m.sweep.seeds` holds the study's seeds reference, and
-  # assigning to it would change the study-wide value behind it.
-  m.sweep = ml_collections.ConfigDict(dict(
-      alphas=(0.0,), seeds=c.proxy.get_ref("seeds"), chunk=0))
-  return m
-
-
-def proxy_settings(c: ml_collections.ConfigDict) -> None:
-  """The proxy ablation's settings (`blurnet_jax.study.proxy`), `c.proxy`:
-  one baseline population per setting of `PROXY_SETTINGS`, each and the
-  RP2 model attacked with the white-box grid on the 40 real victims with
-  the same keys. `c.proxy_models` names the settings; `link_proxy` makes
-  them train configs."""
-  c.proxy = ml_collections.ConfigDict()
-  # None: the study's steps and seeds (linked by `link_proxy`).
-  c.proxy.num_train_steps = None
-  c.proxy.seeds = None
-  c.proxy.grid = victims_grid((1, 5, 12))
-  # Table 2's variants trained again at a proxy setting and attacked with
-  # Table 2's grid: '' (none), 'closest' (the setting whose baseline is
-  # nearest the RP2 model's success) or a setting's name.
-  c.proxy.table2 = "closest"
-  c.proxy_models = tuple(PROXY_SETTINGS)
-
-
-#: The quick proxy ablation: two settings, a shorter training and one seed
-#: (reductions the report lists), target 12 alone, no Table 2 again.
-QUICK_PROXY = {
-    "proxy.num_train_steps": 60,
-    "proxy.seeds": (0,),
-    **config_args.under("proxy.grid", {**QUICK_GRID, "targets": (12,)}),
-    "proxy.table2": "",
-    "proxy_models": ("default", "clean"),
-}
-
-
-def link_proxy(c: ml_collections.ConfigDict) -> None:
-  """`c.proxy_models`: the baseline of each setting it names, and the
-  study's steps and seeds where `c.proxy` leaves them None."""
-  link_unset(c.proxy, "num_train_steps", c)
-  link_unset(c.proxy, "seeds", c)
-  settings = c.proxy_models
-  del c["proxy_models"]  # the names give way to their configs
-  c.proxy_models = ml_collections.ConfigDict(
-      {s: proxy_train_config(c, s) for s in settings})
-
-
 def robustness_block() -> ml_collections.ConfigDict:
   """The checklist's settings at full size."""
   r = ml_collections.ConfigDict()
@@ -416,18 +208,4 @@ QUICK_ROBUSTNESS = {
     "eot_samples": 4,
     "rp2_steps": 40,
     "rp2_transforms": 2,
-}
-
-#: The quick checklist, smaller still (a run of tens of seconds).
-RUNLOCAL_ROBUSTNESS = {
-    **QUICK_ROBUSTNESS,
-    "victims": 10,
-    "l2_budgets": (1.0, 8.0),
-    "pgd_steps": 10,
-    "steps_curve": (2, 10),
-    "square_queries": 60,
-    "rp2_steps": 15,
-    "rp2_transforms": 1,
-    "angles": (0.0, 30.0, 60.0),
-    "distances": (32, 16, 8),
 }

@@ -58,6 +58,134 @@ from configs import common
 from configs import sweep as sweep_configs
 from configs.distributed import distributed_config
 
+def link_unset(block: ml_collections.ConfigDict, key: str,
+               c: ml_collections.ConfigDict) -> None:
+  """`block[key]`, where None, becomes a link to the study's `c[key]`."""
+  if block[key] is None:
+    block[key] = c.get_ref(key)
+
+
+def lisa_settings(c: ml_collections.ConfigDict) -> None:
+  """The LISA-initialised arm's settings, `c.lisa`: each Table 2 variant
+  fine-tuned from the RP2 authors' weights in two forms, beside a baseline
+  fine-tuned the same way (the control of the 'full' form; the control of
+  the 'frozen' form is the RP2 model itself), attacked on the 40 real
+  victims. `link_lisa` builds their train configs (`c.lisa_models`)."""
+  c.lisa = ml_collections.ConfigDict()
+  c.lisa.variants = common.TABLE2_VARIANTS[1:]
+  # full: every layer trains; frozen: only what the variant adds (the
+  # learned kernel; for TV the first layer).
+  c.lisa.forms = ("full", "frozen")
+  c.lisa.num_train_steps = 300
+  c.lisa.learning_rate = 1e-4
+  c.lisa.grid = common.victims_grid((12, 5, 1))
+
+
+#: The quick LISA arm: two variants in the full form alone (a reduction the
+#: report lists), to fit the 10 minutes; target 12 alone.
+QUICK_LISA = {
+    "lisa.variants": ("linf_5x5", "tv_1e-4"),
+    "lisa.forms": ("full",),
+    "lisa.num_train_steps": 60,
+    **config_args.under("lisa.grid", {**common.QUICK_GRID, "targets": (12,)}),
+}
+
+
+def link_lisa(c: ml_collections.ConfigDict) -> None:
+  """`c.lisa_models`: the train configs of the LISA arm (see
+  `lisa_settings`), linked to `c.lisa`'s steps and learning rate."""
+  steps = c.lisa.get_ref("num_train_steps")
+  models = {}
+  for form in c.lisa.forms:
+    for variant in (("baseline",) if form == "full" else ()) + tuple(
+        c.lisa.variants):
+      m = common.linked_train_config(
+          c, variant, steps=steps, warmup=steps // 10,
+          learning_rate=c.lisa.get_ref("learning_rate"))
+      m.init = "rp2"
+      m.trainable = "all" if form == "full" else "added"
+      models[f"{form}_{variant}"] = m
+  c.lisa_models = ml_collections.ConfigDict(models)
+
+
+#: The proxy ablation's settings: the knobs each baseline changes from the
+#: study's data and training (data: corruption, balance, train_per_class;
+#: training: augment, and the length as a multiple of proxy.num_train_steps).
+PROXY_SETTINGS = {
+    "default": {},
+    "clean": {"corruption": 0.0},
+    "no_augment": {"augment": False},
+    "lisa_balance": {"balance": "lisa"},
+    "clean_no_augment": {"corruption": 0.0, "augment": False},
+    "long": {"steps_factor": 3},
+}
+PROXY_DATA_KNOBS = ("corruption", "balance", "train_per_class")
+
+
+def proxy_train_config(c: ml_collections.ConfigDict, setting: str
+                       ) -> ml_collections.ConfigDict:
+  """The baseline of one proxy setting: the study's baseline config with
+  the setting's knobs. Its data block links every field of `c.data` except
+  the knobs it changes (so its tfds config name differs only by them)."""
+  if setting not in PROXY_SETTINGS:
+    raise ValueError(f"unknown proxy setting {setting!r}; known: "
+                     f"{', '.join(PROXY_SETTINGS)}")
+  knobs = PROXY_SETTINGS[setting]
+  steps = c.proxy.get_ref("num_train_steps") * knobs.get("steps_factor", 1)
+  m = common.linked_train_config(c, "baseline", steps=steps, warmup=steps // 10)
+  if any(k in knobs for k in PROXY_DATA_KNOBS):
+    data = ml_collections.ConfigDict()
+    for k in c.data.keys():
+      data[k] = knobs[k] if k in knobs else c.data.get_ref(k)
+    m.data = data
+  m.augment = knobs.get("augment", True)
+  # A fresh block: `m.sweep.seeds` holds the study's seeds reference, and
+  # assigning to it would change the study-wide value behind it.
+  m.sweep = ml_collections.ConfigDict(dict(
+      alphas=(0.0,), seeds=c.proxy.get_ref("seeds"), chunk=0))
+  return m
+
+
+def proxy_settings(c: ml_collections.ConfigDict) -> None:
+  """The proxy ablation's settings (`blurnet_jax.study.proxy`), `c.proxy`:
+  one baseline population per setting of `PROXY_SETTINGS`, each and the
+  RP2 model attacked with the white-box grid on the 40 real victims with
+  the same keys. `c.proxy_models` names the settings; `link_proxy` makes
+  them train configs."""
+  c.proxy = ml_collections.ConfigDict()
+  # None: the study's steps and seeds (linked by `link_proxy`).
+  c.proxy.num_train_steps = None
+  c.proxy.seeds = None
+  c.proxy.grid = common.victims_grid((1, 5, 12))
+  # Table 2's variants trained again at a proxy setting and attacked with
+  # Table 2's grid: '' (none), 'closest' (the setting whose baseline is
+  # nearest the RP2 model's success) or a setting's name.
+  c.proxy.table2 = "closest"
+  c.proxy_models = tuple(PROXY_SETTINGS)
+
+
+#: The quick proxy ablation: two settings, a shorter training and one seed
+#: (reductions the report lists), target 12 alone, no Table 2 again.
+QUICK_PROXY = {
+    "proxy.num_train_steps": 60,
+    "proxy.seeds": (0,),
+    **config_args.under("proxy.grid", {**common.QUICK_GRID, "targets": (12,)}),
+    "proxy.table2": "",
+    "proxy_models": ("default", "clean"),
+}
+
+
+def link_proxy(c: ml_collections.ConfigDict) -> None:
+  """`c.proxy_models`: the baseline of each setting it names, and the
+  study's steps and seeds where `c.proxy` leaves them None."""
+  link_unset(c.proxy, "num_train_steps", c)
+  link_unset(c.proxy, "seeds", c)
+  settings = c.proxy_models
+  del c["proxy_models"]  # the names give way to their configs
+  c.proxy_models = ml_collections.ConfigDict(
+      {s: proxy_train_config(c, s) for s in settings})
+
+
 TABLE2_VARIANTS = common.TABLE2_VARIANTS
 
 
@@ -69,16 +197,16 @@ def base(variants) -> ml_collections.ConfigDict:
   # linked into every model of `c.models` (one train config per variant).
   common.study_settings(c, variants)
 
-  # The LISA-initialised arm (see configs/common.py: lisa_settings).
-  common.lisa_settings(c)
+  # The LISA-initialised arm (see lisa_settings below).
+  lisa_settings(c)
 
   # Table 2 on real photographs, the study run on a real data source
   # (see configs/common.py: real_settings).
   common.real_settings(c)
 
   # The proxy ablation: baselines under settings of the synthetic set's
-  # knobs beside the RP2 model (see configs/common.py: proxy_settings).
-  common.proxy_settings(c)
+  # knobs beside the RP2 model (see proxy_settings below).
+  proxy_settings(c)
 
   # Table 1: fixed filters inserted into the undefended model (no retraining).
   c.table1 = ml_collections.ConfigDict()
@@ -127,9 +255,9 @@ OVERRIDES = {
         "seeds": (0, 1),
         "variants": common.QUICK_VARIANTS,
         **common.QUICK_TRAINING,
-        **common.QUICK_LISA,
+        **QUICK_LISA,
         **common.QUICK_REAL,
-        **common.QUICK_PROXY,
+        **QUICK_PROXY,
         "table1.attack_steps": 300,
         # Three targets (addedLane, pedestrianCrossing, speedLimit45: the
         # last is RP2's own), the set of the proxy ablation's full grid.
@@ -155,16 +283,16 @@ def link(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The train config of every model of the study, linked to its settings
   (see configs/common.py)."""
   common.link_models(c)
-  common.link_lisa(c)
+  link_lisa(c)
   common.link_real(c)
-  common.link_proxy(c)
+  link_proxy(c)
   steps = c.sweep.get_ref("num_train_steps")
   sweeps = {}
   for penalty, members in c.sweeps.items():
     s = common.linked_train_config(c, sweep_configs.VARIANT[penalty],
                                    steps=steps)
     s.variant = f"sweep_{penalty}"
-    common.link_unset(members.sweep, "seeds", c)
+    link_unset(members.sweep, "seeds", c)
     s.sweep = members.sweep
     sweeps[penalty] = s
   c.sweeps = ml_collections.ConfigDict(sweeps)

@@ -20,24 +20,8 @@ picks the models instead (quote it for the shell:
 The RP2 model is checked on its 40 real victims with the authors' own
 sticker (the packaged assets, or `rp2_dir`).
 
-`defences` runs the defence study instead (blurnet_jax/study/
-defence_stages.py; docs/defences.md), on a real source:
-
-    python -m launch.robustness --config=configs/robustness.py:defences,quick \
-        --config.data.source=lisa_crops --config.data.manual_dir=PATH/lisa \
-        --workdir=/tmp/defences_lisa
-
-Each defence of `real.variants` (`common.DEFENCE_VARIANTS`: the baseline,
-BlurNet's linf_5x5 and tv_1e-4, masked-PGD adversarial training, DOA,
-BlurNet plus DOA, column smoothing) is trained on the source as Table 2 on
-real photographs trains its variants (`real`), and the input
-transformations of `defences.transforms` wrap the baseline; all are
-attacked adaptively on one victim set (`defences`). Full: 3 seeds, 3000 /
-6000 steps, every target, 1000-step RP2, 100-step PGD, 2000 Square
-queries: GPU work. `defences,quick`: 2 seeds, 300 steps with cheaper
-adversarial training (3 PGD steps, 4 DOA positions), 20 held-out victims,
-RP2's own target, 40-step RP2 over 2 transforms, 30-step PGD, 100 Square
-queries (under 20 minutes on a 2-core CPU).
+`defences` (e.g. `defences,quick`) is an alias of configs/defences.py, the
+defence study's own config: it returns that config.
 """
 
 import ml_collections
@@ -55,14 +39,24 @@ def base(variants) -> ml_collections.ConfigDict:
   common.study_settings(c, variants)
   c.seeds = (0,)  # the checklist attacks one model per variant
   c.robustness = common.robustness_block()
-  # 'checklist' (the checklist on the synthetic study's models) or
-  # 'defences' (BlurNet beside other defences on a real source; see
-  # blurnet_jax/study/defence_stages.py).
-  c.study = "checklist"
-  common.real_settings(c)
-  common.defence_settings(c)
+  c.study = "checklist"  # the study this config runs (study/studies.py)
   c.distributed = distributed_config()  # several processes: see there
   return c
+
+
+#: The quick checklist, smaller still (a run of tens of seconds).
+RUNLOCAL_ROBUSTNESS = {
+    **common.QUICK_ROBUSTNESS,
+    "victims": 10,
+    "l2_budgets": (1.0, 8.0),
+    "pgd_steps": 10,
+    "steps_curve": (2, 10),
+    "square_queries": 60,
+    "rp2_steps": 15,
+    "rp2_transforms": 1,
+    "angles": (0.0, 30.0, 60.0),
+    "distances": (32, 16, 8),
+}
 
 
 #: The three variants of the quick study at its size.
@@ -71,7 +65,6 @@ QUICK = {
     "variants": common.QUICK_VARIANTS,
     **common.QUICK_TRAINING,
     **config_args.under("robustness", common.QUICK_ROBUSTNESS),
-    **common.QUICK_DEFENCES,
 }
 
 #: Named overrides of `base` (see blurnet_jax/config_args.py).
@@ -87,7 +80,7 @@ OVERRIDES = {
         "num_train_steps": 120,
         "warmup_steps": 10,
         "batch_size": 32,
-        **config_args.under("robustness", common.RUNLOCAL_ROBUSTNESS),
+        **config_args.under("robustness", RUNLOCAL_ROBUSTNESS),
     },
     "all": {"variants": common.TABLE2_VARIANTS},  # at any size
 }
@@ -101,6 +94,4 @@ def get_config(arg=None):
   c = config_args.configure(arg, base, OVERRIDES,
                             variants=common.TABLE2_VARIANTS)
   common.link_models(c)
-  common.link_real(c)
-  common.link_defences(c)
   return c

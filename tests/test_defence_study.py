@@ -16,8 +16,6 @@ from blurnet_jax.classes import LISA
 from blurnet_jax.study import defence_eval
 from blurnet_jax.study import defence_report
 from blurnet_jax.study import defence_stages
-from blurnet_jax.study import report
-from blurnet_jax.study import robustness
 from blurnet_jax.study import studies
 from blurnet_jax.study.zoo import TrainedModel
 from configs import robustness as robustness_configs

@@ -7,13 +7,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from blurnet_jax.study import report
 from blurnet_jax.study import studies
 from blurnet_jax.study import slides
 from blurnet_jax.study import stages
 from blurnet_jax.study import table1
 from blurnet_jax.study import zoo
-from configs import common
 from configs import reproduce as reproduce_configs
 from tests.helpers import (browser, browser_image_counts, tiny_data,
                            tiny_robustness)
@@ -93,7 +91,7 @@ def _tiny_config(data_dir):
   config.sweep.num_train_steps = 4
   config.sweep.steps = 2
   config.lisa.forms = ("full", "frozen")  # the quick arm in both forms
-  common.link_lisa(config)
+  reproduce_configs.link_lisa(config)
   config.lisa.variants = ("tv_1e-4",)
   del config.lisa_models["full_linf_5x5"]
   del config.lisa_models["frozen_linf_5x5"]
@@ -301,14 +299,13 @@ def test_proxy_settings_change_only_their_knobs():
   its data block follows the study's except for them, so prepared sets
   differ by config name only where the data differ."""
   from blurnet_jax.data import datasets  # pylint: disable=g-import-not-at-top
-  from configs import common  # pylint: disable=g-import-not-at-top
   config = reproduce_configs.get_config()
-  assert list(config.proxy_models) == sorted(common.PROXY_SETTINGS)
+  assert list(config.proxy_models) == sorted(reproduce_configs.PROXY_SETTINGS)
   config.data.train_per_class, config.seeds = 123, (0, 1, 2, 3)
   config.num_train_steps = 1000
   names = set()
   for name, m in config.proxy_models.items():
-    knobs = common.PROXY_SETTINGS[name]
+    knobs = reproduce_configs.PROXY_SETTINGS[name]
     assert m.data.train_per_class == 123, name
     assert m.data.corruption == knobs.get("corruption", 1.0), name
     assert m.data.balance == knobs.get("balance", "uniform"), name
@@ -324,7 +321,7 @@ def test_proxy_settings_change_only_their_knobs():
   assert len(names) == 3
   assert config.data.corruption == 1.0 and config.seeds == (0, 1, 2, 3)
   with pytest.raises(ValueError, match="unknown proxy setting 'blurry'"):
-    common.proxy_train_config(config, "blurry")
+    reproduce_configs.proxy_train_config(config, "blurry")
 
 
 def test_table2_setting_picks_the_closest_or_the_named_one():

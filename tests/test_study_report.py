@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from blurnet_jax.jsonio import write_json
-from blurnet_jax.study import report
 from blurnet_jax.study import studies
 from configs import reproduce as reproduce_configs
 

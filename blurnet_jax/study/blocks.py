@@ -42,6 +42,16 @@ def not_run(filename: str) -> R.Paragraph:
                      "(the stage has not finished).")
 
 
+def not_run_stage(stage: str) -> R.Paragraph:
+  """`not_run` of a stage's results file (STAGE.json)."""
+  return not_run(f"{stage}.json")
+
+
+def fmt_pct(x) -> str:
+  """A share as '12.3%' ('  n/a' for None), for the console tables."""
+  return "  n/a" if x is None else f"{x:.1%}"
+
+
 def figures_of(figures: dict[str, list], section: str) -> list[R.Figure]:
   return [R.Figure(p, c) for p, c in figures.get(section, [])]
 

@@ -9,15 +9,7 @@ from typing import Any
 from blurnet_jax import document as R
 from blurnet_jax.study import oracle
 from blurnet_jax.study import slides
-from blurnet_jax.study.blocks import ci, figures_of, not_run, pct
-
-
-def not_run_stage(stage: str) -> R.Paragraph:
-  return not_run(f"{stage}.json")
-
-
-def fmt_pct(x) -> str:
-  return "  n/a" if x is None else f"{x:.1%}"
+from blurnet_jax.study.blocks import ci, figures_of, fmt_pct, not_run_stage, pct
 
 
 def oracle_blocks(report: dict | None, figures: dict) -> list[Any]:

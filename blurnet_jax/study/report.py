@@ -27,7 +27,8 @@ from blurnet_jax.attacks import grid
 from blurnet_jax.classes import CLASS_NAMES
 from blurnet_jax.jsonio import read_json
 from blurnet_jax.study.blocks import ci as _ci
-from blurnet_jax.study.blocks import figures_of, findings_blocks, not_run
+from blurnet_jax.study.blocks import figures_of, findings_blocks, fmt_pct
+from blurnet_jax.study.blocks import not_run_stage
 from blurnet_jax.study.blocks import pct as _pct
 from blurnet_jax.study.blocks import table2_block
 from blurnet_jax.study import real_report
@@ -47,10 +48,6 @@ RESULTS = ("data", "training", "oracle", "victims", "victims_preview",
            "sweep", "robustness", "findings", "stages", "study")
 REQUIRED = {"synthetic": ("table1", "table2", "stages", "study"),
             "real": ("data", "table2", "stages", "study")}
-
-
-def _not_run_stage(stage: str) -> R.Paragraph:
-  return not_run(f"{stage}.json")
 
 
 def _csv(values) -> str:
@@ -187,7 +184,7 @@ def study_blocks(config, results: dict[str, Any]) -> list[Any]:
           + _spectral_blocks(config, results)
           + [R.Heading("Alpha sweeps")]
           + ([_sweep_block(results["sweep"])] + figures_of(figures, "sweep")
-             if "sweep" in results else [_not_run_stage("sweep")])
+             if "sweep" in results else [not_run_stage("sweep")])
           + _robustness_section(config, results)
           + [R.Heading("Wall time per stage"),
              R.Table(["stage", "seconds"],
@@ -275,7 +272,7 @@ def _table2_blocks(results: dict[str, Any]) -> list[Any]:
               " The rp2 row (the RP2 model and the real victims) compares "
               "digit for digit with the slides' baseline; its accuracy is "
               "on the 40 real victims (on the synthetic test split it is "
-              f"{_fmt_pct(oracle_accuracy).strip()} over classes 1-17: see "
+              f"{fmt_pct(oracle_accuracy).strip()} over classes 1-17: see "
               "'The synthetic proxy against the LISA model' below)."
               if oracle_accuracy is not None else "")),
       table2_block(results["table2"], "White-box grid per variant"),
@@ -315,7 +312,7 @@ def _lisa_blocks(config, results: dict[str, Any]) -> list[Any]:
         "against each form's control, seed by seed on the same keys."),
         table2_block(results["lisa"], "LISA-initialised arm")]
   else:
-    blocks.append(_not_run_stage("lisa"))
+    blocks.append(not_run_stage("lisa"))
   return blocks
 
 
@@ -333,7 +330,7 @@ def _spectral_blocks(config, results: dict[str, Any]) -> list[Any]:
         _spectral_block(results["spectral"], "High-frequency share"),
     ] + figures_of(figures, "spectral")
   else:
-    blocks.append(_not_run_stage("spectral"))
+    blocks.append(not_run_stage("spectral"))
   return blocks
 
 
@@ -346,12 +343,8 @@ def _robustness_section(config, results: dict[str, Any]) -> list[Any]:
                                 figures_of(figures, "robustness"),
                                 config.robustness)
   else:
-    blocks.append(_not_run_stage("robustness"))
+    blocks.append(not_run_stage("robustness"))
   return blocks
-
-
-def _fmt_pct(x) -> str:
-  return "  n/a" if x is None else f"{x:.1%}"
 
 
 def table1_text(rows) -> str:
@@ -369,7 +362,7 @@ def table1_text(rows) -> str:
 def table2_text(rows) -> str:
   return "\n".join(
       f"  {r['dataset']:9s} {r['variant']:10s} acc "
-      f"{_fmt_pct(r['legit_acc'])} avg {r['avg_success']:.1%} worst "
+      f"{fmt_pct(r['legit_acc'])} avg {r['avg_success']:.1%} worst "
       f"{r['worst_success']:.1%} L2 {r['l2_distortion']:.3f}" for r in rows)
 
 

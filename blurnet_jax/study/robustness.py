@@ -47,7 +47,6 @@ import numpy as np
 from blurnet_jax import stats
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
-from blurnet_jax.study import zoo
 from blurnet_jax.study.robustness_attacks import transfer_matrix
 from blurnet_jax.study.robustness_checks import checks, transfer_gaps
 from blurnet_jax.study.robustness_measure import measure
