@@ -6,7 +6,7 @@ annotation tags in alphabetical order as 1..17, and 0 (unnamed there) for
 "other" signs and background crops. Their LISA-CNN's outputs follow it from
 merge (4) on, stop (14) and speedLimit45 (12) included; its outputs 0, 1, 2
 answer addedLane, keepRight and laneEnds (measured on real photographs:
-`blurnet_jax.study.oracle.OUTPUT_CLASSES`).
+`blurnet_jax.study.evaluators.oracle.OUTPUT_CLASSES`).
 """
 
 import dataclasses

@@ -116,7 +116,7 @@ QUICK_GRID = {"num_transforms": 2, "steps": 40, "eval_transforms": 4}
 
 
 def real_settings(c: ml_collections.ConfigDict) -> None:
-  """Table 2 on real photographs (`blurnet_jax.study.real`), run instead
+  """Table 2 on real photographs (`blurnet_jax.study.real.measure`), run instead
   of the synthetic study when `data.source` is a real source
   (`lisa_crops`, `gtsrb`, `lisa`): each variant of `c.real.variants`
   trained from scratch on the source, seed by seed (`c.seeds`), attacked

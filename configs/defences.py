@@ -1,5 +1,5 @@
 r"""BlurNet beside other defences on real photographs (the defence study,
-blurnet_jax/study/defence_stages.py; docs/defences.md).
+blurnet_jax/study/defences/stages.py; docs/defences.md).
 
     python -m launch.robustness --config=configs/defences.py:quick \
         --config.data.source=lisa_crops --config.data.manual_dir=PATH/lisa \
@@ -36,7 +36,7 @@ DEFENCE_VARIANTS = ("baseline", "linf_5x5", "tv_1e-4", "pgd_at", "doa",
 
 
 def defence_settings(c: ml_collections.ConfigDict) -> None:
-  """The defence study's settings (`blurnet_jax.study.defence_stages`),
+  """The defence study's settings (`blurnet_jax.study.defences.stages`),
   `c.defences`: the trained defences are `c.real.variants` (set to
   `DEFENCE_VARIANTS` by the study's override), trained as Table 2 on real
   photographs trains them (`c.real`); the input transformations wrap the

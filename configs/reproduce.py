@@ -27,7 +27,7 @@ laid out the same way.
 
 On a real source (`data.source=lisa_crops`, `gtsrb` or `lisa`, read from
 `data.manual_dir`) the study is Table 2 on real photographs instead
-(`blurnet_jax.study.real`, settings in `real` and `real_models`): the
+(`blurnet_jax.study.real.measure`, settings in `real` and `real_models`): the
 victims, training, the RP2 model's reading of the LISA crops, Table 2 with
 the treatment checks and verdicts, the report.
 
@@ -147,7 +147,7 @@ def proxy_train_config(c: ml_collections.ConfigDict, setting: str
 
 
 def proxy_settings(c: ml_collections.ConfigDict) -> None:
-  """The proxy ablation's settings (`blurnet_jax.study.proxy`), `c.proxy`:
+  """The proxy ablation's settings (`blurnet_jax.study.synthetic.proxy`), `c.proxy`:
   one baseline population per setting of `PROXY_SETTINGS`, each and the
   RP2 model attacked with the white-box grid on the 40 real victims with
   the same keys. `c.proxy_models` names the settings; `link_proxy` makes

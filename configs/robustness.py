@@ -1,5 +1,5 @@
 r"""The robustness checklist on every Table 2 variant (see
-blurnet_jax/study/robustness.py).
+blurnet_jax/study/robustness/checklist.py).
 
     python -m launch.robustness --config=configs/robustness.py:runlocal \
         --workdir=/tmp/robustness_local

@@ -303,6 +303,26 @@ def test_modules_and_study_functions_stay_readable():
   assert oversized(files) == []
 
 
+#: Modules a reader can find their way among in one folder.
+MAX_MODULES_PER_FOLDER = 12
+
+
+def test_the_study_is_in_subpackages_a_reader_can_navigate():
+  """blurnet_jax/study/: a runner, a registry and a subpackage per study
+  (synthetic, real, defences, robustness) beside the shared evaluators
+  and claims, no folder over MAX_MODULES_PER_FOLDER modules."""
+  study = REPO / "blurnet_jax" / "study"
+  subpackages = sorted(p.name for p in study.iterdir()
+                       if (p / "__init__.py").exists())
+  assert subpackages == ["claims", "defences", "evaluators", "real",
+                         "robustness", "synthetic"]
+  for folder in [study, *(study / s for s in subpackages)]:
+    modules = [p for p in folder.glob("*.py") if p.name != "__init__.py"]
+    assert len(modules) <= MAX_MODULES_PER_FOLDER, (folder, len(modules))
+  for name in ("synthetic", "real", "defences", "robustness"):
+    assert (study / name / "stages.py").exists(), name
+
+
 #: What chooses a study: a config's `study` field, its real data source,
 #: or which result files a workdir holds. Only the registry reads them so.
 DISPATCH = re.compile(r"REAL_SOURCES|config\.study\b|get\(\"study\"|"
@@ -312,9 +332,9 @@ DISPATCH = re.compile(r"REAL_SOURCES|config\.study\b|get\(\"study\"|"
 def test_the_registry_alone_chooses_a_study():
   """`studies.STUDIES` is the one dispatch: no other module of the study
   or the launchers branches on a config's study, its source or files on
-  disk (defence_stages.check only refuses a synthetic source)."""
+  disk (defences/stages.check only refuses a synthetic source)."""
   allowed = {"blurnet_jax/study/studies.py": None,
-             "blurnet_jax/study/defence_stages.py": "REAL_SOURCES"}
+             "blurnet_jax/study/defences/stages.py": "REAL_SOURCES"}
   for path in [*(REPO / "blurnet_jax" / "study").rglob("*.py"),
                *(REPO / "launch").glob("*.py")]:
     rel = path.relative_to(REPO).as_posix()

@@ -18,8 +18,8 @@ from blurnet_jax import jsonio
 from blurnet_jax.classes import IMAGE_SHAPE, NUM_CLASSES, STOP
 from blurnet_jax.defences import InputTransform, smoothing
 from blurnet_jax.defences.occlusion import RoaConfig
-from blurnet_jax.study import defence_eval
-from blurnet_jax.study.defence_eval import (Defence, EvalSettings,
+from blurnet_jax.study.defences import evaluate as defence_eval
+from blurnet_jax.study.defences.evaluate import (Defence, EvalSettings,
                                             compare_defences,
                                             evaluate_defence)
 from tests.helpers import linear_apply

@@ -13,9 +13,9 @@ import pytest
 from blurnet_jax import models
 from blurnet_jax.jsonio import write_json
 from blurnet_jax.classes import LISA
-from blurnet_jax.study import defence_eval
-from blurnet_jax.study import defence_report
-from blurnet_jax.study import defence_stages
+from blurnet_jax.study.defences import evaluate as defence_eval
+from blurnet_jax.study.defences import report as defence_report
+from blurnet_jax.study.defences import stages as defence_stages
 from blurnet_jax.study import studies
 from blurnet_jax.study.zoo import TrainedModel
 from configs import robustness as robustness_configs

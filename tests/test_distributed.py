@@ -134,7 +134,7 @@ _WORKER = textwrap.dedent("""
       out["grid_losses"] = np.asarray(res["losses"]).tolist()
     if "budgets" in what:
       from blurnet_jax.attacks import pgd
-      from blurnet_jax.study import robustness_attacks
+      from blurnet_jax.study.robustness import attacks as robustness_attacks
       victims = synthetic.synthetic_victims(4, seed=0)
       mask = masks.get_mask("camouflage").astype(np.float32)
       adv = robustness_attacks.budget_curve(

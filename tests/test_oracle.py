@@ -7,7 +7,7 @@ import pytest
 
 from blurnet_jax.classes import CLASS_NAMES, NUM_CLASSES, STOP
 from blurnet_jax.data import datasets
-from blurnet_jax.study import oracle
+from blurnet_jax.study.evaluators import oracle
 from blurnet_jax.data import rp2_assets
 from blurnet_jax.data import synthetic
 from blurnet_jax.data import synthetic_pixels

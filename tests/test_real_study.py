@@ -12,13 +12,13 @@ import pytest
 
 from blurnet_jax import models
 from blurnet_jax import stats
-from blurnet_jax.study import oracle
-from blurnet_jax.study import effects
-from blurnet_jax.study import findings
-from blurnet_jax.study import real
-from blurnet_jax.study import real_stages
+from blurnet_jax.study.evaluators import oracle
+from blurnet_jax.study.claims import effects
+from blurnet_jax.study.claims import findings
+from blurnet_jax.study.real import measure as real
+from blurnet_jax.study.real import stages as real_stages
 from blurnet_jax.study import studies
-from blurnet_jax.study import table2
+from blurnet_jax.study.evaluators import table2
 from blurnet_jax.study import zoo
 from configs import reproduce as reproduce_configs
 from tests.helpers import fabricated_lisa_crops

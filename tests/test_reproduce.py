@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from blurnet_jax.study import studies
-from blurnet_jax.study import slides
+from blurnet_jax.study.claims import slides
 from blurnet_jax.study import stages
-from blurnet_jax.study import table1
+from blurnet_jax.study.synthetic import table1
 from blurnet_jax.study import zoo
 from configs import reproduce as reproduce_configs
 from tests.helpers import (browser, browser_image_counts, tiny_data,
@@ -325,7 +325,7 @@ def test_proxy_settings_change_only_their_knobs():
 
 
 def test_table2_setting_picks_the_closest_or_the_named_one():
-  from blurnet_jax.study import proxy  # pylint: disable=g-import-not-at-top
+  from blurnet_jax.study.synthetic import proxy  # pylint: disable=g-import-not-at-top
   config = reproduce_configs.get_config()
   rows = [{"dataset": "rp2", "avg_success": 0.53},
           {"dataset": "proxy", "setting": "default", "avg_success": 0.25},

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from blurnet_jax.jsonio import jsonable
-from blurnet_jax.study import robustness
-from blurnet_jax.study import robustness_attacks
-from blurnet_jax.study import robustness_checks
-from blurnet_jax.study import robustness_measure
-from blurnet_jax.study import robustness_settings
+from blurnet_jax.study.robustness import checklist as robustness
+from blurnet_jax.study.robustness import attacks as robustness_attacks
+from blurnet_jax.study.robustness import checks as robustness_checks
+from blurnet_jax.study.robustness import measure as robustness_measure
+from blurnet_jax.study.robustness import settings as robustness_settings
 from blurnet_jax.study import studies
 from blurnet_jax import spectral
 from blurnet_jax.attacks import transforms

@@ -173,7 +173,7 @@ def test_sweep_rows_pool_seeds_per_alpha():
   """`by_alpha`: one row per (penalty, alpha) whose figures are the means
   over its seeds and whose intervals are the two-way ones of the stacked
   per-victim outcomes and test correctness."""
-  from blurnet_jax.study import alpha_curves  # pylint: disable=g-import-not-at-top
+  from blurnet_jax.study.synthetic import alpha_curves  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   rows, outcomes, correct = [], [], []
   for alpha in (0.0, 0.1):
@@ -200,7 +200,7 @@ def test_table1_rows_pool_seeds():
   """`table1.pool`: seed i's rows (its own baseline and perturbation) as
   one row per variant with the seeds x victims interval; one seed alone
   keeps the row's own figures and its Wilson interval."""
-  from blurnet_jax.study import table1  # pylint: disable=g-import-not-at-top
+  from blurnet_jax.study.synthetic import table1  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(1)
 
   def row(variant):

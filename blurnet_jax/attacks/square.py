@@ -5,7 +5,7 @@ iteration proposes a change of one random square window of each image's
 perturbation, queries the model once, and keeps the change where the
 margin loss went down. A defense that only hides its gradients (gradient
 masking) stops PGD but not this attack, so "Square succeeds more often
-than PGD" is a warning sign (the check of `blurnet_jax.study.robustness`).
+than PGD" is a warning sign (the check of `blurnet_jax.study.robustness.checklist`).
 
 * L-inf: start from vertical stripes of +-epsilon (a random sign per column
   and channel); a proposal sets the window to +-epsilon, one random sign per
@@ -23,7 +23,7 @@ than PGD" is a warning sign (the check of `blurnet_jax.study.robustness`).
 
 The search is deterministic given the key: transforms are not drawn during
 it (measure the result under random transforms afterwards, as
-`blurnet_jax.study.robustness` does). `epsilon` is an argument, as for
+`blurnet_jax.study.robustness.checklist` does). `epsilon` is an argument, as for
 `pgd_attack`, so `jax.vmap` over budgets compiles once.
 """
 

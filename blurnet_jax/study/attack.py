@@ -34,7 +34,7 @@ from blurnet_jax.data import rp2_assets
 from blurnet_jax.data import synthetic
 from blurnet_jax.data import victims as victims_lib
 from blurnet_jax.jsonio import jsonable, write_json
-from blurnet_jax.study import slides
+from blurnet_jax.study.claims import slides
 from blurnet_jax.study import zoo
 
 TRANSFORMS = ("none", "physical")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from blurnet_jax import document as R
-from blurnet_jax.study import findings as findings_lib
+from blurnet_jax.study.claims import findings as findings_lib
 
 
 def findings_blocks(entries) -> list[Any]:

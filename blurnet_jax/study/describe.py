@@ -15,7 +15,7 @@ from blurnet_jax import jsonio
 from blurnet_jax import plots
 from blurnet_jax.classes import CLASS_NAMES, label_space
 from blurnet_jax.data import datasets
-from blurnet_jax.study import oracle
+from blurnet_jax.study.evaluators import oracle
 
 
 def prepare_and_describe(config, workdir: epath.PathLike) -> dict:

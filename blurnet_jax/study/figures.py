@@ -18,9 +18,9 @@ import numpy as np
 
 from blurnet_jax import plots
 from blurnet_jax.classes import CLASS_NAMES
-from blurnet_jax.study import oracle
-from blurnet_jax.study import proxy
-from blurnet_jax.study import high_frequency
+from blurnet_jax.study.evaluators import oracle
+from blurnet_jax.study.synthetic import proxy
+from blurnet_jax.study.evaluators import high_frequency
 
 Figures = list[tuple[str, str]]
 #: Victims shown per set.

@@ -31,13 +31,13 @@ from blurnet_jax.study.blocks import figures_of, findings_blocks, fmt_pct
 from blurnet_jax.study.blocks import not_run_stage
 from blurnet_jax.study.blocks import pct as _pct
 from blurnet_jax.study.blocks import table2_block
-from blurnet_jax.study import real_report
-from blurnet_jax.study.proxy_report import oracle_blocks, proxy_blocks
-from blurnet_jax.study.robustness_report import robustness_blocks
-from blurnet_jax.study import slides
+from blurnet_jax.study.real import report as real_report
+from blurnet_jax.study.synthetic.proxy_report import oracle_blocks, proxy_blocks
+from blurnet_jax.study.robustness.report import robustness_blocks
+from blurnet_jax.study.claims import slides
 from blurnet_jax.study import stages
 from blurnet_jax.study.figures import draw as draw_figures
-from blurnet_jax.study import table1
+from blurnet_jax.study.synthetic import table1
 
 #: The results a study report reads (WORKDIR/NAME.json, or NAME.npz for the
 #: arrays of the figures), and those it needs, per study; a report of a

@@ -40,15 +40,15 @@ from blurnet_jax.data import datasets
 from blurnet_jax.data import rp2_assets
 from blurnet_jax.jsonio import read_json, write_json
 from blurnet_jax.progress import format_seconds
-from blurnet_jax.study import checklist_stages
-from blurnet_jax.study import defence_report
-from blurnet_jax.study import defence_stages
-from blurnet_jax.study import real as real_study
-from blurnet_jax.study import real_stages
+from blurnet_jax.study.robustness import stages as checklist_stages
+from blurnet_jax.study.defences import report as defence_report
+from blurnet_jax.study.defences import stages as defence_stages
+from blurnet_jax.study.real import measure as real_study
+from blurnet_jax.study.real import stages as real_stages
 from blurnet_jax.study import report
-from blurnet_jax.study import robustness_report
+from blurnet_jax.study.robustness import report as robustness_report
 from blurnet_jax.study import stages
-from blurnet_jax.study import synthetic_stages
+from blurnet_jax.study.synthetic import stages as synthetic_stages
 
 Config = ml_collections.ConfigDict
 
@@ -220,7 +220,7 @@ def describe() -> str:
   for s in STUDIES:
     lines += [f"## {s.name}", "", f"{s.description[0].upper()}"
               f"{s.description[1:]}; config `{s.config_file}`; report by "
-              f"`{s.render.__module__.rpartition('.')[2]}."
+              f"`{s.render.__module__.removeprefix('blurnet_jax.study.')}."
               f"{s.render.__name__}`.", "", "| stage | writes |",
               "| --- | --- |"]
     lines += [f"| {st.name} | " + ", ".join(

@@ -17,8 +17,8 @@ from blurnet_jax.classes import LISA, STOP, LabelSpace
 from blurnet_jax.data import common
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
-from blurnet_jax.study import effects
-from blurnet_jax.study import slides
+from blurnet_jax.study.claims import effects
+from blurnet_jax.study.claims import slides
 from blurnet_jax.study.zoo import RP2Data, TrainedModel
 
 

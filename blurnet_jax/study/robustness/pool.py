@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from blurnet_jax import stats
-from blurnet_jax.study.robustness_settings import (UNBOUNDED,
+from blurnet_jax.study.robustness.settings import (UNBOUNDED,
                                                    physical_settings,
                                                    settings)
 

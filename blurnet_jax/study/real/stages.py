@@ -1,5 +1,5 @@
 """The stages of Table 2 on real photographs (`data.source` lisa_crops,
-gtsrb or lisa; the computations are in `blurnet_jax.study.real`), in
+gtsrb or lisa; the computations are in `blurnet_jax.study.real.measure`), in
 order for `stages.run_stages`:
 
   data      the source prepared from `data.manual_dir` (data.json)
@@ -22,9 +22,9 @@ import ml_collections
 
 from blurnet_jax.classes import LabelSpace, label_space
 from blurnet_jax.data import datasets
-from blurnet_jax.study import findings
-from blurnet_jax.study import oracle
-from blurnet_jax.study import real as real_study
+from blurnet_jax.study.claims import findings
+from blurnet_jax.study.evaluators import oracle
+from blurnet_jax.study.real import measure as real_study
 from blurnet_jax.study import report
 from blurnet_jax.study import zoo
 from blurnet_jax.study.figures import SHOWN

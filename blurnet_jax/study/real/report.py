@@ -8,7 +8,7 @@ from typing import Any
 
 from blurnet_jax import document as R
 from blurnet_jax.data import sources
-from blurnet_jax.study import oracle
+from blurnet_jax.study.evaluators import oracle
 from blurnet_jax.study import blocks as B
 
 

@@ -24,8 +24,8 @@ import numpy as np
 from blurnet_jax import models
 from blurnet_jax import stats
 from blurnet_jax.data import datasets
-from blurnet_jax.study import oracle
-from blurnet_jax.study import table2
+from blurnet_jax.study.evaluators import oracle
+from blurnet_jax.study.evaluators import table2
 from blurnet_jax.study.zoo import RP2Data, TrainedModel
 
 #: A setting "closes the gap" when its baseline's average white-box success

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from blurnet_jax.study.robustness_settings import NORMS
+from blurnet_jax.study.robustness.settings import NORMS
 
 
 def _drops(values: list[float]) -> float:

@@ -32,10 +32,10 @@ from blurnet_jax.classes import LabelSpace
 from blurnet_jax.data import common
 from blurnet_jax.data import datasets
 from blurnet_jax.data import masks as masks_lib
-from blurnet_jax.study import oracle as oracle_lib
+from blurnet_jax.study.evaluators import oracle as oracle_lib
 from blurnet_jax.data import splits
-from blurnet_jax.study import effects
-from blurnet_jax.study import table2
+from blurnet_jax.study.claims import effects
+from blurnet_jax.study.evaluators import table2
 from blurnet_jax.study.zoo import RP2Data, TrainedModel
 
 #: What each real source's rows rest on (the report's "data" line).

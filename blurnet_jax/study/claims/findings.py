@@ -15,7 +15,7 @@ from typing import Any
 
 from blurnet_jax import spectral
 from blurnet_jax import stats
-from blurnet_jax.study import table1
+from blurnet_jax.study.synthetic import table1
 
 #: What the Table 2 verdicts of each data set rest on, and inherit.
 DATA = {

@@ -47,10 +47,10 @@ import numpy as np
 from blurnet_jax import stats
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
-from blurnet_jax.study.robustness_attacks import transfer_matrix
-from blurnet_jax.study.robustness_checks import checks, transfer_gaps
-from blurnet_jax.study.robustness_measure import measure
-from blurnet_jax.study.robustness_pool import pool_members
+from blurnet_jax.study.robustness.attacks import transfer_matrix
+from blurnet_jax.study.robustness.checks import checks, transfer_gaps
+from blurnet_jax.study.robustness.measure import measure
+from blurnet_jax.study.robustness.pool import pool_members
 from blurnet_jax.study.zoo import RP2Data, TrainedModel
 
 

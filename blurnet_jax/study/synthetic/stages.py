@@ -32,17 +32,17 @@ import numpy as np
 
 from blurnet_jax import models
 from blurnet_jax.data import datasets
-from blurnet_jax.study import findings
-from blurnet_jax.study import oracle
-from blurnet_jax.study import proxy
-from blurnet_jax.study import proxy_report
+from blurnet_jax.study.claims import findings
+from blurnet_jax.study.evaluators import oracle
+from blurnet_jax.study.synthetic import proxy
+from blurnet_jax.study.synthetic import proxy_report
 from blurnet_jax.study import report
-from blurnet_jax.study import robustness
-from blurnet_jax.study import robustness_report
-from blurnet_jax.study import high_frequency
-from blurnet_jax.study import alpha_curves
-from blurnet_jax.study import table1
-from blurnet_jax.study import table2
+from blurnet_jax.study.robustness import checklist as robustness
+from blurnet_jax.study.robustness import report as robustness_report
+from blurnet_jax.study.evaluators import high_frequency
+from blurnet_jax.study.synthetic import alpha_curves
+from blurnet_jax.study.synthetic import table1
+from blurnet_jax.study.evaluators import table2
 from blurnet_jax.study import zoo
 from blurnet_jax.study.stages import Stage, StudyInputs, data_stage
 from blurnet_jax.study.stages import data_text

@@ -14,7 +14,7 @@ from blurnet_jax import stats
 from blurnet_jax import sweep as sweep_lib
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
-from blurnet_jax.study import table2
+from blurnet_jax.study.evaluators import table2
 
 
 def run_sweeps(config, workdir: epath.Path, key, test) -> list[dict[str, Any]]:

@@ -17,11 +17,11 @@ from blurnet_jax.attacks import grid
 from blurnet_jax.attacks import pgd
 from blurnet_jax.attacks import rp2
 from blurnet_jax.attacks import transforms
-from blurnet_jax.study.robustness_attacks import (gradient_check,
+from blurnet_jax.study.robustness.attacks import (gradient_check,
                                                   not_stop,
                                                   not_stop_under_eot,
                                                   run_members)
-from blurnet_jax.study.robustness_settings import (ATTACKS, NORMS, UNBOUNDED,
+from blurnet_jax.study.robustness.settings import (ATTACKS, NORMS, UNBOUNDED,
                                                    attack_configs,
                                                    physical_settings,
                                                    settings)

@@ -17,8 +17,8 @@ from typing import Any
 
 import jax
 
-from blurnet_jax.study import robustness
-from blurnet_jax.study import robustness_report
+from blurnet_jax.study.robustness import checklist as robustness
+from blurnet_jax.study.robustness import report as robustness_report
 from blurnet_jax.study import zoo
 from blurnet_jax.study.stages import Stage, StudyInputs
 from blurnet_jax.study.stages import train_stage, training_text

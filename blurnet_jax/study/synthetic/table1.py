@@ -15,7 +15,7 @@ from blurnet_jax.attacks import rp2
 from blurnet_jax.classes import RP2_TARGET, STOP
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
-from blurnet_jax.study import slides
+from blurnet_jax.study.claims import slides
 
 #: The two readings of success, by row key.
 READINGS = {"attack_success_rate": "prediction changed vs clean",

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from blurnet_jax import document as R
-from blurnet_jax.study import oracle
-from blurnet_jax.study import slides
+from blurnet_jax.study.evaluators import oracle
+from blurnet_jax.study.claims import slides
 from blurnet_jax.study.blocks import ci, figures_of, fmt_pct, not_run_stage, pct
 
 

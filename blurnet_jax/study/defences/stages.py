@@ -32,10 +32,10 @@ from blurnet_jax.data import datasets
 from blurnet_jax.defences import occlusion
 from blurnet_jax.defences import smoothing
 from blurnet_jax.defences.transforms import InputTransform
-from blurnet_jax.study import defence_eval
-from blurnet_jax.study import defence_report
-from blurnet_jax.study import real_stages
-from blurnet_jax.study.real_stages import Inputs
+from blurnet_jax.study.defences import evaluate as defence_eval
+from blurnet_jax.study.defences import report as defence_report
+from blurnet_jax.study.real import stages as real_stages
+from blurnet_jax.study.real.stages import Inputs
 from blurnet_jax.study.stages import Stage
 from blurnet_jax.study.zoo import TrainedModel
 
