@@ -6,7 +6,7 @@ with.
     ...  # a second process's lock of it raises WorkdirBusyError
   workdirs.claim(config, "/tmp/study/models/baseline")  # before any write
 
-`claim` pins the data block to its files, compares the config with the
+`claim` compares a config (its data block pinned to its files) with the
 one the newest checkpoint's sidecar records (`RUN_ONLY` settings aside)
 and only then writes config.json; a mismatch is one line, and nothing in
 the workdir is touched.
@@ -38,7 +38,6 @@ import ml_collections
 
 from blurnet_jax import checkpoint
 from blurnet_jax import distributed
-from blurnet_jax.data import datasets
 from blurnet_jax.jsonio import jsonable, write_json
 
 LOCK_FILE = ".lock"
@@ -169,17 +168,16 @@ def config_differences(saved: dict, config: ml_collections.ConfigDict
 
 
 def claim(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
-  """Before a training run writes anything into `workdir`: pins the data
-  block to its files (`datasets.pin_data`), checks that the checkpoints
-  there (if any) were trained with this config, and only then records it
-  as WORKDIR/config.json, so that file is always the config its
-  checkpoints were trained with.
+  """Before a training run writes anything into `workdir`: checks that
+  the checkpoints there (if any) were trained with `config` (its data block
+  pinned to its files by the caller, `datasets.pin_data`, before it took
+  the workdir), and only then records it as WORKDIR/config.json, so that
+  file is always the config its checkpoints were trained with.
 
   Raises:
     ValueError: one line naming the first differing setting; nothing in
       the workdir is touched.
   """
-  datasets.pin_data(config)
   ckpt_dir = workdir / "checkpoints"
   saved = checkpoint.sidecar(ckpt_dir)
   if saved is not None:

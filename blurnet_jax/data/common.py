@@ -90,26 +90,36 @@ def recorded_source(builder: tfds.core.DatasetBuilder) -> dict | None:
     return None
 
 
-def prepare_keyed(builder_for: Callable[[Any], tfds.core.DatasetBuilder],
-                  source: sources.Source, read: Callable[[], Any]
-                  ) -> tfds.core.DatasetBuilder:
-  """Prepares (or reuses) a real data set keyed to its files.
+def prepare_keyed(name: str, manual_dir, files, fingerprint: str,
+                  builder_for: Callable[[str, Any], tfds.core.DatasetBuilder],
+                  read: Callable[[], Any]) -> tfds.core.DatasetBuilder:
+  """Prepares (or reuses) a real data set keyed to its files: the
+  fingerprint of `files` (`sources.describe`), checked against a pinned
+  `fingerprint` (a config's `data.fingerprint`, '' for none), names the
+  prepared copy.
 
   Args:
-    builder_for: `arrays -> builder` (None: a builder that only finds the
-      prepared copy); its config name holds `source.short`.
-    source: the files' `sources.Source`.
+    name: the source's name (`data.source`), for the errors.
+    manual_dir, files: the user's folder and the files the builder reads
+      from it (the builder module's `source_files`, already checked).
+    fingerprint: the fingerprint the files must have, or ''.
+    builder_for: `(short fingerprint, arrays) -> builder` whose config name
+      holds the short fingerprint (arrays None: a builder that only finds
+      the prepared copy).
     read: reads and checks the files' arrays, called only to prepare.
 
   Returns:
-    The prepared builder; its folder records `source` in SOURCE_FILE.
+    The prepared builder; its folder records the `sources.Source` in
+    SOURCE_FILE.
 
   Raises:
-    ValueError: a copy under the same short fingerprint records other
-      files (a 48-bit collision, or a hand-made folder): one line naming
-      the folder to delete.
+    ValueError: the files are not the pinned ones, or a copy under the
+      same short fingerprint records other files (a 48-bit collision, or a
+      hand-made folder): one line naming the fix.
   """
-  builder = builder_for(None)
+  source = sources.describe(manual_dir, files)
+  sources.check_pin(source, fingerprint, name)
+  builder = builder_for(source.short, None)
   record = builder.data_path / SOURCE_FILE
   if builder.data_path.exists():
     saved = recorded_source(builder)
@@ -122,7 +132,7 @@ def prepare_keyed(builder_for: Callable[[Any], tfds.core.DatasetBuilder],
     if saved is None:  # prepared, then stopped before its record
       write_json(record, source.to_dict())
     return builder
-  builder = builder_for(read())  # read and checked before tfds makes folders
+  builder = builder_for(source.short, read())  # checked before any folder
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=source.folder))
   write_json(record, source.to_dict())

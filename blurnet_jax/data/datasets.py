@@ -228,19 +228,27 @@ def source_of(config) -> sources.Source | None:
       should hold (a real source without `manual_dir`, a missing folder or
       file), before anything is prepared or written.
   """
+  if _checked_source(config) == "synthetic":
+    return None
+  module, _ = _real(config.source)
+  return sources.describe(config.manual_dir,
+                          module.source_files(config.manual_dir))
+
+
+def _checked_source(config) -> str:
+  """`config.source`, with one-line errors for an unknown source, a
+  fingerprint given for the synthetic set, or a real source without its
+  folder."""
   label_space(config.source)  # one line naming the sources
   if config.source == "synthetic":
     if config.get("fingerprint"):
       raise ValueError(
           f"data.fingerprint={config.fingerprint!r} names real files; the "
           "synthetic set has none (its settings name it): leave it ''")
-    return None
-  if not config.get("manual_dir"):
+  elif not config.get("manual_dir"):
     raise ValueError(f"source={config.source!r} reads real photographs from "
                      "a folder: pass --config.data.manual_dir=PATH")
-  module, _ = _real(config.source)
-  return sources.describe(config.manual_dir,
-                          module.source_files(config.manual_dir))
+  return config.source
 
 
 def pin_data(config: ml_collections.ConfigDict) -> sources.Source | None:
@@ -277,8 +285,9 @@ def prepare(config) -> tfds.core.DatasetBuilder:
   data_dir = config.data_dir or None
   if data_dir is None:
     data_dir = str(epath.Path("~/tensorflow_datasets").expanduser())
-  source_of(config)  # one-line errors before anything is read or made
-  if config.source == "synthetic":
+  # One-line errors before anything is read or made; a real source's
+  # folder and files are checked by its prepare function, first.
+  if _checked_source(config) == "synthetic":
     return prepare_synthetic(
         data_dir, train_per_class=config.train_per_class,
         test_per_class=config.test_per_class, seed=config.seed,

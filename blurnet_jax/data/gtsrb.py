@@ -31,7 +31,6 @@ import tensorflow_datasets as tfds
 
 from blurnet_jax.classes import GTSRB, IMAGE_SHAPE
 from blurnet_jax.data import common
-from blurnet_jax.data import sources
 from blurnet_jax.data import splits
 
 NPZ_FILES = ("gtsrb32_train.npz", "gtsrb32_test.npz")
@@ -290,10 +289,10 @@ def prepare_gtsrb(manual_dir: epath.PathLike, data_dir: epath.PathLike, *,
                   fingerprint: str = "") -> Gtsrb:
   """Prepares (or reuses) the GTSRB of `manual_dir` under `data_dir`, keyed
   to the fingerprint of its files (see `lisa_crops.prepare_lisa_crops`)."""
-  source = sources.describe(manual_dir, source_files(manual_dir))
-  sources.check_pin(source, fingerprint, "gtsrb")
-  config = GtsrbConfig.make(validation_fraction, split_seed, source.short)
   return common.prepare_keyed(
-      lambda photos: Gtsrb(data_dir=os.fspath(data_dir), config=config,
-                           file_format="array_record", photos=photos),
-      source, lambda: read_gtsrb(manual_dir))
+      "gtsrb", manual_dir, source_files(manual_dir), fingerprint,
+      lambda short, photos: Gtsrb(
+          data_dir=os.fspath(data_dir), file_format="array_record",
+          config=GtsrbConfig.make(validation_fraction, split_seed, short),
+          photos=photos),
+      lambda: read_gtsrb(manual_dir))

@@ -27,7 +27,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from blurnet_jax.data import common
-from blurnet_jax.data import sources
 from blurnet_jax.data.lisa_annotations import CSV_NAME
 from blurnet_jax.data.lisa_annotations import DEFAULT_TEST_FRACTION
 from blurnet_jax.data.lisa_annotations import DOWNLOAD_HINT
@@ -235,12 +234,9 @@ def prepare_lisa(
   LisaConfig(**config_kwargs)  # one line for a bad parameter, first
   if manual_dir is None:
     find_annotations_csv(None)  # Raises the "no manual_dir given" error.
-  source = sources.describe(manual_dir, source_files(manual_dir))
-  sources.check_pin(source, fingerprint, "lisa")
-  config = LisaConfig(**config_kwargs, source=source.short)
-
-  def builder_for(_):
-    return Lisa(data_dir=os.fspath(data_dir), config=config,
-                file_format="array_record")
-
-  return common.prepare_keyed(builder_for, source, lambda: None)
+  return common.prepare_keyed(
+      "lisa", manual_dir, source_files(manual_dir), fingerprint,
+      lambda short, _: Lisa(data_dir=os.fspath(data_dir),
+                            config=LisaConfig(**config_kwargs, source=short),
+                            file_format="array_record"),
+      lambda: None)

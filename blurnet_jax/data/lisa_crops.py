@@ -26,7 +26,6 @@ import tensorflow_datasets as tfds
 
 from blurnet_jax.classes import CLASS_NAMES
 from blurnet_jax.data import common
-from blurnet_jax.data import sources
 from blurnet_jax.data import splits
 
 FILE_NAME = "lisa17_train_32x32.npz"
@@ -165,10 +164,10 @@ def prepare_lisa_crops(manual_dir: epath.PathLike, data_dir: epath.PathLike,
   read stale. `fingerprint` (a config's `data.fingerprint`), when given,
   must be the file's.
   """
-  source = sources.describe(manual_dir, source_files(manual_dir))
-  sources.check_pin(source, fingerprint, "lisa_crops")
-  config = LisaCropsConfig.make(test_fraction, split_seed, source.short)
   return common.prepare_keyed(
-      lambda crops: LisaCrops(data_dir=os.fspath(data_dir), config=config,
-                              file_format="array_record", crops=crops),
-      source, lambda: read_crops(manual_dir))
+      "lisa_crops", manual_dir, source_files(manual_dir), fingerprint,
+      lambda short, crops: LisaCrops(
+          data_dir=os.fspath(data_dir), file_format="array_record",
+          config=LisaCropsConfig.make(test_fraction, split_seed, short),
+          crops=crops),
+      lambda: read_crops(manual_dir))

@@ -1,9 +1,10 @@
 """The study's figures, drawn from its saved results alone (JSON, and the
 arrays of the .npz results): no model is loaded.
 
-  figures = draw(workdir, config, results)  # {section: [(path, caption)]}
+  figures = draw(workdir, results, real=False)  # {section: [(path, caption)]}
 
-`report.render` calls `draw` before it writes the report, so
+`report.render_synthetic` and `render_real` call `draw` before they write
+the report, so
 `launch.report` redraws every figure of a finished (or partly finished)
 run. A section whose results are absent has no figures.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import ml_collections
 import numpy as np
 
 from blurnet_jax import plots
@@ -112,11 +112,10 @@ def victims_figure(preview: dict[str, np.ndarray], figdir: Path) -> Figures:
   return [(str(path), "The first victims of each set.")]
 
 
-def draw(workdir: Path, config: ml_collections.ConfigDict,
-         results: dict[str, Any], *, real: bool) -> dict[str, Figures]:
+def draw(workdir: Path, results: dict[str, Any], *, real: bool
+         ) -> dict[str, Figures]:
   """Every figure the results allow, under WORKDIR/figures (`real`: the
   results are of real photographs, which the oracle figure says)."""
-  del config
   figdir = Path(workdir) / "figures"
   figdir.mkdir(parents=True, exist_ok=True)
   drawers = (

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from etils import epath
 import ml_collections
@@ -380,15 +380,15 @@ def load_results(workdir: epath.PathLike, required: tuple[str, ...], *,
     if results[name] is None:  # the one-line error of a missing file
       read_json(workdir / f"{name}.json", f"{name} results")
   results = {k: v for k, v in results.items() if v is not None}
-  results["study"]["figures"] = draw_figures(workdir, config, results,
-                                             real=real)
+  results["study"]["figures"] = draw_figures(workdir, results, real=real)
   return config, results
 
 
-def _write(workdir: epath.PathLike, title: str, blocks_of, required, *,
-           real: bool) -> Path:
-  """WORKDIR/report/ (process 0 only: the others return the path at once
-  and wait at the stage's barrier)."""
+def _write(workdir: epath.PathLike, title: Callable[[Any], str], blocks_of,
+           required: tuple[str, ...], *, real: bool) -> Path:
+  """WORKDIR/report/ titled `title(config)` with the blocks
+  `blocks_of(config, results)` (process 0 only: the others return the path
+  at once and wait at the stage's barrier)."""
   if not distributed.is_writer():
     return Path(workdir) / "report" / "report.md"
   config, results = load_results(workdir, required, real=real)

@@ -55,12 +55,11 @@ def real_model_configs(config: ml_collections.ConfigDict, labels
 
 
 def resolved(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The config a real-data study runs, as its config.json records it: the
-  data block pinned to its files (`datasets.pin_data`) and `real_models`
-  as `real_model_configs` derives them, so each model's block is the
-  config.json of its workdir. A detached copy; resolving twice changes
-  nothing."""
-  datasets.pin_data(config)
+  """The config a real-data study runs, as its config.json records it:
+  `real_models` as `real_model_configs` derives them from `config`, whose
+  data block `studies.run` has pinned to its files (`datasets.pin_data`),
+  so each model's block is the config.json of its workdir. A detached
+  copy; resolving twice changes nothing."""
   out = ml_collections.ConfigDict(config.to_dict())
   out.real_models = real_model_configs(out, label_space(out.data.source))
   return out
