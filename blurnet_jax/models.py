@@ -354,6 +354,22 @@ def model_from_config(cfg: Mapping[str, Any]) -> LisaCNN:
   return LisaCNN(**dict(cfg))
 
 
+#: The training defences (`blurnet_jax.defences.training`): none, masked
+#: PGD or DOA adversarial training, column smoothing's base classifier.
+DEFENCE_KINDS: tuple[str, ...] = ("none", "pgd_mask", "doa", "smoothing")
+
+
+def defence_kind(config: Mapping[str, Any]) -> str:
+  """`config.defence.kind` ('none' for a config without the block, e.g.
+  the config.json of an older run), checked: the one place the defence
+  kind of a train config is read."""
+  kind = (config.get("defence") or {}).get("kind", "none")
+  if kind not in DEFENCE_KINDS:
+    raise ValueError(f"defence.kind={kind!r}; use one of {DEFENCE_KINDS} "
+                     "(--config.defence.kind=...)")
+  return kind
+
+
 def model_for(config: Mapping[str, Any]) -> LisaCNN:
   """The model of a train config: its `model` block, with one output per
   class of its data source (`config.data.source`). Under column smoothing
@@ -363,8 +379,7 @@ def model_for(config: Mapping[str, Any]) -> LisaCNN:
   model = model.to_dict() if hasattr(model, "to_dict") else dict(model)
   model = model_from_config({**model, "num_classes":
                              label_space(config["data"]["source"]).num_classes})
-  defence = config.get("defence") or {}
-  if defence.get("kind") == "smoothing":
+  if defence_kind(config) == "smoothing":
     return model.clone(input_channels=2 * IMAGE_SHAPE[-1])
   return model
 

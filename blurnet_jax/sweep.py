@@ -23,6 +23,7 @@ from blurnet_jax import checkpoint
 from blurnet_jax import distributed
 from blurnet_jax import workdirs
 from blurnet_jax import models
+from blurnet_jax import recognition
 from blurnet_jax import train
 from blurnet_jax.data import datasets
 from blurnet_jax.defences import training as defence_training
@@ -202,14 +203,15 @@ def _train_population(config, workdir):
   final = evaluated[-1] if evaluated else evaluate(state)
   rows, params = [], []
   host = distributed.to_host(state)
-  sets = train.victim_sets(config)  # rendered / read once for all members
+  # rendered / read once for all members
+  sets = recognition.victim_sets(config.rp2_dir)
   for i, (alpha, seed) in enumerate(pairs):
     params.append(member(host, i).params)
     rows.append({"penalty": config.penalty.kind, "alpha": alpha, "seed": seed,
                  "test_accuracy": final["accuracy"][i],
                  "test_loss": final["loss"][i],
-                 **train.victim_results(training.classifier, params[-1],
-                                        sets)})
+                 **recognition.read_as_stop(training.classifier,
+                                            params[-1], sets)})
   summary = {"members": rows, "train_seconds_this_run": round(seconds, 1),
              "train_seconds": round(earlier + seconds, 1),
              "devices": jax.device_count(),

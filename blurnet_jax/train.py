@@ -40,12 +40,11 @@ from blurnet_jax import workdirs
 from blurnet_jax.jsonio import write_json
 from blurnet_jax import losses
 from blurnet_jax import models
-from blurnet_jax.classes import IMAGE_SHAPE, STOP
+from blurnet_jax import recognition
+from blurnet_jax.classes import IMAGE_SHAPE
 from blurnet_jax.data import datasets
 from blurnet_jax.data import pipeline
 from blurnet_jax.data import rp2_assets
-from blurnet_jax.data import synthetic
-from blurnet_jax.data import victims as victims_lib
 from blurnet_jax.progress import Progress
 
 PENALTIES = ("none", "linf", "tv")
@@ -266,14 +265,6 @@ def plain_training(config: ml_collections.ConfigDict) -> Training:
                   classifier=models.apply_fn_for(models.model_for(config)))
 
 
-def victim_sets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-  """The stop-sign victim sets a run reports on: 40 synthetic ones, and the
-  real RP2 victims of `config.rp2_dir` ('' = the packaged assets)."""
-  return {"synthetic_victims": synthetic.synthetic_victims(40, seed=0),
-          "victims": victims_lib.load_victims(
-              rp2_assets.rp2_dir(config.rp2_dir) / "victim-set")}
-
-
 def prepare_data(data: ml_collections.ConfigDict):
   """`datasets.prepare(data)`; with several processes, process 0 builds the
   data set first (the others would race on its files), then the others
@@ -379,16 +370,6 @@ def fit(config: ml_collections.ConfigDict, workdir: epath.Path, state,
   return state, time.perf_counter() - t0
 
 
-def victim_results(apply_fn, params, sets: dict[str, np.ndarray]) -> dict:
-  """Victims of each set (`victim_sets(config)`) classified as stop."""
-  out = {}
-  for name, images in sets.items():
-    pred = models.predict(apply_fn, params, images)
-    out[name] = {"n": int(len(pred)), "stop": int((pred == STOP).sum()),
-                 "stop_rate": float((pred == STOP).mean())}
-  return out
-
-
 def data_parallel_mesh(batch_size: int):
   """The mesh over which one model's batch is split (None: one device).
 
@@ -471,7 +452,8 @@ def _train_and_evaluate(config, workdir, training):
              "penalty": config.penalty.to_dict(),
              "train_seconds_this_run": round(seconds, 1),
              "test": training.evaluate(state, test_images, test_labels),
-             **victim_results(training.classifier, state.params,
-                             victim_sets(config))}
+             **recognition.read_as_stop(
+                 training.classifier, state.params,
+                 recognition.victim_sets(config.rp2_dir))}
   write_json(workdir / "results.json", results, sort_keys=True)
   return state, results

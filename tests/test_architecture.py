@@ -10,6 +10,8 @@ import zipfile
 
 import pytest
 
+from blurnet_jax import layers as layers_lib
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("blurnet_jax", "configs", "launch")
 #: Modules `attacks` may never import: training, checkpoints, figures, files.
@@ -127,27 +129,7 @@ def test_imports_run_one_way():
       sorted(users))
 
 
-#: The layers, lowest first: a module imports only its own layer and those
-#: below it. Utilities with no project dependency sit at the bottom.
-LAYERS = (
-    ("base", ("blurnet_jax", "blurnet_jax.classes", "blurnet_jax.ops",
-              "blurnet_jax.progress", "blurnet_jax.sentinel",
-              "blurnet_jax.config_args", "blurnet_jax.host_memory",
-              "blurnet_jax.stats", "blurnet_jax.document",
-              "blurnet_jax.checkpoint", "blurnet_jax.checkpoint_format",
-              "blurnet_jax.distributed", "blurnet_jax.jsonio")),
-    ("data", ("blurnet_jax.data",)),
-    ("models", ("blurnet_jax.models",)),
-    ("losses", ("blurnet_jax.losses", "blurnet_jax.spectral")),
-    ("train and attacks", ("blurnet_jax.train", "blurnet_jax.sweep",
-                           "blurnet_jax.workdirs",
-                           "blurnet_jax.attacks", "blurnet_jax.plots",
-                           "blurnet_jax.defences")),
-    ("tools", ("blurnet_jax.bench",)),
-    ("study", ("blurnet_jax.study",)),
-    ("configs", ("configs",)),
-    ("launch", ("launch",)),
-)
+LAYERS = layers_lib.LAYERS
 
 
 def layer_of(module: str) -> int | None:
@@ -369,3 +351,27 @@ def test_each_config_file_picks_its_study_and_the_page_is_the_registry():
   page = (REPO / "docs" / "studies.md").read_text()
   assert page == studies.describe(), (
       "docs/studies.md is stale: write studies.describe() to it")
+
+
+#: A per-member loop that picks its own attack key: a fold_in of a seed,
+#: or seeds zipped with members.
+_PER_MEMBER_KEY = re.compile(
+    r"fold_in\([^()]*\bseeds?\b[^()]*\)|zip\([^()]*\bseeds\b[^()]*\bmembers\b")
+
+
+def test_the_per_member_key_rule_lives_in_the_one_evaluation_call():
+  """Every study row's members are attacked through
+  `study.evaluation.evaluate`, whose `member_key` is the only place a
+  member's seed picks its attack key."""
+  offenders = []
+  for path in sorted((REPO / "blurnet_jax" / "study").rglob("*.py")):
+    if path.name == "evaluation.py":
+      continue
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+      code = line.split("#")[0]
+      if _PER_MEMBER_KEY.search(code) and not code.strip().startswith(
+          ("\"", "'", "`")):
+        offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+  assert not offenders, offenders
+  text = (REPO / "blurnet_jax" / "study" / "evaluation.py").read_text()
+  assert "def member_key(" in text and "def evaluate(" in text

@@ -22,6 +22,7 @@ from blurnet_jax.study.defences import evaluate as defence_eval
 from blurnet_jax.study.defences.evaluate import (Defence, EvalSettings,
                                             compare_defences,
                                             evaluate_defence)
+from blurnet_jax.study.evaluation import Population, Victims
 from tests.helpers import linear_apply
 
 #: Attacks small enough for a test: one target, a few steps each.
@@ -81,19 +82,25 @@ def _mask() -> np.ndarray:
   return mask
 
 
+def _population(name, members, seeds=SEEDS, apply_fn=linear_apply):
+  return Population(name, apply_fn, members, seeds)
+
+
 def _evaluate(defence, **kwargs):
-  return evaluate_defence(defence, _victims(), _mask(), _test_split(),
-                          jax.random.key(0), SETTINGS, **kwargs)
+  return evaluate_defence(defence, Victims("v", _victims(), _mask()),
+                          _test_split(), jax.random.key(0), SETTINGS,
+                          **kwargs)
 
 
 @pytest.mark.slow
 def test_bpda_beats_the_naive_attack_through_jpeg_and_raises_the_flag():
   members = [_member(s) for s in SEEDS]
-  base = _evaluate(defence_eval.undefended("baseline", linear_apply,
-                                           members, SEEDS))
+  population = _population("baseline", members)
+  base = _evaluate(defence_eval.undefended(population))
   jpeg = _evaluate(defence_eval.transform_defence(
-      "jpeg", linear_apply, members, SEEDS,
-      InputTransform("jpeg", quality=50)), transfer_from=base)
+      "jpeg", population, InputTransform("jpeg", quality=50)),
+                   transfer_from=base)
+  assert jpeg["defence"] == "jpeg" and base["defence"] == "baseline"
   assert base["clean_accuracy"]["mean"] > 0.9
   assert base["victims_recognised"] == [8, 8]
   assert base["adaptive_raises"] is None and "naive_rp2_success" not in base
@@ -125,10 +132,10 @@ def test_success_counts_only_the_victims_each_member_reads_as_stop():
   victims = _victims()
   victims[:3, :4, :4, 0] = 1.0  # outside the mask: no attack moves it
   marker = lambda p, x, m: np.asarray(x)[:, 20, 0, 0] > 0.5  # certify
-  defence = Defence("fabricated", [good, misreads], SEEDS, linear_apply,
-                    linear_apply, certify=marker)
-  row = evaluate_defence(defence, victims, _mask(), _test_split(),
-                         jax.random.key(0), SETTINGS)
+  defence = Defence(_population("fabricated", [good, misreads]),
+                    linear_apply, linear_apply, certify=marker)
+  row = evaluate_defence(defence, Victims("v", victims, _mask()),
+                         _test_split(), jax.random.key(0), SETTINGS)
   recognised = np.ones((2, 8), bool)
   recognised[1, :3] = False
   assert row["victims_recognised"] == [8, 5]
@@ -216,15 +223,21 @@ def test_compare_defences_names_what_it_cannot_pair():
 def test_bad_arguments_are_one_line_errors():
   members = [_member(0)]
   with pytest.raises(ValueError, match="one seed per member"):
-    Defence("d", members, (0, 1), linear_apply, linear_apply)
+    _population("d", members, (0, 1))
+  with pytest.raises(ValueError, match="population must be a Population"):
+    Defence(members, linear_apply, linear_apply)
   with pytest.raises(ValueError, match="certify must be callable"):
-    Defence("d", members, (0,), linear_apply, linear_apply, certify=1)
+    Defence(_population("d", members, (0,)), linear_apply, linear_apply,
+            certify=1)
   with pytest.raises(ValueError, match="steps"):
     EvalSettings(pgd_steps=0)
-  defence = defence_eval.undefended("baseline", linear_apply, members, (0,))
+  defence = defence_eval.undefended(_population("baseline", members, (0,)))
   with pytest.raises(ValueError, match="settings must be"):
-    evaluate_defence(defence, _victims(), _mask(), _test_split(),
-                     jax.random.key(0), {"steps": 1})
+    evaluate_defence(defence, Victims("v", _victims(), _mask()),
+                     _test_split(), jax.random.key(0), {"steps": 1})
+  with pytest.raises(ValueError, match="victims must be a Victims"):
+    evaluate_defence(defence, _victims(), _test_split(), jax.random.key(0),
+                     SETTINGS)
   with pytest.raises(ValueError, match="transfer_from"):
     _evaluate(defence, transfer_from={"defence": "baseline", "seeds": [0]})
 
@@ -248,11 +261,12 @@ def test_column_smoothing_is_certified_where_no_sticker_moves_it():
   victims[2:, :, :16, 1] = 0.95
   mask = np.zeros((32, 32, 1), np.float32)
   mask[:, 16:18] = 1.0
-  defence = defence_eval.smoothing_defence("smoothing", _colour_base,
-                                           [params], (0,), 4, NUM_CLASSES)
+  defence = defence_eval.smoothing_defence(
+      _population("smoothing", [params], (0,), _colour_base), 4,
+      NUM_CLASSES)
   settings = dataclasses.replace(SETTINGS, targets=(1,), pgd_steps=10)
   # One mask per victim, as on GTSRB (Square goes victim by victim).
-  row = evaluate_defence(defence, victims, np.stack([mask] * 4),
+  row = evaluate_defence(defence, Victims("v", victims, np.stack([mask] * 4)),
                          (victims, np.full(4, STOP)), jax.random.key(0),
                          settings)
   assert row["victims_recognised"] == [4]
@@ -268,4 +282,5 @@ def test_column_smoothing_is_certified_where_no_sticker_moves_it():
                                 [0, 0, 1, 1])
   assert row["adaptive_raises"] is False
   with pytest.raises(ValueError, match="band"):
-    defence_eval.smoothing_defence("s", _colour_base, [params], (0,), 33, 18)
+    defence_eval.smoothing_defence(
+        _population("s", [params], (0,), _colour_base), 33, 18)

@@ -17,7 +17,8 @@ from blurnet_jax.study.defences import evaluate as defence_eval
 from blurnet_jax.study.defences import report as defence_report
 from blurnet_jax.study.defences import stages as defence_stages
 from blurnet_jax.study import studies
-from blurnet_jax.study.zoo import TrainedModel
+from blurnet_jax.study.claims import checks
+from blurnet_jax.study.evaluation import Population
 from configs import robustness as robustness_configs
 from tests.helpers import fabricated_lisa_crops
 
@@ -28,12 +29,16 @@ def _config(arg="defences,quick"):
   return c
 
 
-def _trained(name, model, seconds):
+def _trained(name, model, seconds, config=None):
   params = model.init(jax.random.key(0), np.zeros((1, 32, 32,
                                                    model.input_channels)))
-  return TrainedModel(name=name, model=model, seeds=(0,), members=(params,),
-                      alpha=0.0, results=({"test_accuracy": 0.5},),
-                      train_seconds=seconds)
+  kind = models.defence_kind(config.real_models[name]) if config else "none"
+  return Population(name=name, apply_fn=models.apply_fn_for(model),
+                    members=(params,), seeds=(0,), model=model, alpha=0.0,
+                    defence_kind=kind,
+                    band=int(config.real_models[name].defence.band)
+                    if kind == "smoothing" else 0,
+                    results=({"test_accuracy": 0.5},), train_seconds=seconds)
 
 
 def test_the_config_builds_every_defence_the_issue_names():
@@ -44,7 +49,7 @@ def test_the_config_builds_every_defence_the_issue_names():
                    "pgd_at": "pgd_mask", "doa": "doa",
                    "doa_linf_5x5": "doa", "smoothing": "smoothing"}
   assert c.real_models.doa_linf_5x5.model.filter_kernel == "learned"
-  trained = {n: _trained(n, models.model_for(c.real_models[n]), 10.0 + i)
+  trained = {n: _trained(n, models.model_for(c.real_models[n]), 10.0 + i, c)
              for i, n in enumerate(c.real.variants)}
   built = defence_stages.defences(c, trained, LISA)
   names = [d.name for d in built]
@@ -58,10 +63,10 @@ def test_the_config_builds_every_defence_the_issue_names():
   assert by["linf_5x5"].naive_attack_fn is None
   # A transform wraps the baseline's members; its cost is the baseline's.
   assert by["jpeg_75"].members == trained["baseline"].members
-  assert defence_stages.training_cost(c, trained, "jpeg_75") == {
+  assert defence_stages.training_cost(trained, "jpeg_75") == {
       "trained_as": "baseline", "kind": "input transform", "seconds": 10.0,
       "cost": 1.0}
-  assert defence_stages.training_cost(c, trained, "doa")["cost"] == (
+  assert defence_stages.training_cost(trained, "doa")["cost"] == (
       pytest.approx(14.0 / 10.0))
 
 
@@ -120,7 +125,7 @@ def test_the_checklist_flags_adaptive_gains_masking_and_weak_attacks():
              adaptive_raises=True, false_stop=0.07)
   row["clean_accuracy"] = _interval(0.89)
   row["transfer_success"] = _interval(0.4)
-  failed = [c["check"] for c in defence_stages.flag_checks(row, base)
+  failed = [c["check"] for c in checks.defence_checks(row, base)
             if not c["passed"]]
   assert failed == ["clean accuracy at least 90%", "no stop bias",
                     "adaptive attack no stronger than naive",
@@ -130,7 +135,7 @@ def test_the_checklist_flags_adaptive_gains_masking_and_weak_attacks():
   # read as stop is below twice the baseline's 3%.
   row = _row("x", rp2=0.2, square=0.35, pgd=0.3, cut_high=0.1,
              adaptive_raises=False, false_stop=0.059)
-  assert all(c["passed"] for c in defence_stages.flag_checks(row, base))
+  assert all(c["passed"] for c in checks.defence_checks(row, base))
 
 
 def test_the_reading_picks_the_lowest_worst_case_among_significant_cuts():
@@ -156,7 +161,7 @@ def test_the_report_renders_the_table_scatter_and_reading(tmp_path):
   for r in rows:
     r["per_seed"] = {k: [r[k], r[k]] for k in ("clean_accuracy",
                                               "rp2_success", "any_success")}
-    r["checks"] = defence_stages.flag_checks(r, rows[0])
+    r["checks"] = checks.defence_checks(r, rows[0])
     r["flags"] = [c["check"] for c in r["checks"] if not c["passed"]]
     r["targets"] = [12]
   rows[0].pop("vs_baseline")

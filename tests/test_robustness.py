@@ -10,7 +10,9 @@ import pytest
 from blurnet_jax.jsonio import jsonable
 from blurnet_jax.study.robustness import checklist as robustness
 from blurnet_jax.study.robustness import attacks as robustness_attacks
-from blurnet_jax.study.robustness import checks as robustness_checks
+from blurnet_jax.study import evaluation
+from blurnet_jax.study.claims import checks as robustness_checks
+from blurnet_jax.study.evaluation import Population, Victims
 from blurnet_jax.study.robustness import measure as robustness_measure
 from blurnet_jax.study.robustness import settings as robustness_settings
 from blurnet_jax.study import studies
@@ -43,7 +45,7 @@ def passing_result():
 
 
 def flags_of(result):
-  return [c["check"] for c in robustness_checks.checks(result, slack=0.1)
+  return [c["check"] for c in robustness_checks.checklist_checks(result, slack=0.1)
           if not c["passed"]]
 
 
@@ -86,6 +88,14 @@ def tiny_block():
   return rc
 
 
+def _checklist(apply_fn, members, x, mask, key, rc, sticker=None):
+  """The checklist on the members (seeds 0, 1, ...) through the one
+  evaluation call."""
+  return evaluation.evaluate(
+      Population("m", apply_fn, members, range(len(members))),
+      Victims("v", x, mask, sticker=sticker), key, robustness.Checklist(rc))
+
+
 def test_gradient_masking_is_flagged_end_to_end():
   """A model that rounds its input has zero gradients: PGD stands still,
   the gradient-free search does not, and the checklist says so."""
@@ -94,17 +104,17 @@ def test_gradient_masking_is_flagged_end_to_end():
   rc = tiny_block()
   rc.steps_curve, rc.angles, rc.distances = (4,), (0.0,), (32,)
   # No RP2 sticker to make: the clean signs stand in for it.
-  smooth = robustness.evaluate_model(linear_apply, params, x, mask,
-                                     jax.random.key(0), rc, sticker=x)
-  masked = robustness.evaluate_model(quantised_apply, params, x, mask,
-                                     jax.random.key(0), rc, sticker=x)
+  smooth = _checklist(linear_apply, [params], x, mask, jax.random.key(0), rc,
+                      sticker=x)
+  masked = _checklist(quantised_apply, [params], x, mask, jax.random.key(0),
+                      rc, sticker=x)
   for r in (smooth, masked):
     r.pop("_adversarial")
   assert masked["gradients"]["nonzero"] == 0.0
   assert smooth["gradients"] == pytest.approx(
       {"finite": 1.0, "nonzero": 1.0,
        "median_norm": smooth["gradients"]["median_norm"]})
-  flags = lambda r: [c["check"] for c in robustness_checks.checks(
+  flags = lambda r: [c["check"] for c in robustness_checks.checklist_checks(
       r, slack=1 / 6) if not c["passed"]]
   assert "gradients finite and non-zero" in flags(masked)
   assert "gradient-free <= gradient-based (linf)" in flags(masked)
@@ -190,8 +200,7 @@ def test_members_pool_into_means_with_intervals():
   assert rc.pgd_steps == 8 and rc.reference_linf == rc.linf_budgets[-1]
   members = [linear_params(scale=0.1), linear_params(scale=0.1, seed=1)]
   key = jax.random.key(3)
-  pooled = robustness.evaluate_members(linear_apply, members, x, mask, key,
-                                       rc, sticker=x)
+  pooled = _checklist(linear_apply, members, x, mask, key, rc, sticker=x)
   singles = [robustness_measure.measure(linear_apply, p, x, mask,
                                         jax.random.fold_in(key, j), rc,
                                         sticker=x)
@@ -218,8 +227,7 @@ def test_members_pool_into_means_with_intervals():
                                   m["outcomes"]["budgets"]["pgd_linf"][
                                       "success"][-1])
   # One member of 0/1 outcomes: the Wilson interval over the victims.
-  one = robustness.evaluate_model(linear_apply, members[0], x, mask, key, rc,
-                                  sticker=x)
+  one = _checklist(linear_apply, members[:1], x, mask, key, rc, sticker=x)
   k = int(round(one["budgets"]["pgd_linf"]["success"][-1] * 6))
   assert (one["budgets"]["pgd_linf"]["ci_low"][-1],
           one["budgets"]["pgd_linf"]["ci_high"][-1]) == pytest.approx(
@@ -247,8 +255,8 @@ def test_bad_robustness_settings_are_one_clear_error(field, value, match):
   rc = tiny_block()
   rc[field] = value
   with pytest.raises(ValueError, match=match):
-    robustness.evaluate_model(linear_apply, linear_params(), images(4),
-                              stripe_mask(), jax.random.key(0), rc)
+    _checklist(linear_apply, [linear_params()], images(4), stripe_mask(),
+               jax.random.key(0), rc)
 
 
 def test_runlocal_writes_the_json_figures_and_report(tiny_data_dir, tmp_path,

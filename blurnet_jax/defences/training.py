@@ -42,17 +42,10 @@ from blurnet_jax.defences import adversarial
 from blurnet_jax.defences import occlusion
 from blurnet_jax.defences import smoothing
 
-DEFENCE_KINDS: tuple[str, ...] = ("none", "pgd_mask", "doa", "smoothing")
-
-
-def defence_kind(config: ml_collections.ConfigDict) -> str:
-  """`config.defence.kind` ('none' for a config without the block, e.g.
-  the config.json of an older run), checked."""
-  kind = (config.get("defence") or {}).get("kind", "none")
-  if kind not in DEFENCE_KINDS:
-    raise ValueError(f"defence.kind={kind!r}; use one of {DEFENCE_KINDS} "
-                     "(--config.defence.kind=...)")
-  return kind
+#: The training defences, read by `models.defence_kind` (the one reader
+#: of `config.defence.kind`).
+DEFENCE_KINDS = models.DEFENCE_KINDS
+defence_kind = models.defence_kind
 
 
 def adversarial_config(defence: ml_collections.ConfigDict

@@ -34,6 +34,7 @@ import jax
 import ml_collections
 import optax
 
+from blurnet_jax import layers
 from blurnet_jax import workdirs
 from blurnet_jax.classes import REAL_SOURCES, label_space
 from blurnet_jax.data import datasets
@@ -41,7 +42,10 @@ from blurnet_jax.data import rp2_assets
 from blurnet_jax.jsonio import read_json, write_json
 from blurnet_jax.progress import format_seconds
 from blurnet_jax.study.robustness import stages as checklist_stages
+from blurnet_jax.study.defences import evaluate as defence_eval
 from blurnet_jax.study.defences import report as defence_report
+from blurnet_jax.study.evaluators import table2
+from blurnet_jax.study.robustness import checklist
 from blurnet_jax.study.defences import stages as defence_stages
 from blurnet_jax.study.real import measure as real_study
 from blurnet_jax.study.real import stages as real_stages
@@ -70,6 +74,8 @@ class Study:
     resolve: the config as run (derived settings filled in), as its
       config.json records it.
     facts: what study.json says beside the results (`facts`).
+    measurements: what its rows measure, each through
+      `evaluation.evaluate` (a `evaluation.Measurement`).
   """
 
   name: str
@@ -82,6 +88,7 @@ class Study:
   check: Callable[[Config], None] = lambda config: None
   resolve: Callable[[Config], Config] = lambda config: config
   facts: Callable[[Config], dict[str, Any]] = lambda config: {}
+  measurements: tuple[type, ...] = ()
 
 
 def _kind(config: Config) -> str:
@@ -125,22 +132,23 @@ STUDIES: tuple[Study, ...] = (
           "RP2 authors' model", "configs/reproduce.py",
           lambda c: _kind(c) == "reproduce" and not _real(c),
           synthetic_stages.STAGES, synthetic_stages.Inputs,
-          report.render_synthetic, check=_check_synthetic),
+          report.render_synthetic, check=_check_synthetic,
+          measurements=(table2.Grid, checklist.Checklist)),
     Study("real", "Table 2 on models trained on real photographs",
           "configs/reproduce.py",
           lambda c: _kind(c) == "reproduce" and _real(c),
           real_stages.STAGES, real_stages.Inputs, report.render_real,
           check=_check_real, resolve=real_stages.resolved,
-          facts=source_facts),
+          facts=source_facts, measurements=(table2.Grid,)),
     Study("defences", "BlurNet beside other defences on real photographs",
           "configs/defences.py", lambda c: _kind(c) == "defences",
           defence_stages.STAGES, real_stages.Inputs, defence_report.render,
           check=defence_stages.check, resolve=real_stages.resolved,
-          facts=source_facts),
+          facts=source_facts, measurements=(defence_eval.DefenceMeasure,)),
     Study("checklist", "the robustness checklist on every model",
           "configs/robustness.py", lambda c: _kind(c) == "checklist",
           checklist_stages.STAGES, checklist_stages.Inputs,
-          robustness_report.render),
+          robustness_report.render, measurements=(checklist.Checklist,)),
 )
 
 
@@ -216,10 +224,24 @@ def describe() -> str:
            "stages (each saved as WORKDIR/NAME.json or .npz, read back on "
            "resume, all run again with `--noresume`), study.json and "
            "WORKDIR/report/; `launch.report --workdir=W` renders the report "
-           "again by the study that W/config.json names.", ""]
+           "again by the study that W/config.json names.", "",
+           "## The layers", "",
+           "Lowest first; a module imports only its own layer and those "
+           "below (`blurnet_jax.layers`, held by the architecture test).",
+           "", "| layer | modules |", "| --- | --- |"]
+  lines += [f"| {name} | " + ", ".join(f"`{p}`" for p in prefixes) + " |"
+            for name, prefixes in layers.LAYERS]
+  lines += ["", "Every row of every study is one call of "
+            "`study.evaluation.evaluate(population, victims, key, "
+            "measurement)`: member i of the population meets the attack key "
+            "`member_key(key, seed_i)`, so rows pair member by member.", ""]
   for s in STUDIES:
+    measured = ", ".join(
+        f"`{m.__module__.removeprefix('blurnet_jax.study.')}.{m.__name__}`"
+        for m in s.measurements)
     lines += [f"## {s.name}", "", f"{s.description[0].upper()}"
-              f"{s.description[1:]}; config `{s.config_file}`; report by "
+              f"{s.description[1:]}; config `{s.config_file}`; measured by "
+              f"{measured}; report by "
               f"`{s.render.__module__.removeprefix('blurnet_jax.study.')}."
               f"{s.render.__name__}`.", "", "| stage | writes |",
               "| --- | --- |"]

@@ -26,44 +26,10 @@ from blurnet_jax import train
 from blurnet_jax import workdirs
 from blurnet_jax.attacks import rp2
 from blurnet_jax.models import ApplyFn
+from blurnet_jax.classes import STOP
 from blurnet_jax.data import rp2_assets
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainedModel:
-  """One trained variant: its module and one trained member per seed.
-
-  Attributes:
-    members: the params of each seed, in the order of `seeds`.
-    results: one row per seed (test accuracy and loss, victims -> stop).
-  """
-
-  name: str
-  model: models.LisaCNN
-  seeds: tuple[int, ...]
-  members: tuple[Any, ...]
-  alpha: float
-  results: tuple[dict[str, Any], ...]
-  penalty_kind: str = "none"
-  #: wall seconds of its training (compilation included), over every run
-  #: that trained it (a resumed population adds to its earlier runs').
-  train_seconds: float = 0.0
-
-  @property
-  def apply_fn(self) -> ApplyFn:
-    return models.apply_fn_for(self.model)
-
-  @property
-  def params(self) -> Any:
-    """The first seed's params: for what one model stands for (the
-    figures of Table 1's synthetic victims, the spectra, the transfer
-    matrices)."""
-    return self.members[0]
-
-  @property
-  def test_accuracy(self) -> float:
-    """The mean test accuracy over the seeds."""
-    return float(np.mean([r["test_accuracy"] for r in self.results]))
+from blurnet_jax.defences import training as defence_training
+from blurnet_jax.study.evaluation import Population, Victims
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +58,22 @@ class RP2Data:
   def mask(self) -> np.ndarray:
     return self.assets.camouflage_mask
 
+  @property
+  def population(self) -> Population:
+    """The RP2 model as a population of one member (id 0); Table 2 attacks
+    it under several ids (`evaluation.evaluate(..., ids=seeds)`)."""
+    return Population("rp2", self.apply_fn, (self.params,), (0,),
+                      model=self.model)
+
+  @property
+  def victims(self) -> Victims:
+    """The 40 real victims with the camouflage mask, wearing the authors'
+    own camouflage as their sticker."""
+    return Victims("rp2", self.images, self.mask, label=STOP,
+                   sticker=self.adversarial,
+                   info={"description": "the RP2 authors' real stop-sign "
+                                        "victims"})
+
 
 def rp2_data(rp2_dir: str = "") -> RP2Data:
   """The RP2 data of the study ('' = the packaged assets)."""
@@ -103,7 +85,7 @@ def rp2_data(rp2_dir: str = "") -> RP2Data:
 
 
 def train_models(models_block: ml_collections.ConfigDict,
-                 root: epath.Path) -> dict[str, TrainedModel]:
+                 root: epath.Path) -> dict[str, Population]:
   """Trains (or reuses, or resumes) every model of `models_block` (e.g.
   `config.models`) into `root/NAME`, each with its own train config as it
   stands: the seeds of `cfg.sweep.seeds` as one vmapped population."""
@@ -111,12 +93,16 @@ def train_models(models_block: ml_collections.ConfigDict,
   for name, cfg in models_block.items():
     rows, params, summary = sweep.train_population(cfg,
                                                    epath.Path(root) / name)
-    out[name] = TrainedModel(
-        name=name, model=models.model_for(cfg),
-        seeds=tuple(r["seed"] for r in rows), members=tuple(params),
-        alpha=float(cfg.penalty.alpha), results=tuple(rows),
-        penalty_kind=str(cfg.penalty.kind),
-        train_seconds=float(summary["train_seconds"]))
+    model = models.model_for(cfg)
+    kind = models.defence_kind(cfg)
+    out[name] = Population(
+        name=name, apply_fn=models.apply_fn_for(model), members=params,
+        seeds=tuple(r["seed"] for r in rows), model=model,
+        alpha=float(cfg.penalty.alpha), penalty_kind=str(cfg.penalty.kind),
+        defence_kind=kind,
+        band=defence_training.smoothing_band(cfg) if kind == "smoothing"
+        else 0,
+        results=tuple(rows), train_seconds=float(summary["train_seconds"]))
   return out
 
 

@@ -19,14 +19,15 @@ attacker who knows it differentiates (`attack_fn`), or one who does not
 
 As in Table 2 on real photographs (`study.real`), a victim counts for a
 member when the member reads it, clean, as stop, and an attack succeeds
-when the member no longer does; the other outcomes are NaN. Member i of
-every defence is attacked with keys from `fold_in(key, seeds[i])`, so the
-rows pair cell by cell (`compare_defences`).
+when the member no longer does; the other outcomes are NaN. Every
+defence is measured through `evaluation.evaluate` (`DefenceMeasure`): the
+member of seed s meets the same attack keys in every defence, so the rows
+pair cell by cell (`compare_defences`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 import dataclasses
 import functools
 from typing import Any
@@ -46,6 +47,8 @@ from blurnet_jax.defences import occlusion
 from blurnet_jax.defences import smoothing
 from blurnet_jax.defences import transforms
 from blurnet_jax.models import ApplyFn
+from blurnet_jax.study import evaluation
+from blurnet_jax.study.evaluation import Population, Victims
 
 #: The sticker's budget for PGD and Square: L-inf 1 inside the mask (any
 #: colour), RP2's threat model.
@@ -55,7 +58,7 @@ COMPARED = ("clean_accuracy", "false_stop", "rp2_success", "pgd_success",
             "square_success", "roa_success", "any_success")
 #: The attacks of 'any_success', by the row's key of their success.
 ATTACKS = ("rp2_success", "pgd_success", "square_success", "roa_success")
-#: Each attack's key: fold_in(fold_in(key, seed), index).
+#: Each attack's key: fold_in(member_key(key, seed), index).
 _KEYS = {"rp2": 0, "pgd": 1, "square": 2, "roa": 3}
 
 #: `certify(params, images, mask) -> (N,) bool`: no sticker inside `mask`
@@ -65,11 +68,11 @@ Certify = Callable[[Any, np.ndarray, np.ndarray], np.ndarray]
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Defence:
-  """A defended model, seed by seed, and how it is judged and attacked.
+  """A defended population and how it is judged and attacked.
 
   Attributes:
-    name: the row's name ('baseline' for the undefended model).
-    members: one params tree per seed; seeds: one training seed each.
+    population: the members (and their seeds) the defence wraps, named as
+      the row.
     predict_fn: the defended classifier, its argmax the defence's class
       (clean accuracy, recognised victims, success; Square queries it).
     attack_fn: what adaptive gradient attacks (RP2, PGD, ROA) differentiate.
@@ -78,29 +81,34 @@ class Defence:
     certify: a `Certify`, or None.
   """
 
-  name: str
-  members: Sequence[Any]
-  seeds: Sequence[int]
+  population: Population
   predict_fn: ApplyFn
   attack_fn: ApplyFn
   naive_attack_fn: ApplyFn | None = None
   certify: Certify | None = None
 
   def __post_init__(self):
-    if not isinstance(self.name, str) or not self.name:
-      raise ValueError(f"Defence.name={self.name!r} must be a non-empty str.")
-    object.__setattr__(self, "members", tuple(self.members))
-    object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
-    if not self.seeds or len(self.members) != len(self.seeds):
-      raise ValueError(f"Defence {self.name!r} has {len(self.members)} "
-                       f"members and {len(self.seeds)} seeds; give one seed "
-                       "per member, at least one.")
+    if not isinstance(self.population, Population):
+      raise ValueError(f"Defence.population must be a Population, got "
+                       f"{type(self.population).__name__}.")
     for field in ("predict_fn", "attack_fn", "naive_attack_fn", "certify"):
       value = getattr(self, field)
       optional = field in ("naive_attack_fn", "certify")
       if not (callable(value) or (optional and value is None)):
         raise ValueError(f"Defence.{field} must be callable, got "
                          f"{type(value).__name__}.")
+
+  @property
+  def name(self) -> str:
+    return self.population.name
+
+  @property
+  def members(self) -> tuple[Any, ...]:
+    return self.population.members
+
+  @property
+  def seeds(self) -> tuple[int, ...]:
+    return self.population.seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,19 +146,21 @@ class EvalSettings:
                                p_init=self.square_p_init)
 
 
-def undefended(name: str, apply_fn: ApplyFn, members, seeds) -> Defence:
+def undefended(population: Population) -> Defence:
   """A model that is its own defence (baseline, BlurNet, adversarial
   training): judged and attacked as it is, no naive attack."""
-  return Defence(name, members, seeds, apply_fn, apply_fn)
+  return Defence(population, population.apply_fn, population.apply_fn)
 
 
-def transform_defence(name: str, apply_fn: ApplyFn, members, seeds,
+def transform_defence(name: str, population: Population,
                       transform) -> Defence:
-  """The model through `transform` (an `InputTransform`): attacked through
-  BPDA, naively through the transform's own gradient."""
-  seen = transforms.defended(apply_fn, transform)
-  return Defence(name, members, seeds, seen,
-                 transforms.defended(apply_fn, transform, adaptive=True),
+  """`population` through `transform` (an `InputTransform`), as the row
+  `name`: attacked through BPDA, naively through the transform's own
+  gradient."""
+  seen = transforms.defended(population.apply_fn, transform)
+  return Defence(population.renamed(name), seen,
+                 transforms.defended(population.apply_fn, transform,
+                                     adaptive=True),
                  naive_attack_fn=seen)
 
 
@@ -183,25 +193,27 @@ def _smoothed_certify(apply_fn: ApplyFn, band: int,
   return certify
 
 
-def smoothing_defence(name: str, base_apply_fn: ApplyFn, members, seeds,
-                      band: int, num_classes: int) -> Defence:
-  """Column smoothing of `base_apply_fn` (6-channel ablated inputs) with
-  bands `band` wide: judged by the vote, attacked through the soft vote,
-  naively through the middle band, certified against the mask's width."""
+def smoothing_defence(population: Population, band: int,
+                      num_classes: int) -> Defence:
+  """Column smoothing of `population` (base classifiers of 6-channel
+  ablated inputs) with bands `band` wide: judged by the vote, attacked
+  through the soft vote, naively through the middle band, certified
+  against the mask's width."""
   if isinstance(band, bool) or not isinstance(band, int) or not (
       1 <= band <= IMAGE_SHAPE[1]):
     raise ValueError(f"band={band!r} must be an int in 1..{IMAGE_SHAPE[1]}.")
+  base = population.apply_fn
   return Defence(
-      name, members, seeds,
-      smoothing.smoothed_apply_fn(base_apply_fn, band, num_classes),
-      smoothing.soft_vote_apply_fn(base_apply_fn, band),
-      naive_attack_fn=one_band_apply_fn(base_apply_fn, band,
+      population, smoothing.smoothed_apply_fn(base, band, num_classes),
+      smoothing.soft_vote_apply_fn(base, band),
+      naive_attack_fn=one_band_apply_fn(base, band,
                                         (IMAGE_SHAPE[1] - band) // 2),
-      certify=_smoothed_certify(base_apply_fn, band, num_classes))
+      certify=_smoothed_certify(base, band, num_classes))
 
 
-def _key(key, seed: int, attack: str) -> jax.Array:
-  return jax.random.fold_in(jax.random.fold_in(key, seed), _KEYS[attack])
+def _attack_key(member_key, attack: str) -> jax.Array:
+  """The key of one attack of a member (`evaluation.member_key`)."""
+  return jax.random.fold_in(member_key, _KEYS[attack])
 
 
 def _predictions(predict_fn: ApplyFn, params, images) -> np.ndarray:
@@ -220,34 +232,23 @@ def counted(outcomes, recognised) -> np.ndarray:
   return np.where(seen, outcomes, np.nan)
 
 
-def success_outcomes(defence: Defence, adversarial, recognised,
-                     stop: int) -> np.ndarray:
-  """(seeds, victims, ...) 1.0 where member i no longer reads
-  `adversarial[i]` (victims, ..., 32, 32, 3) as `stop`, 0.0 where it
-  still does, NaN where it did not read the clean victim as stop."""
-  moved = np.stack([_predictions(defence.predict_fn, p, adv) != stop
-                    for p, adv in zip(defence.members, adversarial)])
-  return counted(moved, recognised)
-
-
-def _rp2_noise(attack_fn, defence, victims, mask, key, settings, labels):
-  """(seeds, targets, 32, 32, 3): each member's RP2 sticker per target."""
+def _rp2_noise(attack_fn, params, victims, mask, key, settings, labels):
+  """(targets, 32, 32, 3): one member's RP2 sticker per target."""
   targets = grid.parse_targets(settings.targets, labels)
-  return np.stack([grid.attack_targets(
-      attack_fn, p, victims, mask, targets, _key(key, seed, "rp2"),
-      cfg=settings.rp2_config(), chunk=settings.chunk)["noise"]
-                   for seed, p in zip(defence.seeds, defence.members)])
+  return np.asarray(grid.attack_targets(
+      attack_fn, params, victims, mask, targets, key,
+      cfg=settings.rp2_config(), chunk=settings.chunk)["noise"])
 
 
-def sticker_success(defence: Defence, victims, mask, noise, settings,
-                    recognised, stop: int) -> np.ndarray:
-  """`success_outcomes` (seeds, victims, targets) of the RP2 stickers
-  `noise` (seeds, targets, 32, 32, 3), member i wearing those of seed i."""
+def sticker_moved(predict_fn, params, victims, mask, noise, settings,
+                  stop: int) -> np.ndarray:
+  """(victims, targets) True where the member no longer reads a victim
+  wearing the RP2 sticker of a target (`noise`, (targets, 32, 32, 3)) as
+  `stop`."""
   cfg = settings.rp2_config()
-  adversarial = [np.stack([np.asarray(rp2.apply_perturbation(
-      victims, mask, n, cfg)) for n in per_seed], axis=1)
-                 for per_seed in noise]
-  return success_outcomes(defence, adversarial, recognised, stop)
+  adversarial = np.stack([np.asarray(rp2.apply_perturbation(
+      victims, mask, n, cfg)) for n in noise], axis=1)
+  return _predictions(predict_fn, params, adversarial) != stop
 
 
 def _attack_one(attack, defence, params, victims, mask, key, settings, stop):
@@ -282,18 +283,103 @@ def _rate(row: dict[str, Any], name: str, outcomes: np.ndarray) -> None:
   """The rate's outcomes under '_name' (in memory only) and its mean with
   the 95% interval over seeds and victims under 'name'."""
   row[f"_{name}"] = outcomes
-  row[name] = stats.interval(outcomes)
+  row[name] = evaluation.rate(outcomes)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DefenceMeasure:
+  """The defence study's measurement (`evaluation.evaluate`): on each
+  member, the clean figures on the held-out split, every attack of
+  `ATTACKS` (adaptive), the certificate, the baseline's transferred
+  stickers and the naive RP2 attack where they apply; pooled into the
+  row `evaluate_defence` describes.
+
+  Attributes:
+    defence: how the members are judged and attacked.
+    settings: the attacks.
+    test_split: (images, labels) of the held-out split.
+    labels: the victims' label space.
+    transfer_noise: (members, targets, 32, 32, 3): the baseline's RP2
+      stickers, member i's shown to member i; or None.
+  """
+
+  defence: Defence
+  settings: EvalSettings
+  test_split: tuple[np.ndarray, np.ndarray]
+  labels: LabelSpace = LISA
+  transfer_noise: np.ndarray | None = None
+
+  def member(self, population, victims, params, key, index, count):
+    d, s, stop = self.defence, self.settings, self.labels.stop
+    images, mask = victims.images, victims.mask
+    test_images, test_labels = self.test_split
+    predicted = models.predict(d.predict_fn, params, test_images)
+    others = test_labels != stop
+    out = {"recognised": _predictions(d.predict_fn, params, images) == stop,
+           "clean_accuracy": predicted == test_labels,
+           # no other class: no outcome counts, a NaN rate
+           "false_stop": predicted[others] == stop if others.any()
+                         else np.full(1, np.nan)}
+    out["rp2_noise"] = _rp2_noise(d.attack_fn, params, images, mask,
+                                  _attack_key(key, "rp2"), s, self.labels)
+    out["rp2_success"] = sticker_moved(d.predict_fn, params, images, mask,
+                                       out["rp2_noise"], s, stop)
+    for attack in ("pgd", "square", "roa"):
+      adversarial = _attack_one(attack, d, params, images, mask,
+                                _attack_key(key, attack), s, stop)
+      out[f"{attack}_success"] = _predictions(
+          d.predict_fn, params, adversarial["adversarial"]) != stop
+    if d.certify is not None:
+      out["certified"] = np.asarray(d.certify(params, images, mask), bool)
+    if self.transfer_noise is not None:
+      out["transfer_success"] = sticker_moved(
+          d.predict_fn, params, images, mask, self.transfer_noise[index], s,
+          stop)
+    if d.naive_attack_fn is not None:
+      noise = _rp2_noise(d.naive_attack_fn, params, images, mask,
+                         _attack_key(key, "rp2"), s, self.labels)
+      out["naive_rp2_success"] = sticker_moved(d.predict_fn, params, images,
+                                               mask, noise, s, stop)
+    return out
+
+  def pool(self, population, victims, measured):
+    stack = lambda name: np.stack([m[name] for m in measured])
+    recognised = stack("recognised")
+    targets = grid.parse_targets(self.settings.targets, self.labels)
+    row = {"defence": population.name, "seeds": list(population.seeds),
+           "victims": int(len(victims.images)),
+           "victims_recognised": recognised.sum(1).tolist(),
+           "targets": targets}
+    _rate(row, "clean_accuracy", stack("clean_accuracy").astype(np.float64))
+    _rate(row, "false_stop", stack("false_stop").astype(np.float64))
+    row["_rp2_noise"] = stack("rp2_noise")
+    _rate(row, "rp2_success", counted(stack("rp2_success"), recognised))
+    row["rp2_success_per_target"] = stats.nanmean(
+        np.moveaxis(row["_rp2_success"], 2, 0).reshape(len(targets), -1),
+        1).tolist()
+    for attack in ("pgd", "square", "roa"):
+      _rate(row, f"{attack}_success",
+            counted(stack(f"{attack}_success"), recognised))
+    _rate(row, "any_success", any_success(row))
+    for name in ("certified", "transfer_success", "naive_rp2_success"):
+      if name in measured[0]:
+        _rate(row, name, counted(stack(name), recognised))
+    if "naive_rp2_success" in measured[0]:
+      row["adaptive_vs_naive"] = stats.paired_difference(
+          row["_naive_rp2_success"], row["_rp2_success"])
+      row["adaptive_raises"] = bool(row["adaptive_vs_naive"]["ci_low"] > 0)
+    else:
+      row["adaptive_raises"] = None
+    return row
 
 
 def _check_call(defence, victims, settings, transfer_from) -> None:
   for name, value, kind in (("defence", defence, Defence),
-                            ("settings", settings, EvalSettings)):
+                            ("settings", settings, EvalSettings),
+                            ("victims", victims, Victims)):
     if not isinstance(value, kind):
       raise ValueError(f"{name} must be a {kind.__name__}, got "
                        f"{type(value).__name__}.")
-  if victims.ndim != 4 or victims.shape[1:] != IMAGE_SHAPE:
-    raise ValueError(f"victims must have shape (N, 32, 32, 3), got "
-                     f"{victims.shape}.")
   if transfer_from is not None and (
       "_rp2_noise" not in transfer_from
       or transfer_from["seeds"] != list(defence.seeds)):
@@ -302,54 +388,19 @@ def _check_call(defence, victims, settings, transfer_from) -> None:
                      "'_rp2_noise').")
 
 
-def _adaptive(row, defence, victims, mask, key, settings, labels, recognised):
-  """The adaptive attacks' success: the RP2 grid (its stickers kept under
-  '_rp2_noise'), masked PGD, Square and ROA."""
-  stop = labels.stop
-  row["_rp2_noise"] = _rp2_noise(defence.attack_fn, defence, victims, mask,
-                                 key, settings, labels)
-  _rate(row, "rp2_success", sticker_success(
-      defence, victims, mask, row["_rp2_noise"], settings, recognised, stop))
-  row["rp2_success_per_target"] = stats.nanmean(
-      np.moveaxis(row["_rp2_success"], 2, 0).reshape(
-          len(row["targets"]), -1), 1).tolist()
-  for attack in ("pgd", "square", "roa"):
-    adversarial = [_attack_one(attack, defence, p, victims, mask,
-                               _key(key, seed, attack), settings, stop)
-                   ["adversarial"]
-                   for seed, p in zip(defence.seeds, defence.members)]
-    _rate(row, f"{attack}_success",
-          success_outcomes(defence, adversarial, recognised, stop))
-
-
-def _naive(row, defence, victims, mask, key, settings, labels, recognised):
-  """The non-adaptive RP2 success and whether the adaptive one exceeds it
-  ('adaptive_raises': the paired interval of adaptive minus naive lies
-  above 0; None: no naive attack)."""
-  if defence.naive_attack_fn is None:
-    row["adaptive_raises"] = None
-    return
-  noise = _rp2_noise(defence.naive_attack_fn, defence, victims, mask, key,
-                     settings, labels)
-  _rate(row, "naive_rp2_success", sticker_success(
-      defence, victims, mask, noise, settings, recognised, labels.stop))
-  row["adaptive_vs_naive"] = stats.paired_difference(
-      row["_naive_rp2_success"], row["_rp2_success"])
-  row["adaptive_raises"] = bool(row["adaptive_vs_naive"]["ci_low"] > 0)
-
-
-def evaluate_defence(defence: Defence, victims, mask, test_split, key,
+def evaluate_defence(defence: Defence, victims: Victims, test_split, key,
                      settings: EvalSettings, *,
                      transfer_from: dict[str, Any] | None = None,
                      labels: LabelSpace = LISA) -> dict[str, Any]:
-  """One defence's row: every rate per seed, with its 95% interval.
+  """One defence's row (`evaluation.evaluate` with `DefenceMeasure`):
+  every rate per seed, with its 95% interval.
 
   Args:
     defence: the defence.
-    victims: (N, 32, 32, 3) real stop signs in [0, 1].
-    mask: the sticker's place, (32, 32, C) or one per victim.
+    victims: real stop signs in [0, 1] and the sticker's place.
     test_split: (images, labels) of the held-out split.
-    key: PRNG key; member i's attacks fold in `defence.seeds[i]`.
+    key: PRNG key; member i's attacks fold in its seed
+      (`evaluation.member_key`), then the attack's index.
     settings: the attacks.
     transfer_from: the baseline's row (seed-matched, in memory): its RP2
       stickers are shown to this defence ('transfer_success').
@@ -360,41 +411,19 @@ def evaluate_defence(defence: Defence, victims, mask, test_split, key,
     other classes read as stop: a stop bias makes stop victims look
     robust), 'rp2_success' (the adaptive grid, averaged over targets),
     'pgd_success', 'square_success', 'roa_success', 'any_success' (the
-    per-victim worst case over those attacks), and where they apply 'certified', 'transfer_success',
-    'naive_rp2_success' with 'adaptive_vs_naive' and 'adaptive_raises':
-    each a `stats.interval`, its outcomes (seeds, victims[, targets])
-    under the same key with a leading '_' (`jsonio` drops them).
+    per-victim worst case over those attacks), and where they apply
+    'certified', 'transfer_success', 'naive_rp2_success' with
+    'adaptive_vs_naive' and 'adaptive_raises': each a `stats.interval`,
+    its outcomes (seeds, victims[, targets]) under the same key with a
+    leading '_' (`jsonio` drops them).
   """
-  victims, mask = np.asarray(victims, np.float32), np.asarray(mask, np.float32)
   _check_call(defence, victims, settings, transfer_from)
-  stop, members = labels.stop, defence.members
-  recognised = np.stack([_predictions(defence.predict_fn, p, victims) == stop
-                         for p in members])
-  row = {"defence": defence.name, "seeds": list(defence.seeds),
-         "victims": int(len(victims)),
-         "victims_recognised": recognised.sum(1).tolist(),
-         "targets": grid.parse_targets(settings.targets, labels)}
-  test_images, test_labels = np.asarray(test_split[0]), np.asarray(
-      test_split[1])
-  predicted = np.stack([models.predict(defence.predict_fn, p, test_images)
-                        for p in members])
-  _rate(row, "clean_accuracy", (predicted == test_labels).astype(np.float64))
-  others = test_labels != stop
-  _rate(row, "false_stop", (predicted[:, others] == stop).astype(np.float64)
-        if others.any()  # else no outcome counts: a NaN rate
-        else np.full((len(members), 1), np.nan))
-  _adaptive(row, defence, victims, mask, key, settings, labels, recognised)
-  _rate(row, "any_success", any_success(row))
-  if defence.certify is not None:
-    _rate(row, "certified", counted(np.stack([
-        np.asarray(defence.certify(p, victims, mask), bool)
-        for p in members]), recognised))
-  if transfer_from is not None:
-    _rate(row, "transfer_success", sticker_success(
-        defence, victims, mask, transfer_from["_rp2_noise"], settings,
-        recognised, stop))
-  _naive(row, defence, victims, mask, key, settings, labels, recognised)
-  return row
+  measure = DefenceMeasure(
+      defence, settings,
+      (np.asarray(test_split[0]), np.asarray(test_split[1])), labels,
+      transfer_noise=None if transfer_from is None
+      else transfer_from["_rp2_noise"])
+  return evaluation.evaluate(defence.population, victims, key, measure)
 
 
 def _paired(base: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:

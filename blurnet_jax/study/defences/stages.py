@@ -37,20 +37,11 @@ from blurnet_jax.study.defences import report as defence_report
 from blurnet_jax.study.real import stages as real_stages
 from blurnet_jax.study.real.stages import Inputs
 from blurnet_jax.study.stages import Stage
-from blurnet_jax.study.zoo import TrainedModel
+from blurnet_jax.study.claims import checks
+from blurnet_jax.study.evaluation import Population
 
 #: The rates drawn per seed in the report's scatter.
 PER_SEED = ("clean_accuracy", "rp2_success", "any_success")
-#: Clean accuracy below this flags a defence (Table 2's rule: a model
-#: below it is undertrained, or the defence costs too much to deploy).
-MIN_CLEAN_ACCURACY = 0.90
-#: A stop bias flagged: at least this share of the other classes' test
-#: images read as stop, and at least `STOP_BIAS_FACTOR` times the
-#: baseline's share.
-STOP_BIAS_SHARE = 0.05
-STOP_BIAS_FACTOR = 2.0
-
-
 def eval_settings(config: ml_collections.ConfigDict, labels: LabelSpace
                   ) -> defence_eval.EvalSettings:
   """The attacks of `config.defences` on the label space `labels`."""
@@ -63,7 +54,7 @@ def eval_settings(config: ml_collections.ConfigDict, labels: LabelSpace
 
 
 def defences(config: ml_collections.ConfigDict,
-             trained: dict[str, TrainedModel], labels: LabelSpace
+             trained: dict[str, Population], labels: LabelSpace
              ) -> list[defence_eval.Defence]:
   """Every defence of the study: the trained ones in `real.variants`'
   order, the baseline first (column smoothing judged by its vote), then
@@ -71,19 +62,13 @@ def defences(config: ml_collections.ConfigDict,
   transformation of `defences.transforms` on the baseline."""
   out = []
   for name in sorted(config.real.variants, key=lambda n: n != "baseline"):
-    m, defence = trained[name], config.real_models[name].defence
-    if defence.kind == "smoothing":
-      out.append(defence_eval.smoothing_defence(
-          name, m.apply_fn, m.members, m.seeds, int(defence.band),
-          labels.num_classes))
-    else:
-      out.append(defence_eval.undefended(name, m.apply_fn, m.members,
-                                         m.seeds))
-  base = trained["baseline"]
+    m = trained[name]
+    out.append(defence_eval.smoothing_defence(m, m.band, labels.num_classes)
+               if m.defence_kind == "smoothing"
+               else defence_eval.undefended(m))
   for name, t in config.defences.transforms.items():
     out.append(defence_eval.transform_defence(
-        name, base.apply_fn, base.members, base.seeds,
-        InputTransform(**t.to_dict())))
+        name, trained["baseline"], InputTransform(**t.to_dict())))
   return out
 
 
@@ -114,7 +99,7 @@ def held_out_draw(split, count: int):
   return images[chosen], labels[chosen]
 
 
-def training_cost(config, trained: dict[str, TrainedModel], name: str
+def training_cost(trained: dict[str, Population], name: str
                   ) -> dict[str, Any]:
   """The defence's training: what it trained as, its wall seconds and
   their multiple of the baseline's (a test-time transform adds none)."""
@@ -122,51 +107,10 @@ def training_cost(config, trained: dict[str, TrainedModel], name: str
   seconds = trained[variant].train_seconds
   base = trained["baseline"].train_seconds
   return {"trained_as": variant,
-          "kind": (str(config.real_models[variant].defence.kind)
-                   if name in trained else "input transform"),
+          "kind": (trained[variant].defence_kind if name in trained
+                   else "input transform"),
           "seconds": seconds,
           "cost": seconds / base if base > 0 else None}
-
-
-def flag_checks(row: dict[str, Any], baseline: dict[str, Any]
-                ) -> list[dict[str, Any]]:
-  """The checklist on one row (one victim of slack, as in
-  `study.robustness`): the adaptive attack must not beat the naive one
-  (else the naive evaluation overstated the defence), the gradient-free
-  Square must not beat masked PGD (gradient masking), the baseline's
-  transferred stickers must not beat the white-box attack, the clean
-  accuracy must reach `MIN_CLEAN_ACCURACY`, and the defence must not read
-  other classes as stop far more often than the `baseline` row does (a
-  stop bias makes stop victims look robust)."""
-  slack = 1.0 / row["victims"]
-  share, base = row["false_stop"]["mean"], baseline["false_stop"]["mean"]
-  accuracy = row["clean_accuracy"]["mean"]
-  out = [{"check": f"clean accuracy at least {MIN_CLEAN_ACCURACY:.0%}",
-          "passed": bool(accuracy >= MIN_CLEAN_ACCURACY),
-          "detail": f"clean accuracy {accuracy:.1%} (undertrained, or a "
-                    "defence too costly to deploy, below it)"},
-         {"check": "no stop bias",
-          "passed": not (share >= STOP_BIAS_SHARE
-                         and share >= STOP_BIAS_FACTOR * base),
-          "detail": f"other classes read as stop: {share:.1%} (baseline "
-                    f"{base:.1%})"}]
-  if row.get("adaptive_raises") is not None:
-    d = row["adaptive_vs_naive"]
-    out.append({"check": "adaptive attack no stronger than naive",
-                "passed": not row["adaptive_raises"],
-                "detail": f"adaptive - naive RP2 success "
-                          f"{100 * d['difference']:+.1f} points "
-                          f"[{100 * d['ci_low']:+.1f}, "
-                          f"{100 * d['ci_high']:+.1f}]"})
-  for name, strong, weak in (
-      ("Square no stronger than PGD", "square_success", "pgd_success"),
-      ("transfer no stronger than white-box", "transfer_success",
-       "rp2_success")):
-    if strong in row and np.isfinite(row[strong]["mean"]):
-      s, w = row[strong]["mean"], row[weak]["mean"]
-      out.append({"check": name, "passed": bool(s <= w + slack),
-                  "detail": f"{strong} {s:.0%}, {weak} {w:.0%}"})
-  return out
 
 
 def _finish(row: dict[str, Any], baseline: dict[str, Any],
@@ -180,8 +124,8 @@ def _finish(row: dict[str, Any], baseline: dict[str, Any],
               key=lambda a: np.nan_to_num(row[a]["mean"], nan=-1))
   row["worst_attack"] = worst.removesuffix("_success")
   row["train"] = cost
-  row["checks"] = flag_checks(row, baseline)
-  row["flags"] = [c["check"] for c in row["checks"] if not c["passed"]]
+  row["checks"] = checks.defence_checks(row, baseline)
+  row["flags"] = checks.flags(row["checks"])
 
 
 def defences_stage(config, inputs: Inputs) -> dict[str, Any]:
@@ -204,15 +148,15 @@ def defences_stage(config, inputs: Inputs) -> dict[str, Any]:
     print(f"defences: {defence.name} ({i + 1}/{len(built)})", flush=True)
     t0 = time.perf_counter()
     rows.append(defence_eval.evaluate_defence(
-        defence, victims.images, victims.mask, test_split, key, settings,
+        defence, victims, test_split, key, settings,
         transfer_from=rows[0] if rows else None, labels=labels))
     rows[-1]["eval_seconds"] = round(time.perf_counter() - t0, 1)
   defence_eval.compare_defences(rows, config.defences.reference)
   for row in rows:
     if "certified" in row:
       row["certificate"] = certificate_reach(
-          victims.mask, int(config.real_models[row["defence"]].defence.band))
-    _finish(row, rows[0], training_cost(config, inputs.trained,
+          victims.mask, inputs.trained[row["defence"]].band)
+    _finish(row, rows[0], training_cost(inputs.trained,
                                         row["defence"]))
   return {"defences": {"source": config.data.source, "labels": labels.name,
                        "victim_set": chosen, "victims": victims.info,

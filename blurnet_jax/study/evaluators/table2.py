@@ -3,6 +3,7 @@ model on its real victims)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -13,13 +14,15 @@ from blurnet_jax import stats
 from blurnet_jax.attacks import grid
 from blurnet_jax.attacks import rp2
 from blurnet_jax.attacks.transforms import TransformConfig
-from blurnet_jax.classes import LISA, STOP, LabelSpace
+from blurnet_jax.classes import LISA, LabelSpace
 from blurnet_jax.data import common
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
 from blurnet_jax.study.claims import effects
 from blurnet_jax.study.claims import slides
-from blurnet_jax.study.zoo import RP2Data, TrainedModel
+from blurnet_jax.study import evaluation
+from blurnet_jax.study.evaluation import Population, Victims
+from blurnet_jax.study.zoo import RP2Data
 
 
 def whitebox(apply_fn, params, images, mask, key, *, targets, steps: int,
@@ -66,6 +69,56 @@ def grid_settings(g) -> dict[str, Any]:
               eval_transforms=g.eval_transforms, chunk=g.chunk)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Grid:
+  """Table 2's measurement (`evaluation.evaluate`): the white-box grid of
+  `settings` (`grid_settings`) on each member, and the row `combine` makes
+  of them.
+
+  Attributes:
+    settings: `whitebox`'s keyword arguments (`grid_settings`).
+    dataset: the row's dataset.
+    labels: the victims' label space.
+    test_split: (images, labels) on which each member's clean accuracy is
+      measured; None: the share of victims it reads as their class.
+    count_recognised: count each member's outcomes only over the victims
+      it reads, clean, as their class (the slides' reading; NaN
+      otherwise), and give the row 'victims' and 'victims_recognised'.
+  """
+
+  settings: dict[str, Any]
+  dataset: str
+  labels: LabelSpace = LISA
+  test_split: tuple[np.ndarray, np.ndarray] | None = None
+  count_recognised: bool = False
+
+  def member(self, population, victims, params, key, index, count):
+    f = population.apply_fn
+    out = whitebox(f, params, victims.images, victims.mask, key,
+                   labels=self.labels,
+                   desc=evaluation.label(population, index, count,
+                                         f"grid on {victims.name}:"),
+                   **self.settings)
+    out["_recognised"] = models.predict(f, params,
+                                        victims.images) == victims.label
+    if self.test_split is None:
+      out["_correct"] = out["_recognised"]
+    else:
+      images, labels = self.test_split
+      out["_correct"] = models.predict(f, params, images) == labels
+    return out
+
+  def pool(self, population, victims, measured):
+    recognised = np.stack([m["_recognised"] for m in measured])
+    row = combine(population.name, self.dataset, population.alpha, measured,
+                  np.stack([m["_correct"] for m in measured]).astype(int),
+                  counted=recognised if self.count_recognised else None)
+    if self.count_recognised:
+      row["victims"] = int(len(victims.images))
+      row["victims_recognised"] = recognised.sum(1).tolist()
+    return row
+
+
 def combine(name: str, dataset: str, alpha: float, results: list[dict],
             correct: np.ndarray, counted: np.ndarray | None = None
             ) -> dict[str, Any]:
@@ -94,9 +147,9 @@ def combine(name: str, dataset: str, alpha: float, results: list[dict],
   per_target = stats.nanmean(outcomes.transpose(1, 0, 2).reshape(
       outcomes.shape[1], -1), 1)
   worst = int(np.argmax(np.nan_to_num(per_target, nan=-1.0)))
-  acc = stats.interval(correct)
-  avg = stats.interval(outcomes.transpose(0, 2, 1))
-  worst_ci = stats.interval(outcomes[:, worst])
+  acc = evaluation.rate(correct)
+  avg = evaluation.rate(outcomes.transpose(0, 2, 1))
+  worst_ci = evaluation.rate(outcomes[:, worst])
   out = {
       "dataset": dataset, "variant": name, "alpha": alpha,
       "legit_acc": acc["mean"], "legit_acc_ci_low": acc["ci_low"],
@@ -205,31 +258,22 @@ def compare(rows: list[dict[str, Any]], dataset: str = "synthetic",
 def trained_treatments(base_model, base_members, trained, images
                        ) -> dict[str, dict[str, Any]]:
   """`effects.treatment` of every defended model of `trained` (name ->
-  TrainedModel) against the baseline's module and members, on `images`."""
+  Population) against the baseline's module and members, on `images`."""
   return {name: effects.treatment(
       base_model, base_members, m.model, m.members, images,
       penalty_kind=m.penalty_kind)
           for name, m in trained.items() if name != "baseline"}
 
 
-def table2_rows(config, trained: dict[str, TrainedModel], key,
+def table2_rows(config, trained: dict[str, Population], key,
                 real: RP2Data, test_split) -> list[dict[str, Any]]:
-  """Table 2: every trained variant, seed by seed, and the RP2 model, key
-  by key (`config.seeds`), attacked white-box; defended rows compared with
-  the baseline.
-
-  Seed i of every variant is attacked with the key `fold_in(key, seed)`,
-  so the variants' outcomes pair cell by cell.
-  """
-  rows = []
-  settings = grid_settings(config.grid)
-  results = [whitebox(real.apply_fn, real.params, real.images, real.mask,
-                      jax.random.fold_in(key, seed),
-                      desc=f"grid RP2 model, key {seed}", **settings)
-             for seed in config.seeds]
-  clean = models.predict(real.apply_fn, real.params, real.images) == STOP
-  rows.append(combine("baseline", "rp2", 0.0, results,
-                      np.tile(clean, (len(results), 1)).astype(int)))
+  """Table 2: every trained variant, member by member, and the RP2 model,
+  once per id of `config.seeds`, attacked white-box; defended rows
+  compared with the baseline. The same id meets the same attack key in
+  every model (`evaluation.member_key`), so the rows pair cell by cell."""
+  grid = Grid(grid_settings(config.grid), "rp2")
+  rows = [evaluation.evaluate(real.population.renamed("baseline"),
+                              real.victims, key, grid, ids=config.seeds)]
   rows += synthetic_rows(config, trained, key, test_split)
   base = trained["baseline"]
   probe = common.to_float(test_split[0][:effects.PROBE_IMAGES])
@@ -238,81 +282,45 @@ def table2_rows(config, trained: dict[str, TrainedModel], key,
   return rows
 
 
-def synthetic_rows(config, trained: dict[str, TrainedModel], key, test_split,
+def synthetic_rows(config, trained: dict[str, Population], key, test_split,
                    dataset: str = "synthetic") -> list[dict[str, Any]]:
   """The trained variants' rows of Table 2 (`table2_rows` without the RP2
-  model): the grid on the synthetic victims, seed i with the key
-  fold_in(key, seed), accuracy on `test_split`."""
-  settings = grid_settings(config.grid)
-  images = synthetic.synthetic_victims(config.grid.victims, seed=0)
-  mask = masks_lib.get_mask("camouflage")
-  test_images, test_labels = test_split
-  rows = []
-  for name, m in trained.items():
-    results = [whitebox(m.apply_fn, p, images, mask,
-                        jax.random.fold_in(key, seed),
-                        desc=f"grid {name}, seed {seed}", **settings)
-               for seed, p in zip(m.seeds, m.members)]
-    correct = np.stack([models.predict(m.apply_fn, p, test_images)
-                        == test_labels for p in m.members]).astype(int)
-    rows.append(combine(name, dataset, m.alpha, results, correct))
-  return rows
+  model): the grid on the synthetic victims, accuracy on `test_split`."""
+  victims = Victims("synthetic",
+                    synthetic.synthetic_victims(config.grid.victims, seed=0),
+                    masks_lib.get_mask("camouflage"))
+  grid = Grid(grid_settings(config.grid), dataset, test_split=test_split)
+  return [evaluation.evaluate(m, victims, key, grid) for m in trained.values()]
 
 
-def real_victim_grids(apply_fn, members, seeds, key, real: RP2Data,
-                      settings: dict[str, Any], name: str
-                      ) -> tuple[list[dict[str, Any]], np.ndarray]:
-  """The white-box grid of `settings` on the 40 real victims, member i
-  with the key `fold_in(key, seeds[i])`, and (members, victims) 1 where a
-  member classifies the clean victim as stop: `combine`'s inputs."""
-  results = [whitebox(apply_fn, p, real.images, real.mask,
-                      jax.random.fold_in(key, seed),
-                      desc=f"grid {name}, seed {seed}", **settings)
-             for seed, p in zip(seeds, members)]
-  correct = np.stack([models.predict(apply_fn, p, real.images) == STOP
-                      for p in members]).astype(int)
-  return results, correct
-
-
-def lisa_rows(config, trained: dict[str, TrainedModel], key,
+def lisa_rows(config, trained: dict[str, Population], key,
               real: RP2Data) -> list[dict[str, Any]]:
-  """The LISA-initialised arm: every fine-tuned variant, seed by seed, on
-  the 40 real victims, each form beside its control, paired per seed.
+  """The LISA-initialised arm: every fine-tuned variant, member by member,
+  on the 40 real victims, each form beside its control, paired per seed.
 
   Datasets 'lisa-full' (every layer fine-tuned; control: the baseline
   fine-tuned the same way) and 'lisa-frozen' (only what the variant adds;
-  control: the RP2 model itself, attacked with the same keys). The
+  control: the RP2 model itself, attacked under the same ids). The
   legitimate accuracy is the share of the 40 real (LISA) stop signs
   classified as stop.
   """
   settings = grid_settings(config.lisa.grid)
   seeds = tuple(config.seeds)
-
-  def attack(apply_fn, members, name):
-    return real_victim_grids(apply_fn, members, seeds, key, real, settings,
-                             name)
-
   rows = []
   for form in config.lisa.forms:
-    dataset = f"lisa-{form}"
-    if form == "full":
-      control = trained["full_baseline"]
-      base_model, base_members = control.model, control.members
-      results, correct = attack(control.apply_fn, control.members,
-                                "full_baseline")
-    else:
-      base_model, base_members = real.model, (real.params,)
-      results, correct = attack(real.apply_fn, [real.params] * len(seeds),
-                                "RP2 model")
-    rows.append(combine("baseline", dataset, 0.0, results, correct))
+    grid = Grid(settings, f"lisa-{form}")
+    control = (trained["full_baseline"] if form == "full"
+               else real.population)
+    rows.append(evaluation.evaluate(control.renamed("baseline"),
+                                    real.victims, key, grid, ids=seeds))
     treatments = {}
     for variant in config.lisa.variants:
       m = trained[f"{form}_{variant}"]
-      results, correct = attack(m.apply_fn, m.members, f"{form}_{variant}")
-      rows.append(combine(variant, dataset, m.alpha, results, correct))
+      rows.append(evaluation.evaluate(m.renamed(variant), real.victims, key,
+                                      grid, ids=seeds))
       # The maps measured on the real victims, the arm's held-out images.
       treatments[variant] = effects.treatment(
-          base_model, base_members, m.model, m.members, real.images,
+          control.model, control.members, m.model, m.members, real.images,
           penalty_kind=m.penalty_kind)
-    compare(rows, dataset, treatments)
+    compare(rows, grid.dataset, treatments)
   return rows

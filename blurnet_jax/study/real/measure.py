@@ -21,13 +21,10 @@ Stages, each a function of the config and earlier results:
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-import jax
 import numpy as np
 
-from blurnet_jax import models
 from blurnet_jax.classes import LabelSpace
 from blurnet_jax.data import common
 from blurnet_jax.data import datasets
@@ -36,7 +33,9 @@ from blurnet_jax.study.evaluators import oracle as oracle_lib
 from blurnet_jax.data import splits
 from blurnet_jax.study.claims import effects
 from blurnet_jax.study.evaluators import table2
-from blurnet_jax.study.zoo import RP2Data, TrainedModel
+from blurnet_jax.study import evaluation
+from blurnet_jax.study.evaluation import Population, Victims
+from blurnet_jax.study.zoo import RP2Data
 
 #: What each real source's rows rest on (the report's "data" line).
 SOURCES = {
@@ -47,23 +46,6 @@ SOURCES = {
     "gtsrb": "GTSRB (Stallkamp et al. 2012), models trained from scratch, "
              "the official test split",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class VictimSet:
-  """Real stop signs attacked together (one universal sticker).
-
-  Attributes:
-    name: 'rp2' (the RP2 authors' victims) or 'held_out'.
-    images: float32 [0, 1] (N, 32, 32, 3).
-    mask: the sticker's place: (32, 32, C), or (N, 32, 32, C) one per victim.
-    info: JSON-able: where the victims come from, what was excluded.
-  """
-
-  name: str
-  images: np.ndarray
-  mask: np.ndarray
-  info: dict[str, Any]
 
 
 def _spread(rows: np.ndarray, groups: np.ndarray, n: int, seed: int
@@ -83,7 +65,7 @@ def _spread(rows: np.ndarray, groups: np.ndarray, n: int, seed: int
 
 
 def victim_sets(config, builder, labels: LabelSpace, real: RP2Data
-                ) -> list[VictimSet]:
+                ) -> list[Victims]:
   """The study's real victims (see the module doc), from the prepared
   data set `builder`; deterministic in `config.real.victim_seed`."""
   source = config.data.source
@@ -94,7 +76,8 @@ def victim_sets(config, builder, labels: LabelSpace, real: RP2Data
   if labels.name == "lisa":
     everything = np.concatenate([train_x, test_x])
     distance, duplicate = splits.near_duplicates(real.images, everything)
-    sets.append(VictimSet("rp2", real.images[~duplicate], real.mask, {
+    sets.append(Victims("rp2", real.images[~duplicate], real.mask,
+                        label=labels.stop, info={
         "description": "the RP2 authors' real stop-sign victims (their own "
                        "photographs, packaged with the project)",
         "candidates": int(len(real.images)),
@@ -112,7 +95,9 @@ def victim_sets(config, builder, labels: LabelSpace, real: RP2Data
                      for i in chosen])
   else:
     mask = real.mask
-  sets.append(VictimSet("held_out", common.to_float(test_x[chosen]), mask, {
+  sets.append(Victims(
+      "held_out", common.to_float(test_x[chosen]), mask, label=labels.stop,
+      tracks=groups[chosen] if labels.name != "gtsrb" else None, info={
       "description": ("official test stop signs" if labels.name == "gtsrb"
                       else "stop crops of held-out tracks") + f" ({source})",
       "candidates": int(len(stops)),
@@ -132,22 +117,20 @@ def victim_sets(config, builder, labels: LabelSpace, real: RP2Data
   return sets
 
 
-def dataset_name(source: str, victims: VictimSet) -> str:
+def dataset_name(source: str, victims: Victims) -> str:
   return f"{source}: {victims.name}"
 
 
-def table2_rows(config, trained: dict[str, TrainedModel], key,
-                sets: list[VictimSet], test_split, labels: LabelSpace
+def table2_rows(config, trained: dict[str, Population], key,
+                sets: list[Victims], test_split, labels: LabelSpace
                 ) -> list[dict[str, Any]]:
-  """Table 2 on each victim set (see the module doc): member i of every
-  variant attacked with the key fold_in(key, seed i), so that the cells
-  pair; the treatment checks on `effects.PROBE_IMAGES` held-out images."""
+  """Table 2 on each victim set (see the module doc), every variant through
+  `evaluation.evaluate` (the same id meets the same attack key in every
+  variant, so the cells pair); the treatment checks on
+  `effects.PROBE_IMAGES` held-out images."""
   settings = table2.grid_settings(config.real.grid)
   settings["targets"] = tuple(config.real.grid.targets[labels.name])
-  test_images, test_labels = test_split
-  correct_test = {name: np.stack([
-      models.predict(m.apply_fn, p, test_images) == test_labels
-      for p in m.members]).astype(int) for name, m in trained.items()}
+  test_images, _ = test_split
   pick = np.random.default_rng(0).permutation(len(test_images))
   probe = common.to_float(test_images[np.sort(pick[:effects.PROBE_IMAGES])])
   base = trained["baseline"]
@@ -155,22 +138,12 @@ def table2_rows(config, trained: dict[str, TrainedModel], key,
                                          probe)
   rows = []
   for victims in sets:
-    dataset = dataset_name(config.data.source, victims)
-    for name, m in trained.items():
-      results = [table2.whitebox(
-          m.apply_fn, p, victims.images, victims.mask,
-          jax.random.fold_in(key, seed), labels=labels,
-          desc=f"grid {name} on {victims.name}, seed {seed}", **settings)
-                 for seed, p in zip(m.seeds, m.members)]
-      recognised = np.stack([
-          models.predict(m.apply_fn, p, victims.images) == labels.stop
-          for p in m.members])
-      row = table2.combine(name, dataset, m.alpha, results,
-                           correct_test[name], counted=recognised)
-      row["victims"] = int(len(victims.images))
-      row["victims_recognised"] = recognised.sum(1).tolist()
-      rows.append(row)
-    table2.compare(rows, dataset, treatments)
+    grid = table2.Grid(settings, dataset_name(config.data.source, victims),
+                       labels=labels, test_split=test_split,
+                       count_recognised=True)
+    rows += [evaluation.evaluate(m, victims, key, grid)
+             for m in trained.values()]
+    table2.compare(rows, grid.dataset, treatments)
   return rows
 
 

@@ -27,6 +27,7 @@ from blurnet_jax.study.evaluators import oracle
 from blurnet_jax.study.real import measure as real_study
 from blurnet_jax.study import report
 from blurnet_jax.study import zoo
+from blurnet_jax.study.evaluation import Population, Victims
 from blurnet_jax.study.figures import SHOWN
 from blurnet_jax.study.stages import Stage, StudyInputs, data_stage
 from blurnet_jax.study.stages import data_text
@@ -74,12 +75,12 @@ class Inputs(StudyInputs):
     return label_space(self.config.data.source)
 
   @functools.cached_property
-  def victim_sets(self) -> list[real_study.VictimSet]:
+  def victim_sets(self) -> list[Victims]:
     return real_study.victim_sets(self.config, self.builder, self.labels,
                                   self.real)
 
   @functools.cached_property
-  def trained(self) -> dict[str, zoo.TrainedModel]:
+  def trained(self) -> dict[str, Population]:
     return zoo.train_models(real_model_configs(self.config, self.labels),
                             self.workdir / "models")
 

@@ -2,7 +2,7 @@
 check, PGD and Square over many budgets at once, classification of image
 sets as they are and under fresh physical transforms (EOT), and the
 transfer matrix between models. Each returns host arrays or figures; what
-to run is `robustness_measure`'s, how to judge it `robustness_checks`'."""
+to run is `measure`'s, how to judge it `claims.checks`'."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 and one key (`measure`): the budget and steps curves of PGD and Square, the
 physical RP2 sticker, every image set as it is and under EOT, and the
 physical bench (viewing angle, distance). Outcomes only: pooling them is
-`robustness_pool`'s, judging them `robustness_checks`'."""
+`pool`'s, judging them `claims.checks`'."""
 
 from __future__ import annotations
 
@@ -196,7 +196,7 @@ def measure(apply_fn, params, images, mask, key, rc, *,
   Returns {'gradients': the gradient check, 'outcomes': a tree of arrays
   whose last axis is the victims (1.0 = not classified as stop; under EOT
   the share of transforms), '_adversarial': the images that the transfer
-  matrix shows to other models}. `robustness_pool.pool_members` turns the
+  matrix shows to other models}. `pool.pool_members` turns the
   outcomes of one or more members (seeds, attack keys) into figures with
   intervals.
   """

@@ -1,6 +1,7 @@
 """The robustness checklist's figures of one model: its members' per-victim
-outcomes (`robustness_measure.measure`, one per seed or attack key) pooled
-into rates with 95% intervals, the JSON-ready result the checks read."""
+outcomes (`measure.measure`, one per seed or attack key) pooled into rates
+with 95% intervals (`evaluation.rates`, the one pooler), the JSON-ready
+result the checks read."""
 
 from __future__ import annotations
 
@@ -8,23 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from blurnet_jax import stats
+from blurnet_jax.study.evaluation import rates as _rate
 from blurnet_jax.study.robustness.settings import (UNBOUNDED,
                                                    physical_settings,
                                                    settings)
-
-
-def _rate(stack: np.ndarray) -> tuple[list, list, list]:
-  """(members, ..., victims) outcomes -> the mean and 95% interval of each
-  index of the middle axes (`stats.interval`: Wilson for one member of
-  0/1 outcomes, else the two-way t over members and victims)."""
-  x = np.asarray(stack, np.float64)
-  flat = x.reshape(x.shape[0], -1, x.shape[-1])
-  cis = [stats.interval(flat[:, i]) for i in range(flat.shape[1])]
-  shape = x.shape[1:-1]
-  out = tuple(np.asarray([c[k] for c in cis]).reshape(shape).round(6).tolist()
-              for k in ("mean", "ci_low", "ci_high"))
-  return out  # scalars when there are no middle axes
 
 
 def pool_members(measured: list[dict[str, Any]], rc) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import jax
 from blurnet_jax.study.robustness import checklist as robustness
 from blurnet_jax.study.robustness import report as robustness_report
 from blurnet_jax.study import zoo
+from blurnet_jax.study.evaluation import Population
 from blurnet_jax.study.stages import Stage, StudyInputs
 from blurnet_jax.study.stages import train_stage, training_text
 
@@ -29,7 +30,7 @@ class Inputs(StudyInputs):
   models."""
 
   @functools.cached_property
-  def trained(self) -> dict[str, zoo.TrainedModel]:
+  def trained(self) -> dict[str, Population]:
     return zoo.train_models(self.config.models, self.workdir / "models")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from etils import epath
-import jax
 import numpy as np
 
 from blurnet_jax import models
@@ -14,6 +13,7 @@ from blurnet_jax import stats
 from blurnet_jax import sweep as sweep_lib
 from blurnet_jax.data import masks as masks_lib
 from blurnet_jax.data import synthetic
+from blurnet_jax.study import evaluation
 from blurnet_jax.study.evaluators import table2
 
 
@@ -32,10 +32,9 @@ def run_sweeps(config, workdir: epath.Path, key, test) -> list[dict[str, Any]]:
   rows, outcomes, correct = [], [], []
   for penalty, cfg in config.sweeps.items():
     f = models.apply_fn_for(models.model_for(cfg))
-    # Member j of each alpha (its seed index) meets attack key j, so the
-    # alphas of one seed are compared under the same attack randomness.
-    seeds = list(cfg.sweep.seeds)
-    member_keys = (jax.random.fold_in(key, seeds.index(seed))
+    # Each member meets the key of its seed (`evaluation.member_key`), so
+    # the alphas of one seed are compared under the same attack randomness.
+    member_keys = (evaluation.member_key(key, seed)
                    for _, seed in sweep_lib.members(cfg))
 
     def on_member(params, f=f):

@@ -3,9 +3,9 @@ setting of the synthetic set's knobs, beside the RP2 (LISA) model.
 
 Each setting's baseline population (`config.proxy_models`, one vmapped
 population over `config.proxy.seeds`) and the RP2 model are attacked with
-the same white-box grid (`config.proxy.grid`) on the 40 real victims, seed
-i of every arm with the key fold_in(key, seed_i), so every setting's
-outcomes pair cell by cell with the RP2 model's. A row also gives the
+the same white-box grid (`config.proxy.grid`) on the 40 real victims
+(`evaluation.evaluate`, the RP2 model under the ids of the seeds), so
+every setting's outcomes pair cell by cell with the RP2 model's. A row also gives the
 setting's test accuracy (its own test split) and the RP2 model's accuracy
 on that split (`oracle.oracle_report`: how LISA-like its signs look).
 
@@ -16,6 +16,7 @@ is the open limit of every synthetic Table 2 row.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import ml_collections
@@ -26,7 +27,9 @@ from blurnet_jax import stats
 from blurnet_jax.data import datasets
 from blurnet_jax.study.evaluators import oracle
 from blurnet_jax.study.evaluators import table2
-from blurnet_jax.study.zoo import RP2Data, TrainedModel
+from blurnet_jax.study import evaluation
+from blurnet_jax.study.evaluation import Population
+from blurnet_jax.study.zoo import RP2Data
 
 #: A setting "closes the gap" when its baseline's average white-box success
 #: is at most this many points below the RP2 model's.
@@ -42,7 +45,7 @@ def knobs(cfg) -> dict[str, Any]:
           "steps": int(cfg.num_train_steps)}
 
 
-def proxy_rows(config, trained: dict[str, TrainedModel], key,
+def proxy_rows(config, trained: dict[str, Population], key,
                real: RP2Data) -> list[dict[str, Any]]:
   """One row for the RP2 model, then one per setting of `trained` (keyed as
   `config.proxy_models`), 'default' first.
@@ -55,16 +58,10 @@ def proxy_rows(config, trained: dict[str, TrainedModel], key,
   average success against the RP2 model (setting minus RP2) and
   'closes_gap' (within `GAP_POINTS`).
   """
-  settings = table2.grid_settings(config.proxy.grid)
   seeds = tuple(config.proxy.seeds)
-
-  def attack(apply_fn, members, name):
-    return table2.real_victim_grids(apply_fn, members, seeds, key, real,
-                                    settings, name)
-
-  results, correct = attack(real.apply_fn, [real.params] * len(seeds),
-                            "RP2 model")
-  rp2_row = table2.combine("baseline", "rp2", 0.0, results, correct)
+  grid = table2.Grid(table2.grid_settings(config.proxy.grid), "rp2")
+  rp2_row = evaluation.evaluate(real.population.renamed("baseline"),
+                                real.victims, key, grid, ids=seeds)
   rp2_row.update(setting="RP2 model (LISA)", knobs={}, test_accuracy=None,
                  oracle_accuracy=None)
   rows = [rp2_row]
@@ -77,8 +74,9 @@ def proxy_rows(config, trained: dict[str, TrainedModel], key,
                        "proxy_models' seeds linked to proxy.seeds")
     test_images, test_labels = datasets.load_split(
         datasets.prepare(cfg.data), "test")
-    results, correct = attack(m.apply_fn, m.members, f"proxy {name}")
-    row = table2.combine("baseline", "proxy", 0.0, results, correct)
+    row = evaluation.evaluate(
+        m.renamed("baseline"), real.victims, key,
+        dataclasses.replace(grid, dataset="proxy"), ids=seeds)
     accuracy = np.mean([np.mean(models.predict(m.apply_fn, p, test_images)
                                 == test_labels) for p in m.members])
     seen = oracle.oracle_report(test_images, test_labels, params=real.params)

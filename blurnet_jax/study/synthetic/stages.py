@@ -44,6 +44,8 @@ from blurnet_jax.study.synthetic import alpha_curves
 from blurnet_jax.study.synthetic import table1
 from blurnet_jax.study.evaluators import table2
 from blurnet_jax.study import zoo
+from blurnet_jax.study import evaluation
+from blurnet_jax.study.evaluation import Population
 from blurnet_jax.study.stages import Stage, StudyInputs, data_stage
 from blurnet_jax.study.stages import data_text
 from blurnet_jax.study.stages import train_stage, training_text
@@ -57,11 +59,11 @@ class Inputs(StudyInputs):
     return datasets.load_split(self.builder, "test")
 
   @functools.cached_property
-  def trained(self) -> dict[str, zoo.TrainedModel]:
+  def trained(self) -> dict[str, Population]:
     return zoo.train_models(self.config.models, self.workdir / "models")
 
   @property
-  def baseline(self) -> zoo.TrainedModel:
+  def baseline(self) -> Population:
     return self.trained["baseline"]
 
   @property
@@ -80,16 +82,16 @@ def oracle_stage(config, inputs: Inputs) -> dict[str, Any]:
 
 
 def table1_stage(config, inputs: Inputs) -> dict[str, Any]:
-  """Seed i's baseline with its own perturbation (key i), pooled; the first
+  """Each baseline member with its own perturbation (its key
+  `evaluation.member_key`), pooled; the first
   seed's victims are saved for the figures and the spectra."""
   baseline, real = inputs.baseline, inputs.real
   variants = table1.filter_variants(config.table1)
   synths = [table1.synthetic_transfer_perturbation(
       config.table1.attack_steps, baseline.apply_fn, p,
-      jax.random.fold_in(jax.random.fold_in(inputs.key, 1), i),
+      evaluation.member_key(jax.random.fold_in(inputs.key, 1), seed),
       desc=f", seed {seed}")
-            for i, (seed, p) in enumerate(zip(baseline.seeds,
-                                              baseline.members))]
+            for seed, p in evaluation.cells(baseline)]
   rows = table1.pool([table1.transfer_rows(p, s["images"], s["adversarial"],
                                            variants, dataset="synthetic")
                       for p, s in zip(baseline.members, synths)])
