@@ -6,22 +6,29 @@ few training seeds (and attack keys). Three tools:
 
 * `wilson_interval(k, n)`: the 95% Wilson score interval of a proportion,
   for a figure where only the victims vary (one model, one attack);
-* `interval(outcomes)`: the mean of outcomes shaped (seeds, victims)
-  (more axes, e.g. targets or attack keys, are averaged per victim first)
-  and a two-way t-interval whose variance has a seed part and a victim
-  part, so that both sources of variation are in it;
-* `paired_difference(a, b)`: the difference of two such arrays measured on
-  the same victims, targets and attack keys, with the same interval on the
-  per-cell differences and an exact McNemar test on the discordant
-  (seed, victim, ...) cells;
+* `interval(outcomes, clusters=...)`: the mean of outcomes shaped
+  (seeds, victims) (more axes, e.g. targets or attack keys, are averaged
+  per victim first; with `clusters`, the victims of one physical sign,
+  frames of one video track, are averaged into one unit next) and a
+  two-way t-interval whose variance has a seed part and a unit part, so
+  that both sources of variation are in it;
+* `paired_difference(a, b, clusters=...)`: the difference of two such
+  arrays measured on the same victims, targets and attack keys, with the
+  same interval on the per-cell differences, and an exact McNemar test on
+  the discordant (seed, victim, ...) cells (with clusters, whose frames are
+  not independent pairs, the t-test over signs instead);
 
 and `verdict`, which reads a paired difference against a claim of the
 slides. A NaN outcome is a cell that does not count (a victim the model
 misclassifies before any attack, which the slides leave out of the
 success rate): means and intervals run over the cells that count, and a
-paired difference over the cells that count in both arms. All are deterministic; `tests/test_stats.py` checks by simulation
-that the nominal 95% intervals cover the truth at least 90% of the time in
-experiments shaped like the study's.
+paired difference over the cells that count in both arms. All are
+deterministic; t quantiles and binomial tails come from `scipy.stats`.
+`tests/test_stats.py` checks by simulation that the nominal 95% intervals
+cover the truth in experiments shaped like the study's, and that with
+signs seen in many frames only the clustered interval does (replicates x
+signs x frames: 93-97% over 1,000 draws; the per-frame interval falls
+short).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 #: Two-sided 95%.
 LEVEL = 0.95
@@ -77,107 +85,110 @@ def nanmean(x: np.ndarray, axis) -> np.ndarray:
 
 
 def _t_quantile(q: float, df: float) -> float:
-  """The q-quantile of Student's t with `df` (real) degrees of freedom, by
-  bisection on its CDF (the regularised incomplete beta by continued
-  fraction, as in Numerical Recipes); no scipy."""
-  df = min(df, 1e7)
+  """The q-quantile of Student's t with `df` (real) degrees of freedom
+  (`scipy.stats.t`)."""
+  return float(scipy_stats.t.ppf(q, df))
 
-  def betacf(a, b, x):
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-      m2 = 2 * m
-      for aa in (m * (b - m) * x / ((a + m2 - 1) * (a + m2)),
-                 -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))):
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-      if abs(delta - 1.0) < 1e-13:
-        break
-    return h
 
-  def ibeta(a, b, x):
-    if x <= 0.0:
-      return 0.0
-    if x >= 1.0:
-      return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                     + a * math.log(x) + b * math.log(1.0 - x))
-    if x < (a + 1.0) / (a + b + 2.0):
-      return front * betacf(a, b, x) / a
-    return 1.0 - front * betacf(b, a, 1.0 - x) / b
+def by_cluster(x: np.ndarray, clusters) -> np.ndarray:
+  """(seeds, victims) -> (seeds, clusters): each cluster's mean over its
+  victims that count (NaN where none does), clusters in sorted order.
 
-  def cdf(t):
-    tail = 0.5 * ibeta(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
+  A cluster is one physical sign (a video track): its frames are not
+  independent victims, so every interval treats the cluster as the unit.
+  """
+  clusters = np.asarray(clusters)
+  if clusters.shape != (x.shape[1],):
+    raise ValueError(f"clusters has shape {clusters.shape}; give one "
+                     f"cluster (track) per victim, {x.shape[1]}")
+  ids = np.unique(clusters)
+  return np.stack([nanmean(x[:, clusters == c], 1) for c in ids], axis=1)
 
-  lo, hi = -1e3, 1e3
-  for _ in range(100):
-    mid = (lo + hi) / 2
-    lo, hi = (mid, hi) if cdf(mid) < q else (lo, mid)
-  return (lo + hi) / 2
+
+def _units(outcomes, clusters) -> np.ndarray:
+  """(seeds, units): outcomes averaged per victim, then per cluster."""
+  x = _per_victim(outcomes)
+  return x if clusters is None else by_cluster(x, clusters)
 
 
 def _two_way(x: np.ndarray, level: float) -> tuple[float, float, float]:
-  """(mean, half-width, df) of the grand mean of a (seeds, victims) array.
+  """(mean, half-width, df) of the grand mean of a (seeds, units) array
+  (units: victims, or the physical signs of `by_cluster`).
 
-  The mean's variance has a seed part and a victim part: the spread of the
-  S seed means over S, and the spread of the V victim means over V (the
-  shared residual is counted in both, which errs wide). The interval is
-  Student's t with Welch-Satterthwaite degrees of freedom, so three seeds
-  give a wide interval, as they should. With one seed only the victim part
-  is there.
+  The crossed random-effects estimate of the mean's variance: the spread of
+  the S seed means over S (`a`) plus that of the U unit means over U
+  (`b`), each of which also holds the seed x unit residual once, minus that
+  residual (`e`, the mean square of the additive fit's residuals over S U):
+  (MS_seeds + MS_units - MS_residual) / (S U), unbiased for a complete
+  array. Cells that do not count (NaN) leave the fit's means and the
+  residual's degrees of freedom. It never falls below max(a, b). The
+  interval is Student's t with Satterthwaite degrees of freedom, so three
+  seeds give a wide interval, as they should. With one seed only the unit
+  part is there.
   """
-  seed_means = nanmean(x, 1)
-  victim_means = nanmean(x, 0)
-  seed_means = seed_means[~np.isnan(seed_means)]
-  victim_means = victim_means[~np.isnan(victim_means)]
-  s, v = len(seed_means), len(victim_means)
+  seed_all, unit_all = nanmean(x, 1), nanmean(x, 0)
+  seed_means = seed_all[~np.isnan(seed_all)]
+  unit_means = unit_all[~np.isnan(unit_all)]
+  s, v = len(seed_means), len(unit_means)
   if v == 0:
     raise ValueError("no outcome counts: every cell is NaN (every victim "
                      "misclassified before the attack)")
   a = float(np.var(seed_means, ddof=1)) / s if s > 1 else 0.0
-  b = float(np.var(victim_means, ddof=1)) / v if v > 1 else 0.0
-  se2 = a + b
+  b = float(np.var(unit_means, ddof=1)) / v if v > 1 else 0.0
   mean = float(np.nanmean(x))
+  terms = [(a, s - 1), (b, v - 1)]
+  se2 = a + b
+  if s > 1 and v > 1:
+    residual = x - seed_all[:, None] - unit_all[None, :] + mean
+    dfe = int(np.sum(~np.isnan(x))) - s - v + 1
+    if dfe > 0:
+      e = float(np.nansum(residual ** 2)) / dfe / (s * v)
+      if a + b - e > max(a, b):
+        se2, terms = a + b - e, terms + [(e, dfe)]
+      else:
+        se2 = max(a, b)
+        terms = [max(terms)]
   if se2 <= 0:
     return mean, 0.0, float("inf")
-  df = se2 ** 2 / ((a * a / (s - 1) if s > 1 else 0.0)
-                   + (b * b / (v - 1) if v > 1 else 0.0))
+  df = se2 ** 2 / sum(c * c / d for c, d in terms if d > 0)
   t = _t_quantile(0.5 + level / 2, df)
   return mean, t * math.sqrt(se2), float(df)
 
 
-def interval(outcomes, *, level: float = LEVEL) -> dict[str, Any]:
+def interval(outcomes, *, clusters=None, level: float = LEVEL
+             ) -> dict[str, Any]:
   """Mean of `outcomes` (seeds, victims, ...) with its 95% interval.
 
   Outcomes are averaged over the axes after the victims (targets, attack
-  keys) first. The interval is the two-way t-interval of `_two_way`,
-  clipped to [0, 1]; where it has no width (every outcome alike), or where
-  one seed measured one binary outcome per victim (a plain proportion),
-  the Wilson interval of the pooled outcomes stands in. 'method' says
-  which.
+  keys) first, then, given `clusters` (one id per victim: its physical
+  sign), over the victims of each cluster, so that a sign seen in many
+  frames counts once (`by_cluster`). The interval is the two-way
+  t-interval of `_two_way` over seeds and units (victims or signs),
+  clipped to [0, 1]; where it has no width (every outcome alike), or
+  where one seed measured one binary outcome per independent victim (a
+  plain proportion), the Wilson interval of the pooled outcomes stands
+  in. 'method' says which; 'n_signs' is the number of independent units
+  that count.
   """
-  x = _per_victim(outcomes)
-  out = {"n_seeds": int(x.shape[0]), "n_victims": int(x.shape[1])}
+  x = _units(outcomes, clusters)
+  out = {"n_seeds": int(x.shape[0]),
+         "n_victims": int(_per_victim(outcomes).shape[1])}
   if np.isnan(x).all():  # no victim counts (none recognised)
     return out | {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-                  "n_counted": 0, "method": "no outcome counts"}
+                  "n_counted": 0, "n_signs": 0,
+                  "method": "no outcome counts"}
   mean, half, df = _two_way(x, level)
   out["mean"] = mean
   raw = np.asarray(outcomes, np.float64)
-  out["n_counted"] = int(np.sum(~np.isnan(x)))
-  proportion = (x.shape[0] == 1 and raw.size == x.size
+  out["n_counted"] = int(np.sum(~np.isnan(_per_victim(outcomes))))
+  out["n_signs"] = int(np.sum(~np.isnan(nanmean(x, 0))))
+  proportion = (clusters is None and x.shape[0] == 1 and raw.size == x.size
                 and bool(np.all((raw == 0) | (raw == 1) | np.isnan(raw))))
   if half > 0 and not proportion:
     return out | {"ci_low": max(0.0, mean - half),
                   "ci_high": min(1.0, mean + half), "df": round(df, 2),
-                  "method": "two-way t (seeds x victims)"}
+                  "method": "two-way t (seeds x victims)" if clusters is None
+                  else "two-way t (seeds x signs)"}
   counted = raw[~np.isnan(raw)]
   low, high = wilson_interval(int(round(counted.sum())), counted.size)
   return out | {"ci_low": low, "ci_high": high, "method": "Wilson (pooled)"}
@@ -198,30 +209,24 @@ def mean_interval(values, *, level: float = LEVEL) -> dict[str, Any]:
 
 
 def mcnemar_exact(b: int, c: int) -> float:
-  """Two-sided exact McNemar p-value of b vs c discordant pairs."""
-  n = b + c
-  if n == 0:
+  """Two-sided exact McNemar p-value of b vs c discordant pairs (the exact
+  binomial test of min(b, c) in b + c at 1/2, `scipy.stats.binomtest`)."""
+  if b + c == 0:
     return 1.0
-  k = min(b, c)
-  if n <= 1000:  # P(X <= k), X ~ Binomial(n, 1/2), from exact integers
-    return min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1))
-               / 2.0**n)
-  # Summed in logs beyond: 2**n overflows a float past n = 1023 (thousands
-  # of test images, paired).
-  logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-          - n * math.log(2.0) for i in range(k + 1)]
-  top = max(logs)
-  tail = math.exp(top) * sum(math.exp(v - top) for v in logs)
-  return min(1.0, 2.0 * tail)
+  return float(scipy_stats.binomtest(min(b, c), b + c, 0.5).pvalue)
 
 
-def paired_difference(a, b, *, level: float = LEVEL) -> dict[str, Any]:
+def paired_difference(a, b, *, clusters=None, level: float = LEVEL
+                      ) -> dict[str, Any]:
   """`mean(b) - mean(a)` for outcomes on the same victims, targets and keys.
 
   Args:
     a, b: binary outcomes of one shape (seeds, victims, ...), e.g. a = the
       baseline's white-box successes, b = a defended variant's; seed i of
       one arm is paired with seed i of the other.
+    clusters: one id per victim (its physical sign), or None: the per-cell
+      differences are averaged within each sign before the interval
+      (`interval`).
 
   Returns:
     'difference' and its paired interval 'ci_low'/'ci_high' (the two-way t
@@ -235,12 +240,13 @@ def paired_difference(a, b, *, level: float = LEVEL) -> dict[str, Any]:
                      "targets and keys")
   both = ~(np.isnan(xa) | np.isnan(xb))  # cells that count in both arms
   xa, xb = np.where(both, xa, np.nan), np.where(both, xb, np.nan)
-  d = _per_victim(xb) - _per_victim(xa)
+  cells = _per_victim(xb) - _per_victim(xa)
+  d = cells if clusters is None else by_cluster(cells, clusters)
   if np.isnan(d).all():
     return {"difference": math.nan, "ci_low": math.nan, "ci_high": math.nan,
             "df": None, "a_only": 0, "b_only": 0, "p_value": 1.0,
-            "n_seeds": int(d.shape[0]), "n_victims": int(d.shape[1]),
-            "n_counted": 0}
+            "n_seeds": int(d.shape[0]), "n_victims": int(cells.shape[1]),
+            "n_signs": 0, "n_counted": 0}
   mean, half, df = _two_way(d, level)
   a_only = int(np.sum((xa > 0.5) & (xb <= 0.5)))
   b_only = int(np.sum((xb > 0.5) & (xa <= 0.5)))
@@ -254,14 +260,22 @@ def paired_difference(a, b, *, level: float = LEVEL) -> dict[str, Any]:
     discordant = a_only + b_only
     half = wilson_interval(min(discordant, counted - discordant), counted)[1]
     df = float("inf")
+  if clusters is None:
+    p_value, test = mcnemar_exact(a_only, b_only), "exact McNemar (cells)"
+  else:  # frames of one sign are not independent pairs: the t over signs
+    t = (_t_quantile(0.5 + level / 2, df) if math.isfinite(df) else Z95)
+    p_value = (float(2 * scipy_stats.t.sf(abs(mean) / (half / t), df))
+               if half > 0 else 1.0)
+    test = "two-way t (seeds x signs)"
   # A difference of shares lies in [-1, 1], and so does its interval.
   return {"difference": mean, "ci_low": max(-1.0, mean - half),
           "ci_high": min(1.0, mean + half),
           "df": round(df, 2) if math.isfinite(df) else None,
           "a_only": a_only, "b_only": b_only,
-          "p_value": mcnemar_exact(a_only, b_only),
-          "n_seeds": int(d.shape[0]), "n_victims": int(d.shape[1]),
-          "n_counted": int(np.sum(~np.isnan(d)))}
+          "p_value": p_value, "test": test,
+          "n_seeds": int(d.shape[0]), "n_victims": int(cells.shape[1]),
+          "n_signs": int(np.sum(~np.isnan(nanmean(d, 0)))),
+          "n_counted": int(np.sum(~np.isnan(cells)))}
 
 
 MIN_ACCURACY = 0.90  # below it a model is 'undertrained': no verdict

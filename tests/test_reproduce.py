@@ -382,6 +382,15 @@ def test_a_resumed_run_reads_back_finished_stages_and_refuses_another_config(
   (tmp_path / "c.json").unlink()
   stages.run_stages(run, config, types.SimpleNamespace(results={}), tmp_path)
   assert calls == ["first", "second", "second"]
+  # So does one whose optional result it wrote is gone.
+  optional = (stages.Stage("first", first, ("a", "b"), optional=("b",)),
+              run[1])
+  (tmp_path / "b.npz").unlink()
+  stages.run_stages(optional, config, types.SimpleNamespace(results={}),
+                    tmp_path)
+  assert calls == ["first", "second", "second", "first"]
+  assert (tmp_path / "b.npz").exists()
+  del calls[3:]
   # Another config: one line naming the way out, the results untouched.
   with pytest.raises(ValueError, match="another config.*--noresume"):
     stages.run_stages(run, ml_collections.ConfigDict({"x": 2}),

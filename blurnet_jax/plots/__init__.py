@@ -15,7 +15,7 @@ scatter), `spectra`,
 """
 
 from blurnet_jax.plots.charts import (confusion_figure, defence_scatter,
-                                      plot_sweep, proxy_bars)
+                                      forest_plot, plot_sweep, proxy_bars)
 from blurnet_jax.plots.images import attack_pictures, contact_sheet, image_grid
 from blurnet_jax.plots.robustness import (plot_budgets, plot_physical,
                                           plot_steps, plot_transfer,
@@ -27,6 +27,7 @@ __all__ = [
     "confusion_figure",
     "contact_sheet",
     "defence_scatter",
+    "forest_plot",
     "image_grid",
     "plot_budgets",
     "plot_physical",

@@ -147,3 +147,45 @@ def defence_scatter(rows: Sequence[Mapping], path: epath.PathLike, *,
   axes[1].legend(fontsize=8, loc="best")
   fig.suptitle(title, fontsize=10)
   return canvas.write_figure(plt, fig, path)
+
+
+def forest_plot(panels: Mapping[str, Sequence[Mapping]],
+                path: epath.PathLike, *, title: str) -> epath.Path:
+  """Every claim's paired difference with its 95% interval, one panel per
+  data set (victim set): a row per defended variant ('label', in points:
+  'difference', 'ci_low', 'ci_high'; 'expected' the slides' cut scaled to
+  the measured baseline, or None; 'verdict'; 'signs'). Zero is the dashed
+  line; the slides' cut a red cross, half of it a red tick: a claim is
+  supported where the interval lies left of zero and reaches past half the
+  cut, contradicted where it stays right of half the cut."""
+  plt = canvas.pyplot()
+  names = list(panels)
+  height = max(2.5, 0.55 * max(len(r) for r in panels.values()) + 1.5)
+  fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), height),
+                           squeeze=False)
+  for ax, name in zip(axes[0], names):
+    rows = list(panels[name])
+    ys = np.arange(len(rows))[::-1]
+    for y, r in zip(ys, rows):
+      d, low, high = r["difference"], r["ci_low"], r["ci_high"]
+      if d is None or not np.isfinite(d):
+        ax.text(0, y, "no outcome counts", va="center", fontsize=8)
+        continue
+      colour = {"supported": "tab:green", "contradicted": "tab:red"}.get(
+          r.get("verdict"), "tab:grey")
+      ax.errorbar([d], [y], xerr=[[d - low], [high - d]], fmt="o",
+                  color=colour, capsize=4, ms=6, lw=1.5)
+      expected = r.get("expected")
+      if expected is not None and np.isfinite(expected):
+        ax.plot([expected], [y], "x", color="tab:red", ms=8, mew=2)
+        ax.plot([expected / 2], [y], "|", color="tab:red", ms=12, mew=2)
+    ax.axvline(0, color="black", ls="--", lw=1)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([f"{r['label']}\n{r.get('verdict') or ''}"
+                        f" ({r.get('signs', '?')} signs)" for r in rows],
+                       fontsize=8)
+    ax.set_xlabel("success, defended minus baseline (points)")
+    ax.set_title(name, fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
+  fig.suptitle(title, fontsize=10)
+  return canvas.write_figure(plt, fig, path)

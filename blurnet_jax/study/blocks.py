@@ -67,15 +67,16 @@ def ci(r, key) -> str:
 
 
 def table2_block(rows, caption) -> R.Table:
-  columns = ["variant", "data", "alpha", "seeds", "acc.", "95% CI",
+  columns = ["variant", "data", "alpha", "seeds", "signs", "acc.", "95% CI",
              "slides acc.", "avg success", "95% CI ", "slides avg",
              "worst success", "95% CI  ", "slides worst", "L2", "slides L2",
-             "vs baseline [95% CI]", "McNemar p", "verdict"]
+             "vs baseline [95% CI]", "p", "verdict"]
   out = []
   for r in rows:
     d = r.get("vs_baseline")
     out.append([
         r["variant"], r["dataset"], r["alpha"], r.get("n_seeds", 1),
+        r.get("n_signs_counted", r.get("n_counted")),
         100 * r["legit_acc"], ci(r, "legit_acc"),
         pct(r.get("slides_legit_acc")), pct(r["avg_success"]),
         ci(r, "avg_success"), pct(r.get("slides_avg_success")),
@@ -90,5 +91,5 @@ def table2_block(rows, caption) -> R.Table:
   fmt = {"alpha": "g", "acc.": ".1f", "slides acc.": ".1f",
          "avg success": ".1f", "slides avg": ".1f", "worst success": ".1f",
          "slides worst": ".1f", "L2": ".3f", "slides L2": ".3f",
-         "McNemar p": ".2g"}
+         "p": ".2g"}
   return R.Table(columns, out, caption=caption, formats=fmt)

@@ -209,10 +209,25 @@ def label(population: Population, index: int, count: int,
   return f"{head} [{index + 1}/{count}]" if count > 1 else head
 
 
-def rate(outcomes) -> dict[str, Any]:
+def rate(outcomes, clusters=None) -> dict[str, Any]:
   """The mean of `outcomes` (members, victims, ...) with its 95% interval
-  (`stats.interval`); NaN outcomes do not count."""
-  return stats.interval(np.asarray(outcomes, np.float64))
+  (`stats.interval`); NaN outcomes do not count. `clusters`: the physical
+  sign of each victim (`Victims.tracks`), each sign one unit."""
+  return stats.interval(np.asarray(outcomes, np.float64), clusters=clusters)
+
+
+def paired(a, b, clusters=None) -> dict[str, Any]:
+  """`stats.paired_difference` (b minus a) of outcomes on the same members
+  (by id), victims and attack keys, each sign one unit given
+  `clusters`."""
+  return stats.paired_difference(a, b, clusters=clusters)
+
+
+def tracks_of(row: dict[str, Any]) -> np.ndarray | None:
+  """The victims' tracks a row was measured on (None: every victim a sign
+  of its own)."""
+  tracks = row.get("tracks")
+  return None if tracks is None else np.asarray(tracks)
 
 
 def rates(stack) -> tuple[Any, Any, Any]:

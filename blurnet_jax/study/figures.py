@@ -112,6 +112,41 @@ def victims_figure(preview: dict[str, np.ndarray], figdir: Path) -> Figures:
   return [(str(path), "The first victims of each set.")]
 
 
+def forest_rows(rows) -> dict[str, list[dict[str, Any]]]:
+  """Table 2's defended rows with a paired difference, by data set, in
+  points: what `plots.forest_plot` draws."""
+  panels: dict[str, list[dict[str, Any]]] = {}
+  for r in rows:
+    d = r.get("vs_baseline")
+    if d is None:
+      continue
+    pts = lambda v: None if v is None else 100 * v
+    panels.setdefault(r["dataset"], []).append({
+        "label": r["variant"], "difference": pts(d["difference"]),
+        "ci_low": pts(d["ci_low"]), "ci_high": pts(d["ci_high"]),
+        "expected": pts(d.get("expected_difference")),
+        "verdict": (r.get("verdict") or {}).get("verdict"),
+        "signs": d.get("n_signs", d.get("n_victims"))})
+  return panels
+
+
+def table2_forest(rows, figdir: Path) -> Figures:
+  """The forest plot of Table 2's paired differences."""
+  panels = forest_rows(rows)
+  if not panels:
+    return []
+  path = figdir / "table2_forest.png"
+  plots.forest_plot(panels, path, title="Each defence against the "
+                    "baseline: white-box success, paired difference with "
+                    "its 95% interval")
+  return [(str(path), "Every claim at a glance: the paired difference in "
+           "average white-box success (defended minus baseline, points) "
+           "with its 95% interval, one panel per victim set. The red cross "
+           "is the slides' cut scaled to this baseline, the red tick half "
+           "of it; green: supported, red: contradicted, grey: otherwise. "
+           "Signs: the independent physical signs behind the interval.")]
+
+
 def draw(workdir: Path, results: dict[str, Any], *, real: bool
          ) -> dict[str, Figures]:
   """Every figure the results allow, under WORKDIR/figures (`real`: the
@@ -120,6 +155,7 @@ def draw(workdir: Path, results: dict[str, Any], *, real: bool
   figdir.mkdir(parents=True, exist_ok=True)
   drawers = (
       ("victims", "victims_preview", victims_figure),
+      ("table2", "table2", table2_forest),
       ("oracle", "oracle",
        lambda r, d: oracle_figure(r, d, real=real)),
       ("table1", "table1_victims", table1_figure),

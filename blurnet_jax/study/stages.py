@@ -38,6 +38,10 @@ from blurnet_jax.study import zoo
 
 #: The file of the stages' wall seconds (and of which stages are done).
 SECONDS_FILE = "stages.json"
+#: WORKDIR/stage_outputs.json: the results each finished stage wrote, so a
+#: resumed run reads a stage back only while every one of them is there
+#: (an optional result deleted by hand runs its stage again).
+OUTPUTS_FILE = "stage_outputs.json"
 
 
 class Stages:
@@ -106,11 +110,13 @@ class Stage:
   summary: Callable[[dict[str, Any]], str] | None = None
   optional: tuple[str, ...] = ()
 
-  def saved(self, workdir: Path) -> bool:
-    """Whether every result it must return is in `workdir`."""
+  def saved(self, workdir: Path, written: list[str] | None = None) -> bool:
+    """Whether every result it must return, and every one of `written`
+    (what its finished run wrote), is in `workdir`."""
+    names = {n for n in self.outputs if n not in self.optional}
+    names |= set(written or ())
     return all((workdir / f"{n}.json").exists()
-               or (workdir / f"{n}.npz").exists()
-               for n in self.outputs if n not in self.optional)
+               or (workdir / f"{n}.npz").exists() for n in names)
 
 
 def _is_arrays(value: Any) -> bool:
@@ -183,11 +189,14 @@ def run_stages(stages: tuple[Stage, ...], config: ml_collections.ConfigDict,
   datasets.pin_data(config)  # the files checked before anything is written
   workdir.mkdir(parents=True, exist_ok=True)
   seconds = _done_stages(workdir, config, resume)
+  written = (dict(read_json(workdir / OUTPUTS_FILE, "stage outputs"))
+             if seconds and (workdir / OUTPUTS_FILE).exists() else {})
   write_json(workdir / "config.json", config.to_dict())
   write_json(workdir / SECONDS_FILE, seconds)
   timer = Stages(tuple(s.name for s in stages))
   for stage in stages:
-    if stage.name in seconds and stage.saved(workdir):
+    if stage.name in seconds and stage.saved(workdir,
+                                             written.get(stage.name)):
       found = {n: load_result(workdir, n) for n in stage.outputs}
       inputs.results.update({n: v for n, v in found.items() if v is not None})
       print(f"== stage {stage.name}: read back from {workdir} ==", flush=True)
@@ -200,6 +209,8 @@ def run_stages(stages: tuple[Stage, ...], config: ml_collections.ConfigDict,
                          f"its outputs {stage.outputs}")
       for name, value in out.items():
         save_result(workdir, name, value)
+      written[stage.name] = sorted(out)
+      write_json(workdir / OUTPUTS_FILE, written)
       inputs.results.update(out)
       if stage.summary is not None:
         print(stage.summary(inputs.results), flush=True)

@@ -279,11 +279,13 @@ def any_success(row: dict[str, Any]) -> np.ndarray:
                 axis=0)
 
 
-def _rate(row: dict[str, Any], name: str, outcomes: np.ndarray) -> None:
+def _rate(row: dict[str, Any], name: str, outcomes: np.ndarray,
+          tracks=None) -> None:
   """The rate's outcomes under '_name' (in memory only) and its mean with
-  the 95% interval over seeds and victims under 'name'."""
+  the 95% interval over seeds and victims (or signs: `tracks`) under
+  'name'."""
   row[f"_{name}"] = outcomes
-  row[name] = evaluation.rate(outcomes)
+  row[name] = evaluation.rate(outcomes, tracks)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -346,27 +348,30 @@ class DefenceMeasure:
     stack = lambda name: np.stack([m[name] for m in measured])
     recognised = stack("recognised")
     targets = grid.parse_targets(self.settings.targets, self.labels)
+    tracks = victims.tracks
     row = {"defence": population.name, "seeds": list(population.seeds),
-           "victims": int(len(victims.images)),
+           "victims": int(len(victims.images)), "n_signs": victims.signs,
+           "tracks": None if tracks is None else tracks.tolist(),
            "victims_recognised": recognised.sum(1).tolist(),
            "targets": targets}
     _rate(row, "clean_accuracy", stack("clean_accuracy").astype(np.float64))
     _rate(row, "false_stop", stack("false_stop").astype(np.float64))
     row["_rp2_noise"] = stack("rp2_noise")
-    _rate(row, "rp2_success", counted(stack("rp2_success"), recognised))
+    _rate(row, "rp2_success", counted(stack("rp2_success"), recognised),
+          tracks)
     row["rp2_success_per_target"] = stats.nanmean(
         np.moveaxis(row["_rp2_success"], 2, 0).reshape(len(targets), -1),
         1).tolist()
     for attack in ("pgd", "square", "roa"):
       _rate(row, f"{attack}_success",
-            counted(stack(f"{attack}_success"), recognised))
-    _rate(row, "any_success", any_success(row))
+            counted(stack(f"{attack}_success"), recognised), tracks)
+    _rate(row, "any_success", any_success(row), tracks)
     for name in ("certified", "transfer_success", "naive_rp2_success"):
       if name in measured[0]:
-        _rate(row, name, counted(stack(name), recognised))
+        _rate(row, name, counted(stack(name), recognised), tracks)
     if "naive_rp2_success" in measured[0]:
-      row["adaptive_vs_naive"] = stats.paired_difference(
-          row["_naive_rp2_success"], row["_rp2_success"])
+      row["adaptive_vs_naive"] = evaluation.paired(
+          row["_naive_rp2_success"], row["_rp2_success"], tracks)
       row["adaptive_raises"] = bool(row["adaptive_vs_naive"]["ci_low"] > 0)
     else:
       row["adaptive_raises"] = None
@@ -433,12 +438,17 @@ def _paired(base: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
                      f"seeds {base['seeds']} and {row['seeds']}; pair rows of "
                      "the same seeds.")
   out = {}
+  tracks = evaluation.tracks_of(base)
   for rate in COMPARED:
     if f"_{rate}" not in base or f"_{rate}" not in row:
       raise ValueError(f"row {row['defence']!r} or {base['defence']!r} lacks "
                        f"'_{rate}'; compare the rows evaluate_defence "
                        "returned, before they are written.")
-    out[rate] = stats.paired_difference(base[f"_{rate}"], row[f"_{rate}"])
+    # Clean accuracy and the stop bias are on the held-out split, not on
+    # the victims: their cells are images, not frames of the victims' signs.
+    on_victims = rate not in ("clean_accuracy", "false_stop")
+    out[rate] = evaluation.paired(base[f"_{rate}"], row[f"_{rate}"],
+                                  tracks if on_victims else None)
   return out
 
 

@@ -26,7 +26,6 @@ import jax
 import ml_collections
 import numpy as np
 
-from blurnet_jax import stats
 from blurnet_jax.classes import IMAGE_SHAPE, REAL_SOURCES, LabelSpace
 from blurnet_jax.data import datasets
 from blurnet_jax.defences import occlusion
@@ -38,6 +37,7 @@ from blurnet_jax.study.real import stages as real_stages
 from blurnet_jax.study.real.stages import Inputs
 from blurnet_jax.study.stages import Stage
 from blurnet_jax.study.claims import checks
+from blurnet_jax.study import evaluation
 from blurnet_jax.study.evaluation import Population
 
 #: The rates drawn per seed in the report's scatter.
@@ -117,7 +117,9 @@ def _finish(row: dict[str, Any], baseline: dict[str, Any],
             cost: dict[str, Any]) -> None:
   """The row's per-seed rates (the scatter), strongest attack, cost and
   flags."""
-  row["per_seed"] = {rate: [stats.interval(row[f"_{rate}"][i:i + 1])
+  tracks = evaluation.tracks_of(row)
+  row["per_seed"] = {rate: [evaluation.rate(
+      row[f"_{rate}"][i:i + 1], None if rate == "clean_accuracy" else tracks)
                             for i in range(len(row["seeds"]))]
                      for rate in PER_SEED}
   worst = max(defence_eval.ATTACKS,

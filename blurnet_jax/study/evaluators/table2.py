@@ -112,7 +112,10 @@ class Grid:
     recognised = np.stack([m["_recognised"] for m in measured])
     row = combine(population.name, self.dataset, population.alpha, measured,
                   np.stack([m["_correct"] for m in measured]).astype(int),
-                  counted=recognised if self.count_recognised else None)
+                  counted=recognised if self.count_recognised else None,
+                  tracks=victims.tracks,
+                  accuracy_on_victims=self.test_split is None)
+    row["n_signs"] = victims.signs
     if self.count_recognised:
       row["victims"] = int(len(victims.images))
       row["victims_recognised"] = recognised.sum(1).tolist()
@@ -120,8 +123,9 @@ class Grid:
 
 
 def combine(name: str, dataset: str, alpha: float, results: list[dict],
-            correct: np.ndarray, counted: np.ndarray | None = None
-            ) -> dict[str, Any]:
+            correct: np.ndarray, counted: np.ndarray | None = None,
+            tracks: np.ndarray | None = None,
+            accuracy_on_victims: bool = False) -> dict[str, Any]:
   """A Table 2 row from one `whitebox` result per seed (or attack key).
 
   Args:
@@ -133,6 +137,10 @@ def combine(name: str, dataset: str, alpha: float, results: list[dict],
       slides count success over the victims a model classifies right
       before the attack; the others' outcomes are NaN (left out of every
       mean, interval and paired difference). None: every victim counts.
+    tracks: (victims,) the physical sign of each victim, or None (each its
+      own): every success interval, and the paired differences `compare`
+      makes, take a sign as one unit; kept in the row as 'tracks'.
+    accuracy_on_victims: `correct` is per victim (its own clusters too).
 
   Returns:
     The slides' columns as means over the seeds, each with its 95%
@@ -147,9 +155,9 @@ def combine(name: str, dataset: str, alpha: float, results: list[dict],
   per_target = stats.nanmean(outcomes.transpose(1, 0, 2).reshape(
       outcomes.shape[1], -1), 1)
   worst = int(np.argmax(np.nan_to_num(per_target, nan=-1.0)))
-  acc = evaluation.rate(correct)
-  avg = evaluation.rate(outcomes.transpose(0, 2, 1))
-  worst_ci = evaluation.rate(outcomes[:, worst])
+  acc = evaluation.rate(correct, tracks if accuracy_on_victims else None)
+  avg = evaluation.rate(outcomes.transpose(0, 2, 1), tracks)
+  worst_ci = evaluation.rate(outcomes[:, worst], tracks)
   out = {
       "dataset": dataset, "variant": name, "alpha": alpha,
       "legit_acc": acc["mean"], "legit_acc_ci_low": acc["ci_low"],
@@ -166,7 +174,8 @@ def combine(name: str, dataset: str, alpha: float, results: list[dict],
       "avg_transform_success": float(np.mean(
           [r["avg_transform_success"] for r in results])),
       "n_seeds": len(results), "interval": avg["method"],
-      "n_counted": avg["n_counted"],
+      "n_counted": avg["n_counted"], "n_signs_counted": avg["n_signs"],
+      "tracks": None if tracks is None else np.asarray(tracks).tolist(),
       "per_seed": [{k: r[k] for k in ("avg_success", "worst_success",
                                       "l2_distortion")} for r in results],
       "per_target": [r["per_target"] for r in results],
@@ -239,8 +248,9 @@ def compare(rows: list[dict[str, Any]], dataset: str = "synthetic",
   for r in rows:
     if r is base or r["dataset"] != dataset:
       continue
-    r["vs_baseline"] = stats.paired_difference(
-        base["outcomes"].transpose(0, 2, 1), r["outcomes"].transpose(0, 2, 1))
+    r["vs_baseline"] = evaluation.paired(
+        base["outcomes"].transpose(0, 2, 1), r["outcomes"].transpose(0, 2, 1),
+        evaluation.tracks_of(base))
     if "slides_avg_success" not in r:
       continue
     r["verdict"] = _claim_verdict(r, base, slides_base)

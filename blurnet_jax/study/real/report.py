@@ -124,7 +124,11 @@ def _table2_blocks(rows: list[dict[str, Any]]) -> list[Any]:
             f"{dataset}: clean accuracy on the whole held-out split, "
             f"white-box success in percent with 95% intervals; victims of "
             f"{part[0]['victims']} classified as stop, per seed: "
-            f"{counted}.")),
+            f"{counted}. 'signs': the independent physical signs behind "
+            "the success figures (frames of one video track are one sign: "
+            "every interval and paired difference takes the sign as its "
+            "unit; p is McNemar's exact test over victims, or the t-test "
+            "over signs where victims share signs).")),
         _treatment_block(part, (
             f"{dataset}: did each defence act? Geometric mean ratios to "
             "the baseline of the same seed on held-out images, 95% "
@@ -151,6 +155,7 @@ def blocks(config, results: dict[str, Any]) -> list[Any]:
       _victims_block(results.get("victims") or {}),
       *B.figures_of(figures, "victims"),
       R.Heading("Table 2 on real photographs"),
+      *B.figures_of(figures, "table2"),
       *_table2_blocks(results["table2"]),
       *_oracle_blocks(results.get("oracle"), figures),
       R.Heading("Seconds per stage"),
