@@ -137,10 +137,9 @@ def combine(name: str, dataset: str, alpha: float, results: list[dict],
       slides count success over the victims a model classifies right
       before the attack; the others' outcomes are NaN (left out of every
       mean, interval and paired difference). None: every victim counts.
-    tracks: (victims,) the physical sign of each victim, or None (each its
-      own): every success interval, and the paired differences `compare`
-      makes, take a sign as one unit; kept in the row as 'tracks'.
-    accuracy_on_victims: `correct` is per victim (its own clusters too).
+    tracks: (victims,) each victim's physical sign, or None (each its own):
+      the unit of every success interval and of `compare`'s differences
+      (kept as 'tracks'; of `correct` too where `accuracy_on_victims`).
 
   Returns:
     The slides' columns as means over the seeds, each with its 95%
