@@ -142,6 +142,16 @@ def real_settings(c: ml_collections.ConfigDict) -> None:
   c.real.grid = victims_grid(ml_collections.ConfigDict(
       {"lisa": (), "gtsrb": ()}))
   c.real.grid.steps = 1000
+  # Replication by physical sign (lisa_crops): 0 = one split (80/20 by
+  # track); k >= 2 = a grouped k-fold by track, every variant trained once
+  # per fold (seeds x folds members) and attacked on the stop tracks its
+  # fold holds out, `frames_per_sign` frames of each (the held-out set
+  # replaces `victims`), so every stop track is a victim once.
+  c.real.folds = 0
+  c.real.frames_per_sign = 4
+  # Shorter attacks run beside grid.steps on the same victims and keys:
+  # each row's convergence curve (() = none).
+  c.real.ladder = ()
 
 
 #: The quick real study: the quick study's variants, shorter training, 20
@@ -155,6 +165,23 @@ QUICK_REAL = {
     **config_args.under("real.grid", QUICK_GRID),
     "real.grid.targets.lisa": (5, 12),
     "real.grid.targets.gtsrb": (1, 5),
+}
+
+
+#: The decisive real study on a 2-core CPU (lisa_crops): a grouped 5-fold
+#: by track, one seed per fold (the folds are the replicates), every stop
+#: track a victim in 4 frames; the quick training length; the slides' TV
+#: alpha and one ten times stronger; RP2 at 160 steps beside 40 (the
+#: convergence curve).
+DECIDE_REAL = {
+    "real.variants": ("baseline", "linf_5x5", "tv_1e-4", "tv_1e-3"),
+    "real.num_train_steps.lisa": 600,
+    "real.seeds": (0,),
+    "real.folds": 5,
+    "real.frames_per_sign": 4,
+    **config_args.under("real.grid", {**QUICK_GRID, "steps": 160}),
+    "real.grid.targets.lisa": (5, 12),
+    "real.ladder": (40,),
 }
 
 

@@ -276,6 +276,10 @@ OVERRIDES = {
         "sweeps.tv.sweep.seeds": (0,),
         **config_args.under("robustness", common.QUICK_ROBUSTNESS),
     },
+    # The decisive form of the real study (sized for a 2-core CPU; see
+    # configs/common.py DECIDE_REAL): physical signs as the unit, a grouped
+    # 5-fold by track as the replicates. Real sources (lisa_crops) only.
+    "decide": {"name": "decide", **common.DECIDE_REAL},
 }
 
 

@@ -48,7 +48,8 @@ VARIANTS = {
     **{f"linf_{k}x{k}": (dict(filter_where="l1", filter_kernel="learned",
                               filter_size=k), "linf", alpha, "none")
        for k, alpha in ((3, 1e-5), (5, 0.1), (7, 0.1))},
-    **{f"tv_{a}": ({}, "tv", float(a), "none") for a in ("1e-4", "1e-5")},
+    **{f"tv_{a}": ({}, "tv", float(a), "none")
+       for a in ("1e-4", "1e-5", "1e-3", "1e-2")},
     "pgd_at": ({}, "none", 0.0, "pgd_mask"),
     "doa": ({}, "none", 0.0, "doa"),
     "smoothing": ({}, "none", 0.0, "smoothing"),

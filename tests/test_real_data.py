@@ -130,6 +130,29 @@ def test_grouped_split_deterministic():
   np.testing.assert_array_equal(a, c)
 
 
+def test_grouped_folds_hold_every_group_out_once_balanced_by_class():
+  # Three classes: 10 groups of 3, 5 groups of 4 and 7 groups of 2 (in
+  # 5 folds: two folds hold 2 groups of the last class, three hold 1).
+  labels = np.concatenate([np.repeat(0, 30), np.repeat(1, 20),
+                           np.repeat(2, 14)])
+  groups = np.concatenate([np.repeat(np.arange(10), 3),
+                           np.repeat(np.arange(10, 15), 4),
+                           np.repeat(np.arange(15, 22), 2)])
+  fold = splits.grouped_folds(labels, groups, folds=5, seed=1)
+  for g in np.unique(groups):  # a group lies in one fold
+    assert len(set(fold[groups == g])) == 1
+  per_class = [np.bincount(fold[labels == c], minlength=5).tolist()
+               for c in range(3)]
+  assert per_class[0] == [6] * 5 and per_class[1] == [4] * 5
+  assert sorted(per_class[2]) == [2, 2, 2, 4, 4]
+  np.testing.assert_array_equal(
+      fold, splits.grouped_folds(labels, groups, folds=5, seed=1))
+  assert not np.array_equal(
+      fold, splits.grouped_folds(labels, groups, folds=5, seed=2))
+  with pytest.raises(ValueError, match="folds=1 must be an int >= 2"):
+    splits.grouped_folds(labels, groups, folds=1, seed=0)
+
+
 def test_grouped_split_bad_inputs():
   labels = np.asarray([1, 1, 14])
   groups = np.asarray(["a", "b", "c"])

@@ -215,6 +215,44 @@ def test_the_real_study_end_to_end_on_fabricated_crops(tmp_path):
   assert json.loads((workdir / "victims.json").read_text()) == victims
 
 
+@pytest.mark.slow
+def test_the_decisive_form_holds_every_stop_track_out_once(tmp_path):
+  """The grouped k-fold in miniature: 3 folds of the fabricated crops'
+  3 stop tracks, one seed per fold; each member attacks only its own
+  fold's track, every interval takes the track as its unit, and each
+  held-out row has its convergence curve."""
+  fabricated_lisa_crops(tmp_path / "lisa")
+  c = reproduce_configs.get_config("decide")
+  c.data.source = "lisa_crops"
+  c.data.manual_dir = str(tmp_path / "lisa")
+  c.data.data_dir = str(tmp_path / "tfds")
+  c.real.variants = ("baseline", "tv_1e-4")
+  for name in ("linf_5x5", "tv_1e-3"):
+    del c.real_models[name]
+  c.real.num_train_steps.lisa = 20
+  c.real.folds = 3
+  c.real.frames_per_sign = 2
+  c.real.grid.steps = 2
+  c.real.ladder = (1,)
+  c.real.grid.eval_transforms = 1
+  c.real.grid.targets.lisa = (12,)
+  workdir = tmp_path / "run"
+  studies.run(c, workdir)
+  victims = json.loads((workdir / "victims.json").read_text())["held_out"]
+  assert victims["tracks"] == 3 and victims["per_fold"] == [2, 2, 2]
+  rows = json.loads((workdir / "table2.json").read_text())
+  held = [r for r in rows if r["dataset"] == "lisa_crops: held_out"]
+  assert [r["variant"] for r in held] == ["baseline", "tv_1e-4"]
+  for r in held:
+    assert r["n_seeds"] == 3 and r["n_signs"] == 3
+    # Each member reads at most its own fold's 2 frames.
+    assert all(n <= 2 for n in r["victims_recognised"])
+    assert [p["steps"] for p in r["curve"]["points"]] == [1, 2]
+  assert held[1]["vs_baseline"]["n_signs"] <= 3
+  training = json.loads((workdir / "training.json").read_text())
+  assert [m["fold"] for m in training["baseline"]["members"]] == [0, 1, 2]
+
+
 @needs_real
 def test_the_rp2_model_reads_the_real_crops_through_the_projects_map(
     tmp_path):

@@ -204,8 +204,8 @@ def test_tiny_run_writes_every_table_and_reuses_its_models(tiny_data_dir,
   figures = len(list((tmp_path / "figures").glob("*.png")))
   # victims, oracle confusion, proxy bars, 4 spectra each of the RP2 and
   # the synthetic victims, tv accuracy + success, 5 robustness figures
-  # (physical: both victim sets)
-  assert figures == 1 + 1 + 1 + 8 + 2 + 5
+  # (physical: both victim sets), Table 2's forest plot
+  assert figures == 1 + 1 + 1 + 8 + 2 + 5 + 1
   assert html.count("data:image/png;base64,") == figures
   assert "Table 1: black-box transfer" in html
   assert html.index("Findings") < html.index("Table 1: black-box transfer")

@@ -280,7 +280,9 @@ def prepare(config) -> tfds.core.DatasetBuilder:
     config: a data block (`configs/data.py:data_config`): `source`,
       `data_dir`, `manual_dir` (the real sources' folder), `fingerprint`
       (if set, the real files must have it), `train_per_class`,
-      `test_per_class`, `seed`, `workers`.
+      `test_per_class`, `seed`, `workers`; optionally `folds` and `fold`
+      (a real source's test split as one fold of a grouped k-fold by
+      track; lisa_crops).
   """
   data_dir = config.data_dir or None
   if data_dir is None:
@@ -295,8 +297,17 @@ def prepare(config) -> tfds.core.DatasetBuilder:
         balance=config.get("balance", "uniform"),
         workers=config.workers or None)
   _, prepare_real = _real(config.source)
+  folds = int(config.get("folds", 0))
+  if not folds:
+    return prepare_real(config.manual_dir, data_dir,
+                        fingerprint=config.get("fingerprint", ""))
+  if config.source != "lisa_crops":
+    raise ValueError(f"data.folds={folds}: grouped k-fold splits are built "
+                     f"for lisa_crops only, not {config.source!r}; pass "
+                     "--config.real.folds=0")
   return prepare_real(config.manual_dir, data_dir,
-                      fingerprint=config.get("fingerprint", ""))
+                      fingerprint=config.get("fingerprint", ""), folds=folds,
+                      fold=int(config.get("fold", 0)))
 
 
 def load_field(builder: tfds.core.DatasetBuilder, split: str, field: str

@@ -96,18 +96,26 @@ class LisaCropsConfig(tfds.core.BuilderConfig):
   test_fraction: float = 0.2
   split_seed: int = 0
   source: str = ""
+  folds: int = 0
+  fold: int = 0
 
   @staticmethod
-  def make(test_fraction: float = 0.2, split_seed: int = 0, source: str = ""
-           ) -> "LisaCropsConfig":
+  def make(test_fraction: float = 0.2, split_seed: int = 0, source: str = "",
+           folds: int = 0, fold: int = 0) -> "LisaCropsConfig":
+    """folds > 0: the test split is fold `fold` of a grouped, stratified
+    k-fold by track (`splits.grouped_folds`, seed `split_seed`) instead of
+    the `test_fraction` split."""
     if not 0 < test_fraction < 1:
       raise ValueError(f"test_fraction must be in (0, 1), got "
                        f"{test_fraction!r}")
+    if folds and not (folds >= 2 and 0 <= fold < folds):
+      raise ValueError(f"fold {fold!r} of folds={folds!r}: pass folds >= 2 "
+                       "and a fold in 0..folds-1")
+    split = (f"fold{fold}of{folds}" if folds else f"test{test_fraction:g}")
     return LisaCropsConfig(
-        name=f"test{test_fraction:g}_seed{split_seed}"
-        + (f"_src{source}" if source else ""),
+        name=f"{split}_seed{split_seed}" + (f"_src{source}" if source else ""),
         test_fraction=float(test_fraction), split_seed=int(split_seed),
-        source=source)
+        source=source, folds=int(folds), fold=int(fold))
 
 
 class LisaCrops(tfds.core.GeneratorBasedBuilder):
@@ -142,8 +150,12 @@ class LisaCrops(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     x, y, groups = self._crops or read_crops(dl_manager._manual_dir)  # pylint: disable=protected-access
     cfg = self.builder_config
-    test = splits.grouped_split(y, groups, fraction=cfg.test_fraction,
-                                seed=cfg.split_seed, class_names=CLASS_NAMES)
+    if cfg.folds:
+      test = splits.grouped_folds(y, groups, folds=cfg.folds,
+                                  seed=cfg.split_seed) == cfg.fold
+    else:
+      test = splits.grouped_split(y, groups, fraction=cfg.test_fraction,
+                                  seed=cfg.split_seed, class_names=CLASS_NAMES)
     return {"train": self._generate_examples(x, y, groups, np.flatnonzero(~test)),
             "test": self._generate_examples(x, y, groups, np.flatnonzero(test))}
 
@@ -156,18 +168,21 @@ class LisaCrops(tfds.core.GeneratorBasedBuilder):
 
 def prepare_lisa_crops(manual_dir: epath.PathLike, data_dir: epath.PathLike,
                        *, test_fraction: float = 0.2, split_seed: int = 0,
-                       fingerprint: str = "") -> LisaCrops:
+                       fingerprint: str = "", folds: int = 0,
+                       fold: int = 0) -> LisaCrops:
   """Prepares (or reuses) the crops of `manual_dir` under `data_dir`.
 
   The folder is checked first and its crops file fingerprinted: the copy
   is kept per fingerprint, so a changed file is prepared again and never
   read stale. `fingerprint` (a config's `data.fingerprint`), when given,
-  must be the file's.
+  must be the file's. `folds`, `fold`: the test split is that fold of a
+  grouped k-fold by track (`LisaCropsConfig.make`).
   """
   return common.prepare_keyed(
       "lisa_crops", manual_dir, source_files(manual_dir), fingerprint,
       lambda short, crops: LisaCrops(
           data_dir=os.fspath(data_dir), file_format="array_record",
-          config=LisaCropsConfig.make(test_fraction, split_seed, short),
+          config=LisaCropsConfig.make(test_fraction, split_seed, short,
+                                      folds, fold),
           crops=crops),
       lambda: read_crops(manual_dir))

@@ -1,6 +1,7 @@
 """Leak-free splits of real photographs, and near-duplicate checks.
 
   held_out = grouped_split(labels, groups, fraction=0.2, seed=0)
+  fold_of = grouped_folds(labels, groups, folds=5, seed=0)
   distance, duplicate = near_duplicates(victims, training_images)
 
 A group is one physical sign (a LISA video track, a GTSRB (class, track)):
@@ -74,6 +75,43 @@ def grouped_split(labels, groups, *, fraction: float, seed: int,
       held[g] = True
       train_groups[has[g]] -= 1
   return held[group_of]
+
+
+def grouped_folds(labels, groups, *, folds: int, seed: int) -> np.ndarray:
+  """int (N,): the fold (0 .. folds - 1) of each example, by whole groups.
+
+  Grouped, stratified k-fold: each class, rarest (fewest groups) first,
+  deals its groups not yet dealt, in a seeded random order, each to the
+  fold holding the fewest of the class's examples so far (ties: the lower
+  fold). So every group (physical sign) is held out in exactly one fold,
+  and each fold holds about 1/folds of every class with at least `folds`
+  groups. A group holding several classes is dealt once.
+
+  Raises:
+    ValueError: lengths differ or fewer than 2 folds.
+  """
+  labels = np.asarray(labels)
+  groups = np.asarray(groups)
+  if labels.shape != groups.shape or labels.ndim != 1:
+    raise ValueError(f"labels {labels.shape} and groups {groups.shape} must "
+                     "be 1-D arrays of one length")
+  if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+    raise ValueError(f"folds={folds!r} must be an int >= 2")
+  ids, group_of = np.unique(groups, return_inverse=True)
+  classes, index = np.unique(labels, return_inverse=True)
+  counts = np.zeros((len(ids), len(classes)), np.int64)
+  np.add.at(counts, (group_of, index), 1)
+  has = counts > 0
+  fold = np.full(len(ids), -1)
+  rng = np.random.default_rng(seed)
+  for j in np.argsort(has.sum(0), kind="stable"):
+    load = np.zeros(folds, np.int64)  # the class's examples per fold
+    for g in np.flatnonzero(has[:, j] & (fold >= 0)):
+      load[fold[g]] += counts[g, j]
+    for g in rng.permutation(np.flatnonzero(has[:, j] & (fold < 0))):
+      fold[g] = int(np.argmin(load))
+      load[fold[g]] += counts[g, j]
+  return fold[group_of]
 
 
 def _unit(images) -> np.ndarray:

@@ -53,6 +53,8 @@ class Population:
     results: one training row per member (test accuracy and loss,
       victims read as stop).
     train_seconds: wall seconds of its training, over every run.
+    folds: the fold of a grouped k-fold each member was trained without
+      (its held-out fold), or None: every member held out the same split.
   """
 
   name: str
@@ -66,6 +68,7 @@ class Population:
   band: int = 0
   results: tuple[dict[str, Any], ...] = ()
   train_seconds: float = 0.0
+  folds: tuple[int, ...] | None = None
 
   def __post_init__(self):
     if not isinstance(self.name, str) or not self.name:
@@ -80,6 +83,12 @@ class Population:
       raise ValueError(f"Population {self.name!r} has {len(self.members)} "
                        f"members and {len(self.seeds)} seeds; give one seed "
                        "per member, at least one.")
+    if self.folds is not None:
+      object.__setattr__(self, "folds", tuple(int(f) for f in self.folds))
+      if len(self.folds) != len(self.members):
+        raise ValueError(f"Population {self.name!r}: {len(self.folds)} "
+                         f"folds for {len(self.members)} members; give one "
+                         "held-out fold per member.")
 
   @property
   def params(self) -> Any:
@@ -94,12 +103,25 @@ class Population:
 
   def first(self, count: int) -> Population:
     """The population of its first `count` members."""
-    return dataclasses.replace(self, members=self.members[:count],
-                               seeds=self.seeds[:count],
-                               results=self.results[:count])
+    return dataclasses.replace(
+        self, members=self.members[:count], seeds=self.seeds[:count],
+        results=self.results[:count],
+        folds=None if self.folds is None else self.folds[:count])
 
   def renamed(self, name: str) -> Population:
     return dataclasses.replace(self, name=name)
+
+  def held_out(self, index: int, folds) -> np.ndarray | None:
+    """bool: which items of `folds` (the fold each victim or test image is
+    held out in) member `index` may be measured on, those of its own
+    held-out fold; None where `folds` is None (every item)."""
+    if folds is None:
+      return None
+    if self.folds is None:
+      raise ValueError(f"Population {self.name!r} has no folds, but its "
+                       "victims are held out fold by fold; train it with "
+                       "the same real.folds")
+    return np.asarray(folds) == self.folds[index]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -117,6 +139,9 @@ class Victims:
     sticker: (N, 32, 32, 3) the victims already wearing a physical
       perturbation (the RP2 authors' own), or None.
     info: JSON-able: where the victims come from, what was excluded.
+    folds: (N,) the fold of a grouped k-fold each victim is held out in:
+      only the members trained without that fold attack it
+      (`Population.folds`); None: every member attacks every victim.
   """
 
   name: str
@@ -126,6 +151,7 @@ class Victims:
   tracks: np.ndarray | None = None
   sticker: np.ndarray | None = None
   info: dict[str, Any] = dataclasses.field(default_factory=dict)
+  folds: np.ndarray | None = None
 
   def __post_init__(self):
     images = np.asarray(self.images, np.float32)
@@ -141,6 +167,21 @@ class Victims:
                          f"{tracks.shape}; give one track per victim "
                          f"({len(images)}).")
       object.__setattr__(self, "tracks", tracks)
+    if self.folds is not None:
+      folds = np.asarray(self.folds, np.int64)
+      if folds.shape != (len(images),):
+        raise ValueError(f"victims {self.name!r}: folds of shape "
+                         f"{folds.shape}; give one fold per victim "
+                         f"({len(images)}).")
+      object.__setattr__(self, "folds", folds)
+
+  def subset(self, keep: np.ndarray) -> Victims:
+    """The victims where `keep` (bool (N,)) holds."""
+    take = lambda a: None if a is None else np.asarray(a)[keep]
+    mask = self.mask[keep] if self.mask.ndim == 4 else self.mask
+    return dataclasses.replace(
+        self, images=self.images[keep], mask=mask, tracks=take(self.tracks),
+        sticker=take(self.sticker), folds=take(self.folds))
 
   @property
   def signs(self) -> int:

@@ -106,6 +106,33 @@ def train_models(models_block: ml_collections.ConfigDict,
   return out
 
 
+def train_folds(models_block: ml_collections.ConfigDict, folds: int,
+                root: epath.Path) -> dict[str, Population]:
+  """Every model of `models_block` trained once per fold of a grouped
+  k-fold (`data.folds`, `data.fold`: fold k held out) into
+  `root/NAME/foldK`, each variant one population whose members are its
+  folds' (fold by fold, seed by seed; `Population.folds` names each
+  member's held-out fold). Member j of every variant is the same fold
+  and seed, so the variants pair member by member."""
+  out = {}
+  for name, cfg in models_block.items():
+    per_fold = []
+    for k in range(folds):
+      c = ml_collections.ConfigDict(cfg.to_dict())
+      c.data.folds, c.data.fold = folds, k
+      per_fold.append(train_models(ml_collections.ConfigDict({name: c}),
+                                   epath.Path(root) / name / f"fold{k}")[name])
+    first = per_fold[0]
+    out[name] = dataclasses.replace(
+        first, members=sum((p.members for p in per_fold), ()),
+        seeds=sum((p.seeds for p in per_fold), ()),
+        results=tuple(r | {"fold": k} for k, p in enumerate(per_fold)
+                      for r in p.results),
+        train_seconds=float(sum(p.train_seconds for p in per_fold)),
+        folds=tuple(k for k, p in enumerate(per_fold) for _ in p.members))
+  return out
+
+
 def _training_config(path: Path) -> ml_collections.ConfigDict:
   """WORKDIR/config.json of a training workdir (`launch.train`, a sweep or
   a study's models/NAME), checked against its newest checkpoint's sidecar:

@@ -84,6 +84,10 @@ class Grid:
     count_recognised: count each member's outcomes only over the victims
       it reads, clean, as their class (the slides' reading; NaN
       otherwise), and give the row 'victims' and 'victims_recognised'.
+    test_folds: the fold each test image is held out in (members trained
+      fold by fold: each is measured on its own fold), or None.
+    ladder: shorter attacks (step counts) run beside `settings['steps']`
+      on the same victims and keys: the row's convergence curve.
   """
 
   settings: dict[str, Any]
@@ -91,35 +95,100 @@ class Grid:
   labels: LabelSpace = LISA
   test_split: tuple[np.ndarray, np.ndarray] | None = None
   count_recognised: bool = False
+  test_folds: np.ndarray | None = None
+  ladder: tuple[int, ...] = ()
 
   def member(self, population, victims, params, key, index, count):
     f = population.apply_fn
-    out = whitebox(f, params, victims.images, victims.mask, key,
-                   labels=self.labels,
-                   desc=evaluation.label(population, index, count,
-                                         f"grid on {victims.name}:"),
-                   **self.settings)
-    out["_recognised"] = models.predict(f, params,
-                                        victims.images) == victims.label
+    own = population.held_out(index, victims.folds)
+    mine = victims if own is None else victims.subset(own)
+    desc = evaluation.label(population, index, count,
+                            f"grid on {victims.name}:")
+    out = whitebox(f, params, mine.images, mine.mask, key, labels=self.labels,
+                   desc=desc, **self.settings)
+    recognised = models.predict(f, params, mine.images) == victims.label
+    curve = {s: whitebox(f, params, mine.images, mine.mask, key,
+                         labels=self.labels, desc=f"{desc} {s} steps",
+                         **{**self.settings, "steps": s})["outcomes"]
+             for s in self.ladder}
+    read = recognised.astype(np.float64)
+    if own is not None:  # the other folds' victims: not this member's
+      out["outcomes"] = _spread(out["outcomes"], own)
+      curve = {s: _spread(o, own) for s, o in curve.items()}
+      recognised, read = _spread(recognised, own, fill=False), _spread(read,
+                                                                     own)
+    out["_recognised"], out["_curve"] = recognised, curve
     if self.test_split is None:
-      out["_correct"] = out["_recognised"]
+      out["_correct"] = read
+      return out
+    images, labels = self.test_split
+    own = population.held_out(index, self.test_folds)
+    if own is None:
+      out["_correct"] = (models.predict(f, params, images)
+                         == labels).astype(np.float64)
     else:
-      images, labels = self.test_split
-      out["_correct"] = models.predict(f, params, images) == labels
+      out["_correct"] = _spread(models.predict(f, params, images[own])
+                                == labels[own], own)
     return out
 
   def pool(self, population, victims, measured):
     recognised = np.stack([m["_recognised"] for m in measured])
+    counted = (recognised if self.count_recognised or victims.folds is not None
+               else None)
     row = combine(population.name, self.dataset, population.alpha, measured,
-                  np.stack([m["_correct"] for m in measured]).astype(int),
-                  counted=recognised if self.count_recognised else None,
-                  tracks=victims.tracks,
+                  np.stack([m["_correct"] for m in measured]),
+                  counted=counted, tracks=victims.tracks,
                   accuracy_on_victims=self.test_split is None)
     row["n_signs"] = victims.signs
     if self.count_recognised:
       row["victims"] = int(len(victims.images))
-      row["victims_recognised"] = recognised.sum(1).tolist()
+      row["victims_recognised"] = np.nansum(recognised, 1).astype(int).tolist()
+    if self.ladder:
+      row["curve"] = convergence(measured, row, counted, victims.tracks,
+                                 int(self.settings["steps"]))
     return row
+
+
+def _spread(values, keep: np.ndarray, fill=np.nan) -> np.ndarray:
+  """`values` (..., kept items) placed at the `keep` positions of arrays
+  over every item (last axis), `fill` elsewhere."""
+  values = np.asarray(values)
+  dtype = np.float64 if fill is not False else bool
+  out = np.full(values.shape[:-1] + keep.shape, fill, dtype)
+  out[..., keep] = values
+  return out
+
+
+def convergence(measured, row, counted, tracks, steps: int
+                ) -> dict[str, Any]:
+  """The success curve against the attack's steps: each shorter run of the
+  ladder (members' '_curve') and the row's own `steps`, each with its 95%
+  interval; 'levelled' when the last doubling or more moved the average
+  success less than 2 points or inside the previous point's interval."""
+  points = []
+  for s in sorted(measured[0]["_curve"]):
+    outcomes = np.stack([m["_curve"][s] for m in measured]).astype(float)
+    if counted is not None:
+      outcomes = np.where(np.asarray(counted, bool)[:, None, :], outcomes,
+                          np.nan)
+    points.append({"steps": s} | _point(evaluation.rate(
+        outcomes.transpose(0, 2, 1), tracks)))
+  points.append({"steps": steps, "mean": row["avg_success"],
+                 "ci_low": row["avg_success_ci_low"],
+                 "ci_high": row["avg_success_ci_high"]})
+  last, before = points[-1], points[-2]
+  levelled = bool(abs(last["mean"] - before["mean"]) < CONVERGED_POINTS
+                  or before["ci_low"] <= last["mean"] <= before["ci_high"])
+  return {"points": points, "levelled": levelled}
+
+
+def _point(r: dict[str, Any]) -> dict[str, Any]:
+  return {k: r[k] for k in ("mean", "ci_low", "ci_high")}
+
+
+#: The curve has levelled when the longest attack moved the success less
+#: than this (a share) against the one before.
+CONVERGED_POINTS = 0.02
 
 
 def combine(name: str, dataset: str, alpha: float, results: list[dict],

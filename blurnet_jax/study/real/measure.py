@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 from blurnet_jax.classes import LabelSpace
@@ -64,6 +65,65 @@ def _spread(rows: np.ndarray, groups: np.ndarray, n: int, seed: int
   return np.sort(np.asarray(out, np.int64))
 
 
+def _frames_per_track(rows: np.ndarray, groups: np.ndarray, frames: int
+                      ) -> np.ndarray:
+  """Up to `frames` of `rows` per group (track), evenly spaced along the
+  group's rows (the track's frames in order), sorted."""
+  out = []
+  for g in np.unique(groups):
+    mine = rows[groups == g]
+    pick = np.unique(np.linspace(0, len(mine) - 1, min(frames, len(mine)))
+                     .round().astype(int))
+    out.extend(mine[pick])
+  return np.sort(np.asarray(out, np.int64))
+
+
+def fold_builders(config) -> list[Any]:
+  """The data set prepared once per fold of `config.real.folds`: fold k's
+  test split is the k-th of a grouped k-fold by track."""
+  out = []
+  for k in range(int(config.real.folds)):
+    data = ml_collections.ConfigDict(config.data.to_dict())
+    data.folds, data.fold = int(config.real.folds), k
+    out.append(datasets.prepare(data))
+  return out
+
+
+def fold_victims(config, labels: LabelSpace, real: RP2Data) -> Victims:
+  """The held-out victims of a grouped k-fold (`config.real.folds`): in
+  each fold, `config.real.frames_per_sign` frames (evenly spaced) of
+  every stop track it holds out, none a near-duplicate of the fold's
+  training stop signs; each victim carries its track and its fold, so
+  that only the models trained without its fold attack it."""
+  parts, candidates, excluded = [], 0, 0
+  for k, builder in enumerate(fold_builders(config)):
+    train_x, train_y = datasets.load_split(builder, "train")
+    test_x, test_y = datasets.load_split(builder, "test")
+    groups = datasets.load_field(builder, "test", "group")
+    stops = np.flatnonzero(test_y == labels.stop)
+    _, duplicate = splits.near_duplicates(test_x[stops],
+                                          train_x[train_y == labels.stop])
+    kept = stops[~duplicate]
+    chosen = _frames_per_track(kept, groups[kept],
+                               int(config.real.frames_per_sign))
+    parts.append((test_x[chosen], groups[chosen], np.full(len(chosen), k)))
+    candidates += len(stops)
+    excluded += int(duplicate.sum())
+  images, tracks, folds = (np.concatenate(p) for p in zip(*parts))
+  return Victims(
+      "held_out", common.to_float(images), real.mask, label=labels.stop,
+      tracks=tracks, folds=folds, info={
+          "description": f"stop crops of every track, each held out in one "
+                         f"of {config.real.folds} folds "
+                         f"({config.data.source})",
+          "candidates": candidates, "excluded_near_duplicates": excluded,
+          "duplicate_threshold": splits.DUPLICATE_DISTANCE,
+          "victims": int(len(images)),
+          "tracks": int(len(np.unique(tracks))),
+          "frames_per_sign": int(config.real.frames_per_sign),
+          "per_fold": np.bincount(folds).tolist()})
+
+
 def victim_sets(config, builder, labels: LabelSpace, real: RP2Data
                 ) -> list[Victims]:
   """The study's real victims (see the module doc), from the prepared
@@ -84,6 +144,9 @@ def victim_sets(config, builder, labels: LabelSpace, real: RP2Data
         "excluded_near_duplicates": int(duplicate.sum()),
         "nearest_crop_distance_min": float(distance.min()),
         "victims": int((~duplicate).sum())}))
+  if int(config.real.get("folds", 0)):
+    sets.append(fold_victims(config, labels, real))
+    return _checked(sets)
   groups = datasets.load_field(builder, "test", "group")
   roi = datasets.load_field(builder, "test", "roi")
   stops = np.flatnonzero(test_y == labels.stop)
@@ -107,6 +170,10 @@ def victim_sets(config, builder, labels: LabelSpace, real: RP2Data
       "tracks": int(len(np.unique(groups[chosen])))
                 if labels.name != "gtsrb" else None,
       "test_indices": chosen.tolist()}))
+  return _checked(sets)
+
+
+def _checked(sets: list[Victims]) -> list[Victims]:
   for v in sets:
     if not len(v.images):
       raise ValueError(
@@ -130,6 +197,12 @@ def table2_rows(config, trained: dict[str, Population], key,
   `effects.PROBE_IMAGES` held-out images."""
   settings = table2.grid_settings(config.real.grid)
   settings["targets"] = tuple(config.real.grid.targets[labels.name])
+  test_folds = None
+  if int(config.real.get("folds", 0)):  # every fold's held-out split
+    splits_ = [datasets.load_split(b, "test") for b in fold_builders(config)]
+    test_split = tuple(np.concatenate(p) for p in zip(*splits_))
+    test_folds = np.concatenate([np.full(len(y), k)
+                                 for k, (_, y) in enumerate(splits_)])
   test_images, _ = test_split
   pick = np.random.default_rng(0).permutation(len(test_images))
   probe = common.to_float(test_images[np.sort(pick[:effects.PROBE_IMAGES])])
@@ -140,7 +213,8 @@ def table2_rows(config, trained: dict[str, Population], key,
   for victims in sets:
     grid = table2.Grid(settings, dataset_name(config.data.source, victims),
                        labels=labels, test_split=test_split,
-                       count_recognised=True)
+                       count_recognised=True, test_folds=test_folds,
+                       ladder=tuple(config.real.get("ladder", ())))
     rows += [evaluation.evaluate(m, victims, key, grid)
              for m in trained.values()]
     table2.compare(rows, grid.dataset, treatments)

@@ -111,6 +111,26 @@ def _settings_block(config, meta: dict[str, Any]) -> R.Bullets:
   ])
 
 
+def _curve_block(rows, dataset) -> list[Any]:
+  """The convergence curve of each row (white-box success against the
+  attack's steps), where the study ran one."""
+  rows = [r for r in rows if r.get("curve")]
+  if not rows:
+    return []
+  steps = [p["steps"] for p in rows[0]["curve"]["points"]]
+  return [R.Table(
+      ["variant"] + [f"{s} steps" for s in steps] + ["levelled"],
+      [[r["variant"]] + [
+          f"{100 * p['mean']:.1f} [{100 * p['ci_low']:.1f}, "
+          f"{100 * p['ci_high']:.1f}]" for p in r["curve"]["points"]]
+       + ["yes" if r["curve"]["levelled"] else "no"] for r in rows],
+      caption=(f"{dataset}: average white-box success (percent, 95% "
+               "intervals) against the RP2 attack's steps, same victims "
+               "and keys; levelled: the longest attack moved it less than "
+               "2 points, or stayed inside the shorter one's interval "
+               "(else the verdict is read before the attack converged)."))]
+
+
 def _table2_blocks(rows: list[dict[str, Any]]) -> list[Any]:
   """Per victim set: Table 2, then whether each defence acted."""
   out: list[Any] = []
@@ -129,6 +149,7 @@ def _table2_blocks(rows: list[dict[str, Any]]) -> list[Any]:
             "every interval and paired difference takes the sign as its "
             "unit; p is McNemar's exact test over victims, or the t-test "
             "over signs where victims share signs).")),
+        *_curve_block(part, dataset),
         _treatment_block(part, (
             f"{dataset}: did each defence act? Geometric mean ratios to "
             "the baseline of the same seed on held-out images, 95% "

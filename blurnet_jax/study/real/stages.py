@@ -81,8 +81,11 @@ class Inputs(StudyInputs):
 
   @functools.cached_property
   def trained(self) -> dict[str, Population]:
-    return zoo.train_models(real_model_configs(self.config, self.labels),
-                            self.workdir / "models")
+    configs = real_model_configs(self.config, self.labels)
+    folds = int(self.config.real.get("folds", 0))
+    if folds:
+      return zoo.train_folds(configs, folds, self.workdir / "models")
+    return zoo.train_models(configs, self.workdir / "models")
 
 
 def victims_stage(config, inputs: Inputs) -> dict[str, Any]:
