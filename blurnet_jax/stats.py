@@ -155,6 +155,63 @@ def _two_way(x: np.ndarray, level: float) -> tuple[float, float, float]:
   return mean, t * math.sqrt(se2), float(df)
 
 
+def variance_components(outcomes, clusters=None) -> dict[str, Any]:
+  """Moment estimates of what spreads a grand mean of `outcomes` (members,
+  victims, ...; NaN: not counted), for planning a design: 'replicate' (R
+  times the seed part of `_two_way` on sign means: the spread of the
+  members' means, conservative where signs are nested in members),
+  'sign' (S times its sign part, less the share of the frames behind each
+  sign's mean) and 'frame' (the pooled variance of a member's frames
+  within one sign; 0 where no sign has two), with the sizes they were
+  measured at ('frames_per_sign': the counted outcomes behind a sign's
+  mean, over every member: F nested in folds, R F crossed)."""
+  x = _per_victim(outcomes)
+  clusters = (np.arange(x.shape[1]) if clusters is None
+              else np.asarray(clusters))
+  units = by_cluster(x, clusters)
+  ss, dof, inverse = 0.0, 0, []
+  for c in np.unique(clusters):
+    cells = x[:, clusters == c]
+    counted = int(np.sum(~np.isnan(cells)))
+    if counted:
+      inverse.append(1.0 / counted)
+    for row in cells:
+      v = row[~np.isnan(row)]
+      if len(v) > 1:
+        ss += float(np.sum((v - v.mean()) ** 2))
+        dof += len(v) - 1
+  frame = ss / dof if dof else 0.0
+  seeds = nanmean(units, 1)
+  seeds = seeds[~np.isnan(seeds)]
+  signs = nanmean(units, 0)
+  signs = signs[~np.isnan(signs)]
+  r, n = len(seeds), len(signs)
+  replicate = float(np.var(seeds, ddof=1)) if r > 1 else 0.0
+  sign = float(np.var(signs, ddof=1)) if n > 1 else 0.0
+  frames = 1.0 / float(np.mean(inverse)) if inverse else 1.0
+  return {"replicate": replicate,
+          "sign": max(0.0, sign - frame / frames),
+          "frame": frame, "replicates": r, "signs": n,
+          "frames_per_sign": frames}
+
+
+def predicted_half_width(components: dict[str, Any], *, replicates: int,
+                         signs: int, frames_per_sign: float,
+                         level: float = LEVEL) -> float:
+  """The 95% half-width `interval` would give a grand mean measured on
+  `replicates` members and `signs` signs, each sign's mean resting on
+  `frames_per_sign` outcomes (over every member), spread as `components`
+  (`variance_components`): t with Satterthwaite df times the root of
+  replicate/R + (sign + frame/F)/S."""
+  a = components["replicate"] / replicates
+  b = (components["sign"] + components["frame"] / frames_per_sign) / signs
+  if a + b <= 0:
+    return 0.0
+  terms = [(a, replicates - 1), (b, signs - 1)]
+  df = (a + b) ** 2 / sum(c * c / d for c, d in terms if d > 0 and c > 0)
+  return _t_quantile(0.5 + level / 2, df) * math.sqrt(a + b)
+
+
 def interval(outcomes, *, clusters=None, level: float = LEVEL
              ) -> dict[str, Any]:
   """Mean of `outcomes` (seeds, victims, ...) with its 95% interval.

@@ -75,6 +75,10 @@ def test_a_missing_reference_or_a_synthetic_source_is_one_line():
   c.defences.reference = "linf_3x3"
   with pytest.raises(ValueError, match="lacks 'linf_3x3'"):
     defence_stages.check(c)
+  c = _config()
+  c.real.folds = 5
+  with pytest.raises(ValueError, match="not a grouped k-fold yet"):
+    defence_stages.check(c)
   c = robustness_configs.get_config("defences,quick")
   with pytest.raises(ValueError, match="data.source=lisa_crops"):
     defence_stages.check(c)

@@ -301,3 +301,46 @@ def test_real_model_configs_follow_the_label_space_and_the_real_seeds():
   c.data.source = "lisa_crops"
   block = real_stages.real_model_configs(c, LISA)
   assert models.model_for(block.baseline).num_classes == 18
+
+
+def test_the_plan_predicts_the_pilots_own_half_width_and_sizes_a_design():
+  """A pilot of 5 folds x 16 signs x 4 frames, nested (each sign in one
+  fold): the plan's predicted half-width at the pilot's own design is the
+  pilot's interval's, within 15%, and a larger design it picks is
+  narrower."""
+  from blurnet_jax.study.real import plan as plan_lib
+  rng = np.random.default_rng(0)
+  folds, signs, frames, targets = 5, 16, 4, 2
+  tracks = np.repeat(np.arange(signs), frames)
+  fold_of = np.repeat(np.arange(signs) % folds, frames)
+  sign_p = rng.uniform(0.2, 0.8, signs)[tracks]
+  base = (rng.random((folds, targets, signs * frames)) < sign_p).astype(float)
+  row = (rng.random((folds, targets, signs * frames))
+         < 0.6 * sign_p).astype(float)
+  other = np.arange(folds)[:, None] != fold_of[None, :]  # (folds, victims)
+  for x in (base, row):  # a member attacks only its own fold's signs
+    x[np.broadcast_to(other[:, None, :], x.shape)] = np.nan
+  diff = stats.paired_difference(base.transpose(0, 2, 1),
+                                 row.transpose(0, 2, 1), clusters=tracks)
+  diff["expected_difference"] = -0.25
+  rows = [{"dataset": "s: held_out", "variant": "baseline",
+           "outcomes": base.tolist(), "tracks": tracks.tolist()},
+          {"dataset": "s: held_out", "variant": "tv_1e-3",
+           "outcomes": row.tolist(), "tracks": tracks.tolist(),
+           "vs_baseline": diff}]
+  config = reproduce_configs.get_config("decide")
+  victims = {"held_out": {"victims": signs * frames, "tracks": signs}}
+  plan = plan_lib.plan_from(config, rows, {"train": 500.0, "table2": 500.0},
+                            victims)
+  (claim,) = plan["claims"]
+  assert claim["target"] == pytest.approx(0.125)
+  comp = claim["components"]
+  predicted = stats.predicted_half_width(
+      comp, replicates=folds, signs=signs, frames_per_sign=frames)
+  pilot = (diff["ci_high"] - diff["ci_low"]) / 2
+  assert predicted == pytest.approx(pilot, rel=0.15)
+  chosen = plan["chosen"]
+  assert chosen["minutes"] <= plan_lib.BUDGET_MINUTES
+  assert chosen["half_widths"]["s: held_out / tv_1e-3"] < predicted
+  assert "nothing to plan" in plan_lib.plan_text(
+      plan_lib.plan_from(config, rows[:1], {}, victims))

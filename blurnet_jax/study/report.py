@@ -45,7 +45,7 @@ from blurnet_jax.study.synthetic import table1
 RESULTS = ("data", "training", "oracle", "victims", "victims_preview",
            "table1", "table1_victims", "table2", "lisa", "proxy",
            "proxy_table2", "spectral", "spectral_claim", "spectral_maps",
-           "sweep", "robustness", "findings", "stages", "study")
+           "sweep", "robustness", "findings", "plan", "stages", "study")
 REQUIRED = {"synthetic": ("table1", "table2", "stages", "study"),
             "real": ("data", "table2", "stages", "study")}
 

@@ -182,6 +182,10 @@ def check(config: ml_collections.ConfigDict) -> None:
         f"the defence study runs on a real source, not data.source="
         f"{config.data.source!r}; pass --config.data.source=lisa_crops (or "
         "gtsrb) and --config.data.manual_dir=PATH")
+  if int(config.real.get("folds", 0)):
+    raise ValueError(f"real.folds={config.real.folds}: the defence study "
+                     "measures one split, not a grouped k-fold yet; pass "
+                     "--config.real.folds=0")
   for name in ("baseline", config.defences.reference):
     if name not in config.real.variants:
       raise ValueError(f"real.variants={tuple(config.real.variants)} lacks "

@@ -162,6 +162,37 @@ def _table2_blocks(rows: list[dict[str, Any]]) -> list[Any]:
   return out
 
 
+def _plan_blocks(p: dict[str, Any] | None) -> list[Any]:
+  """What a decisive run needs, this run as the pilot (plan.json)."""
+  if not p or not p.get("claims"):
+    return []
+  d = p["chosen"]
+  rows = [[c["dataset"], c["variant"],
+           f"{100 * c['pilot']['difference']:+.1f} "
+           f"[{100 * c['pilot']['ci_low']:+.1f}, "
+           f"{100 * c['pilot']['ci_high']:+.1f}]",
+           100 * c["target"],
+           None if d is None else
+           100 * d["half_widths"][f"{c['dataset']} / {c['variant']}"],
+           f"{c['dataset']} / {c['variant']}" in p["decided_by_pilot"]]
+          for c in p["claims"]]
+  design = ("no design fits the budget" if d is None else
+            f"{d['folds']} folds x {d['seeds']} seed(s) x "
+            f"{d['frames_per_sign']} frames per sign, {d['minutes']:.0f} min "
+            "predicted, " + ("every target met" if d["meets_targets"] else
+                             "the closest within the budget"))
+  return [R.Heading("Plan for a decisive run"), R.Table(
+      ["victims", "variant", "this run [95% CI]", "target half-width",
+       "planned half-width", "decided already"], rows,
+      caption=(f"This run as the pilot: each claim's target is half the "
+               f"slides' cut scaled to its baseline; the planned design "
+               f"({design}; budget {p['budget_minutes']:g} min) predicts "
+               "its half-width from the pilot's variance components "
+               "(replicates, signs, frames). 'Decided already': the "
+               "interval lies wholly on one side of half the cut."),
+      formats={"target half-width": ".1f", "planned half-width": ".1f"})]
+
+
 def blocks(config, results: dict[str, Any]) -> list[Any]:
   """The report's blocks (see the module doc), one section after another."""
   meta = results["study"]
@@ -178,6 +209,7 @@ def blocks(config, results: dict[str, Any]) -> list[Any]:
       R.Heading("Table 2 on real photographs"),
       *B.figures_of(figures, "table2"),
       *_table2_blocks(results["table2"]),
+      *_plan_blocks(results.get("plan")),
       *_oracle_blocks(results.get("oracle"), figures),
       R.Heading("Seconds per stage"),
       R.Table(["stage", "seconds"],

@@ -9,6 +9,8 @@ order for `stages.run_stages`:
   oracle    the RP2 model's reading of every LISA crop (LISA sources)
   table2    the white-box grid, paired differences, treatment checks and
             verdicts on each victim set
+  plan      the design a decisive run needs, this run as the pilot
+            (plan.json)
   findings  a verdict per claim
 """
 
@@ -24,12 +26,15 @@ from blurnet_jax.classes import LabelSpace, label_space
 from blurnet_jax.data import datasets
 from blurnet_jax.study.claims import findings
 from blurnet_jax.study.evaluators import oracle
+from blurnet_jax.jsonio import read_json
 from blurnet_jax.study.real import measure as real_study
+from blurnet_jax.study.real import plan
 from blurnet_jax.study import report
 from blurnet_jax.study import zoo
 from blurnet_jax.study.evaluation import Population, Victims
 from blurnet_jax.study.figures import SHOWN
-from blurnet_jax.study.stages import Stage, StudyInputs, data_stage
+from blurnet_jax.study.stages import SECONDS_FILE, Stage, StudyInputs
+from blurnet_jax.study.stages import data_stage
 from blurnet_jax.study.stages import data_text
 from blurnet_jax.study.stages import train_stage, training_text
 
@@ -109,6 +114,14 @@ def table2_stage(config, inputs: Inputs) -> dict[str, Any]:
       inputs.labels)}
 
 
+def plan_stage(config, inputs: Inputs) -> dict[str, Any]:
+  """plan.json: the design this run's data say a decisive run needs
+  (`real.plan`), this run as the pilot."""
+  seconds = read_json(inputs.workdir / SECONDS_FILE, "stage seconds")
+  return {"plan": plan.plan_from(config, inputs.results["table2"], seconds,
+                                 inputs.results["victims"])}
+
+
 def findings_stage(config, inputs: Inputs) -> dict[str, Any]:
   del config
   return {"findings": findings.findings([], inputs.results["table2"], None)}
@@ -131,5 +144,6 @@ STAGES = (
           else "", optional=("oracle",)),
     Stage("table2", table2_stage, ("table2",),
           lambda r: report.table2_text(r["table2"])),
+    Stage("plan", plan_stage, ("plan",), lambda r: plan.plan_text(r["plan"])),
     Stage("findings", findings_stage, ("findings",)),
 )
