@@ -10,11 +10,11 @@ The variance components of each defended row's per-cell differences
 frames of one sign) give the half-width a design of F folds x s seeds x f
 frames per sign would reach (`stats.predicted_half_width`); the pilot's
 own seconds per trained member and per attacked victim give its minutes.
-The plan picks the cheapest design whose predicted half-widths are all
-under their targets within `BUDGET_MINUTES`; where none is, the best it
-can reach, and says which claim stays open. Where the pilot's difference
-already lies more than its target from both zero and the cut, the claim
-needs no more data.
+A claim whose pilot interval already lies wholly on one side of half the
+cut is decided: more data cannot move its verdict's side. The plan picks
+the cheapest design whose predicted half-widths put every open claim
+under its target within `BUDGET_MINUTES`; where none does, the one that
+meets the most, then the narrowest, and says which claims stay open.
 """
 
 from __future__ import annotations
@@ -106,21 +106,27 @@ def plan_from(config, rows: list[dict[str, Any]], seconds: dict[str, float],
           comp, replicates=folds * seeds,
           signs=comp["signs"] if crossed else signs or comp["signs"],
           frames_per_sign=folds * seeds if crossed else seeds * frames)
-    met = all(halves[f"{c['dataset']} / {c['variant']}"] < c["target"]
-              for c in found)
     designs.append({"folds": folds, "seeds": seeds, "frames_per_sign": frames,
                     "minutes": round(_minutes(pilot, folds, seeds, frames,
                                               signs), 1),
-                    "half_widths": halves, "meets_targets": met})
+                    "half_widths": halves})
+  # The claims the pilot left open decide the design; every claim's
+  # target counts where none is open.
+  still_open = [c for c in found if not _decided(c)]
+  weighed = still_open or found
+  ratios = lambda d: [d["half_widths"][f"{c['dataset']} / {c['variant']}"]
+                      / c["target"] for c in weighed]
+  for d in designs:
+    d["meets_targets"] = all(r < 1 for r in ratios(d))
   fits = [d for d in designs if d["minutes"] <= BUDGET_MINUTES]
   chosen = min((d for d in fits if d["meets_targets"]),
                key=lambda d: d["minutes"], default=None)
-  if chosen is None and fits:  # the best reachable: the smallest worst gap
-    chosen = min(fits, key=lambda d: max(
-        d["half_widths"][f"{c['dataset']} / {c['variant']}"] / c["target"]
-        for c in found) if found else d["minutes"])
+  if chosen is None and fits:  # the closest: most met, then the narrowest
+    chosen = min(fits, key=lambda d: (-sum(r < 1 for r in ratios(d)),
+                                      sum(ratios(d)), d["minutes"]))
   return {"budget_minutes": BUDGET_MINUTES, "pilot": pilot,
           "claims": found, "designs": designs, "chosen": chosen,
+          "open": [f"{c['dataset']} / {c['variant']}" for c in still_open],
           "decided_by_pilot": [f"{c['dataset']} / {c['variant']}"
                                for c in found if _decided(c)]}
 
@@ -152,7 +158,9 @@ def plan_text(plan: dict[str, Any]) -> str:
   if d is None:
     lines.append("  no design fits the budget")
     return "\n".join(lines)
-  verb = "meets every target" if d["meets_targets"] else (
+  lines.append("  open after this run: " + (", ".join(plan["open"])
+                                              or "none (every claim decided)"))
+  verb = "meets every open claim's target" if d["meets_targets"] else (
       "is the closest within the budget (targets not all met)")
   lines.append(f"  chosen: {d['folds']} folds x {d['seeds']} seed(s) x "
                f"{d['frames_per_sign']} frames per sign, "
