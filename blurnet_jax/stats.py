@@ -203,6 +203,10 @@ def predicted_half_width(components: dict[str, Any], *, replicates: int,
   `frames_per_sign` outcomes (over every member), spread as `components`
   (`variance_components`): t with Satterthwaite df times the root of
   replicate/R + (sign + frame/F)/S."""
+  if replicates < 1 or signs < 1 or frames_per_sign <= 0:
+    raise ValueError(f"a design of {replicates} replicate(s), {signs} "
+                     f"sign(s) and {frames_per_sign} frame(s) per sign "
+                     "measures nothing; give at least one of each")
   a = components["replicate"] / replicates
   b = (components["sign"] + components["frame"] / frames_per_sign) / signs
   if a + b <= 0:

@@ -100,9 +100,11 @@ def data_of(dataset: str) -> tuple[str, str]:
   return f"{rests}, {REAL_VICTIMS[victims]}", confounders
 
 
-def findings(table1_rows, table2_rows, spectral: dict[str, Any] | None
-             ) -> list[dict[str, Any]]:
-  """One entry per claim of the slides (see the module doc)."""
+def findings(table1_rows, table2_rows, spectral: dict[str, Any] | None,
+             *, replicates: str = "seeds") -> list[dict[str, Any]]:
+  """One entry per claim of the slides (see the module doc); `replicates`
+  names what the members of a row are ('seeds', or 'folds' of a grouped
+  k-fold)."""
   out = []
   real = [r for r in table1_rows if r["dataset"] == "rp2"]
   reading = table1.slides_reading(real)["follows"] if real else None
@@ -121,6 +123,8 @@ def findings(table1_rows, table2_rows, spectral: dict[str, Any] | None
         "avg_success": [r["avg_success"], r["avg_success_ci_low"],
                         r["avg_success_ci_high"]],
         "legit_acc": r["legit_acc"], "n_seeds": r["n_seeds"],
+        "n_signs": d.get("n_signs"), "test": d.get("test"),
+        "replicates": replicates,
         **{k: d[k] for k in ("difference", "ci_low", "ci_high", "a_only",
                              "b_only", "p_value", "slides_difference")},
         "slides_relative": d.get("slides_relative"),
@@ -180,11 +184,16 @@ def text(entry: dict[str, Any]) -> str:
             f"RP2 assets; reading: {entry['reading']}. Confounders: "
             f"{entry['confounders']}.")
   s = entry["avg_success"]
+  signs = (f" and {entry['n_signs']} physical signs"
+           if entry.get("n_signs") else "")
+  test = ("t-test over signs" if str(entry.get("test", "")).startswith(
+      "two-way") else "McNemar")
   return (f"{entry['claim']}: {v}. Average white-box success "
           f"{_pct(s[0])}% [95% CI {_pct(s[1])}, {_pct(s[2])}] over "
-          f"{entry['n_seeds']} seeds; paired difference against the "
-          f"baseline {_pct(entry['difference'])} points [{_pct(entry['ci_low'])}"
-          f", {_pct(entry['ci_high'])}] ({_expected(entry)}; McNemar p = "
+          f"{entry['n_seeds']} {entry.get('replicates', 'seeds')}{signs}; "
+          f"paired difference against the baseline "
+          f"{_pct(entry['difference'])} points [{_pct(entry['ci_low'])}"
+          f", {_pct(entry['ci_high'])}] ({_expected(entry)}; {test} p = "
           f"{entry['p_value']:.2g}); accuracy {_pct(entry['legit_acc'])}%;"
           f" {entry['reason']}. Data: {entry['rests_on']}. Confounders: "
           f"{entry['confounders']}.")

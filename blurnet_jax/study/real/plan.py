@@ -54,6 +54,8 @@ def claims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 and b["variant"] == "baseline")
     tracks = None if r.get("tracks") is None else np.asarray(r["tracks"])
     components = stats.variance_components(_differences(base, r), tracks)
+    if components["signs"] < 2:  # too few counted signs to plan from
+      continue
     out.append({"dataset": r["dataset"], "variant": r["variant"],
                 "target": abs(d["expected_difference"]) / 2,
                 "pilot": {"difference": d["difference"],

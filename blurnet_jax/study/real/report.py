@@ -95,9 +95,16 @@ def _settings_block(config, meta: dict[str, Any]) -> R.Bullets:
   """The variants, training, white-box grid and what counts as success."""
   real = config.real
   steps = real.num_train_steps[meta["labels"]]
+  folds = int(real.get("folds", 0))
+  replication = (
+      f"{folds} folds of a grouped k-fold by track x seeds "
+      f"{tuple(real.seeds)}: each variant trained once per fold and "
+      f"seed, attacked on its fold's held-out stop tracks "
+      f"({real.frames_per_sign} frames each); the data line's split is "
+      "the oracle's" if folds else
+      f"seeds {tuple(real.seeds)} (one vmapped population per variant)")
   return R.Bullets([
-      f"variants: {', '.join(real.variants)}; seeds "
-      f"{tuple(real.seeds)} (one vmapped population per variant)",
+      f"variants: {', '.join(real.variants)}; {replication}",
       f"training: {steps} steps of {config.batch_size} images, learning "
       f"rate {real.learning_rate}, from scratch",
       f"white-box RP2 grid: targets "

@@ -123,8 +123,9 @@ def plan_stage(config, inputs: Inputs) -> dict[str, Any]:
 
 
 def findings_stage(config, inputs: Inputs) -> dict[str, Any]:
-  del config
-  return {"findings": findings.findings([], inputs.results["table2"], None)}
+  return {"findings": findings.findings(
+      [], inputs.results["table2"], None,
+      replicates="folds" if int(config.real.get("folds", 0)) else "seeds")}
 
 
 def _victims_text(results) -> str:
