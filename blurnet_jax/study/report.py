@@ -276,7 +276,6 @@ def _table2_blocks(results: dict[str, Any]) -> list[Any]:
               "'The synthetic proxy against the LISA model' below)."
               if oracle_accuracy is not None else "")),
       table2_block(results["table2"], "White-box grid per variant"),
-      *figures_of(figures, "table2"),
   ]
   blocks += oracle_blocks(results.get("oracle"), figures)
   blocks += proxy_blocks(results.get("proxy"), figures)
